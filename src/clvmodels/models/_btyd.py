@@ -1,0 +1,108 @@
+"""Base class of the continuous-time 'buy till you die' models (BG/NBD, MBG/NBD, Pareto/NBD).
+
+The data are an RFM frame: ``frequency`` (x, repeat purchases), ``recency`` (t_x, time of
+the last repeat purchase) and ``T`` (age), all in the frame's time unit. A subclass names
+its parameters and plugs in the pure functions of its module, each taking the parameters
+first, in ``param_names`` order, then the data.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from .._validate import validate_rfm
+from ._base import MLEModel
+
+
+def _as_series(values, index, name) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=float), index=index, name=name)
+
+
+class TransactionModel(MLEModel):
+    """Shared fit/predict plumbing for models of (frequency, recency, T)."""
+
+    columns: ClassVar[tuple[str, str, str]] = ("frequency", "recency", "T")
+
+    # pure functions of the model's module, set by subclasses (staticmethod)
+    _ll = None
+    _ll_grad = None
+    _f_expected = None
+    _f_alive = None
+    _f_expected_new = None
+    _f_pmf = None
+    _f_simulate = None
+
+    def _data(self, frame):
+        frame = validate_rfm(frame)
+        return tuple(frame[c].to_numpy(dtype=float) for c in self.columns)
+
+    def _loglik(self, params, *data):
+        return type(self)._ll(*params, *data)
+
+    def _loglik_grad(self, params, *data):
+        return np.column_stack(type(self)._ll_grad(*params, *data))
+
+    def _start(self, data, weights):
+        x, _, T = data
+        rate = max(np.average(x, weights=weights) / np.average(T, weights=weights), 1e-6)
+        # r = 1 and alpha = 1 / mean rate put the prior mean rate at the observed one;
+        # the remaining (dropout) parameters start at 1.
+        start = np.ones(len(self.param_names))
+        start[1] = 1.0 / rate
+        return start
+
+    # ---- predictions ------------------------------------------------------------------
+    def _arrays(self, rfm: pd.DataFrame):
+        rfm = validate_rfm(rfm)
+        return tuple(rfm[c].to_numpy(dtype=float) for c in self.columns)
+
+    def expected_purchases(self, t: float, rfm: pd.DataFrame) -> pd.Series:
+        """Expected number of purchases in (T, T + t] given each customer's history."""
+        p = self._check_fitted()
+        x, t_x, T = self._arrays(rfm)
+        return _as_series(type(self)._f_expected(*p, t, x, t_x, T), rfm.index,
+                          "expected_purchases")
+
+    def expected_purchases_path(self, times, rfm: pd.DataFrame) -> np.ndarray:
+        """Expected purchases in (T, T + t] for each of ``times``: array (customers, times)."""
+        p = self._check_fitted()
+        x, t_x, T = self._arrays(rfm)
+        times = np.asarray(times, dtype=float)[None, :]
+        return np.asarray(
+            type(self)._f_expected(*p, times, x[:, None], t_x[:, None], T[:, None])
+        )
+
+    def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:
+        """Probability that each customer is still active at T, given the history."""
+        p = self._check_fitted()
+        x, t_x, T = self._arrays(rfm)
+        return _as_series(type(self)._f_alive(*p, x, t_x, T), rfm.index, "probability_alive")
+
+    def expected_purchases_new(self, t):
+        """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
+        p = self._check_fitted()
+        out = type(self)._f_expected_new(*p, np.asarray(t, dtype=float))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def probability_of_purchases(self, n, t):
+        """P(X(t) = n) for a customer acquired at 0."""
+        p = self._check_fitted()
+        out = type(self)._f_pmf(*p, np.asarray(n, dtype=float), np.asarray(t, dtype=float))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:
+        """An RFM frame drawn from the model (exact, vectorised).
+
+        ``T`` is one age for all customers or one per customer.
+        """
+        p = self._check_fitted()
+        rng = np.random.default_rng(random_state)
+        T = np.broadcast_to(np.asarray(T, dtype=float), (n_customers,)).copy()
+        x, t_x = type(self)._f_simulate(*p, T, rng)
+        return pd.DataFrame(
+            {"frequency": x.astype(np.int64), "recency": t_x, "T": T},
+            index=pd.RangeIndex(n_customers, name="customer_id"),
+        )
