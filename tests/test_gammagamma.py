@@ -32,11 +32,25 @@ def test_frequency_monetary_correlation_reported(fitted):
 
 def test_strong_correlation_warns():
     rng = np.random.default_rng(0)
+    x = pd.Series(rng.integers(1, 20, 2000))
+    spend = GammaGamma.from_params(p=4.0, q=5.0, v=20.0).simulate(x, random_state=1)
+    rfm = pd.DataFrame({"frequency": x, "recency": x * 1.0, "T": 30.0,
+                        "monetary_value": spend * x})  # big spenders buy more often
+    with pytest.warns(StatisticalWarning, match="correlated"):
+        fit = GammaGamma().fit(rfm)
+    assert fit.frequency_monetary_corr_ > 0.3
+
+
+@pytest.mark.filterwarnings("ignore:GammaGamma. frequency and monetary_value are correlated")
+def test_degenerate_data_warn_instead_of_failing():
+    # spend proportional to frequency with no heterogeneity in the rate: q, v -> infinity
+    rng = np.random.default_rng(0)
     x = rng.integers(1, 20, 500)
     rfm = pd.DataFrame({"frequency": x, "recency": x * 1.0, "T": 30.0,
                         "monetary_value": 5.0 * x + rng.gamma(2, 1, 500)})
-    with pytest.warns(StatisticalWarning, match="correlated"):
-        GammaGamma().fit(rfm)
+    with pytest.warns(StatisticalWarning, match="drifted to extreme values"):
+        fit = GammaGamma().fit(rfm)
+    assert np.all(np.isfinite(fit.expected_spend(rfm)))
 
 
 def test_expected_spend_matches_lifetimes(fitted, cdnow_rfm, lifetimes):
@@ -96,3 +110,12 @@ def test_extremes_finite():
                     assert np.all(np.isfinite(gammagamma.loglik(p, q, v, x, m)))
                     grads = gammagamma.loglik_grad(p, q, v, x, m)
                 assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_zero_spend_of_repeat_buyers_rejected():
+    rfm = pd.DataFrame({"frequency": [1, 2, 0, 3], "recency": [1.0, 2.0, 0.0, 3.0],
+                        "T": 4.0, "monetary_value": [0.0, 5.0, 0.0, 0.0]})
+    before = rfm.copy()
+    with pytest.raises(DataError, match=r"monetary_value.*must be positive.*\(2 rows\)"):
+        GammaGamma().fit(rfm)
+    pd.testing.assert_frame_equal(rfm, before)

@@ -2,7 +2,9 @@
 
 ``clvmodels summary`` prints, for CDNOW by default or for a CSV/Parquet transaction log:
 the RFM summary statistics, the analysts' formula table and the BG/NBD + Gamma-Gamma
-estimates. Bad input gives one line naming the problem and exit code 2.
+estimates. ``clvmodels report`` writes the HTML report comparing the formula with the
+models (see :mod:`clvmodels.report`) and prints its key numbers. Bad input gives one line
+naming the problem and exit code 2.
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ def _summary(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
         bg = BGNBD().fit(rfm)
-        gg = GammaGamma().fit(rfm)
+        # repeat buyers whose purchases were all free have no place in a gamma spend model
+        zero = (rfm["frequency"] > 0) & (rfm["monetary_value"] <= 0)
+        gg = GammaGamma().fit(rfm[~zero])
+    if zero.any():
+        print(f"note: {int(zero.sum())} repeat buyers with zero average spend are left out "
+              "of the Gamma-Gamma fit\n")
     print("BG/NBD (maximum likelihood)")
     print(bg.summary().round(4).to_string(), "\n")
     print("Gamma-Gamma (maximum likelihood)")
@@ -68,6 +75,54 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _money(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _print_report_summary(s: dict) -> None:
+    print(f"Report written to {s['html']} in {s['seconds']:.0f} s")
+    if "holdout" not in s:
+        return
+    a = s["actual"]
+    print(f"\nHoldout {s['holdout_start']} to {s['holdout_end']} "
+          f"({s['holdout_weeks']:.1f} weeks), {s['customers']:,} customers: actual "
+          f"{a['purchases']:,.0f} purchases, revenue {_money(a['revenue'])}")
+    print(f"  {'method':<28}{'purchases':>11}{'error':>9}{'revenue':>13}{'error':>9}"
+          f"{'MAE/customer':>14}")
+    for name, m in s["holdout"].items():
+        rev = m.get("revenue_predicted")
+        rev_txt = _money(rev) if rev is not None else "-"
+        rev_err = (f"{m['revenue_error_pct']:+.1f}%" if m.get("revenue_error_pct")
+                   is not None else "-")
+        mae = f"{m['revenue_mae']:.2f}" if m.get("revenue_mae") is not None else "-"
+        print(f"  {name:<28}{m['purchases_predicted']:>11,.0f}"
+              f"{m['purchases_error_pct']:>+8.1f}%{rev_txt:>13}{rev_err:>9}{mae:>14}")
+    for line in s.get("conclusions", []):
+        print(f"- {line}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    draws, tune, chains = args.draws, args.tune, args.chains
+    if args.fast:
+        draws, tune, chains = draws or 100, tune or 100, chains or 2
+    try:
+        summary = run_report(
+            args.transactions, customer=args.customer, date=args.date, amount=args.amount,
+            segment=args.segment, calibration_end=args.calibration_end,
+            observation_end=args.observation_end, out=args.out, draws=draws, tune=tune,
+            chains=chains, bayes=not args.no_bayes, seed=args.seed,
+            show_code=args.show_code, progress=not args.no_progress,
+            keep_notebook=args.keep_notebook,
+        )
+    except RuntimeError as exc:
+        print(f"clvmodels: report failed: {exc}", file=sys.stderr)
+        return 1
+    _print_report_summary(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clvmodels", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +136,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="last day of observation (default: the last transaction day)")
     s.add_argument("--unit", default="W", help="time unit: D, W, M, Y or a number of days")
     s.set_defaults(func=_summary)
+
+    r = sub.add_parser("report", help="HTML report: the formula vs the models on a holdout",
+                       description="Run the report notebook on a transaction log (CDNOW by "
+                       "default) and write one self-contained HTML file.")
+    r.add_argument("--transactions", metavar="FILE",
+                   help="CSV or Parquet transaction log (default: CDNOW master)")
+    r.add_argument("--customer", default="customer_id", metavar="COL",
+                   help="customer id column (default: customer_id)")
+    r.add_argument("--date", default="date", metavar="COL",
+                   help="transaction date column; times of day are ignored (default: date)")
+    r.add_argument("--amount", default="amount", metavar="COL",
+                   help="transaction amount column (default: amount)")
+    r.add_argument("--segment", default=None, metavar="COL",
+                   help="segment column, one per customer (default: acquisition cohort)")
+    r.add_argument("--calibration-end", default=None, metavar="DATE",
+                   help="last day of the calibration period (default: the middle of the "
+                   "data, holdout at most one year)")
+    r.add_argument("--observation-end", default=None, metavar="DATE",
+                   help="last day of the data (default: the last transaction day)")
+    r.add_argument("--out", default="report.html", metavar="FILE",
+                   help="HTML file to write (default: report.html)")
+    r.add_argument("--draws", type=int, default=None, help="posterior draws per chain")
+    r.add_argument("--tune", type=int, default=None, help="tuning steps per chain")
+    r.add_argument("--chains", type=int, default=None, help="chains")
+    r.add_argument("--fast", action="store_true",
+                   help="quick, rough posteriors (100 draws, 100 tuning steps, 2 chains)")
+    r.add_argument("--no-bayes", action="store_true",
+                   help="maximum-likelihood models only (no Bayesian or hierarchical model)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument("--show-code", action="store_true", help="keep the code in the HTML")
+    r.add_argument("--keep-notebook", default=None, metavar="FILE",
+                   help="also save the executed notebook")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_report)
     return parser
 
 
@@ -89,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"clvmodels: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"clvmodels: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -21,33 +21,156 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from threadpoolctl import ThreadpoolController
 
 from ..errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 
 _LOG_BOUND = 25.0  # |log(theta)| <= 25: 1.4e-11 < theta < 7.2e10
+_EXTREME_LOG = 15.0  # warn beyond 3.3e6 (or below 3.1e-7)
 _FORMAT_VERSION = 1
+
+
+_DENSE = 1_000_000  # a dense table of up to 4 n + 1e6 cells is cheaper than a sort
+
+
+def _rank(key: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of non-negative int64 ``key`` (all < ``span``) and each row's
+    rank among them: a presence table when ``span`` is compact, else hashing the integers
+    and sorting only the distinct ones."""
+    if span < 4 * key.size + _DENSE:
+        present = np.zeros(span, dtype=bool)
+        present[key] = True
+        distinct = np.flatnonzero(present)
+        rank = np.empty(span, dtype=np.int64)  # only the distinct entries are written
+        rank[distinct] = np.arange(distinct.size)
+        return distinct, rank[key]
+    codes, distinct = pd.factorize(key)
+    order = np.argsort(distinct)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return distinct[order], rank[codes]
+
+
+def _column_codes(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``c`` and each row's index into them.
+
+    Whole numbers with a compact range (counts, ages in days) are coded by subtraction
+    and a presence table, in linear time; other columns by one sort (``np.unique``).
+    """
+    if c.size and np.isfinite(lo := c.min()) and np.isfinite(hi := c.max()):
+        span = hi - lo
+        if span < 4 * c.size + _DENSE and np.array_equal(c, np.floor(c)):
+            distinct, codes = _rank((c - lo).astype(np.int64), int(span) + 1)
+            return distinct + lo, codes
+    values, codes = np.unique(c, return_inverse=True)
+    return values, codes.reshape(-1)
+
+
+def _row_codes(columns: Sequence[np.ndarray]):
+    """``(unique_columns, inverse)`` of :func:`unique_rows`, without sorting the rows.
+
+    Each column is coded on its own (:func:`_column_codes`); the codes are combined one
+    column at a time into an int64 key (mixed radix, which keeps the lexicographic order
+    of the rows) that is re-ranked after each step (:func:`_rank`), so it stays as small
+    as the number of distinct rows so far. Linear time when the columns are whole numbers
+    with compact ranges (frequencies, ages in days). Falls back to ``np.lexsort`` when a
+    key would overflow.
+    """
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    coded = [_column_codes(c) for c in cols]
+    values0, key = coded[0]
+    key = key.astype(np.int64, copy=False)
+    card = len(values0)
+    steps = []
+    for values, codes in coded[1:]:
+        size = len(values)
+        if float(card) * size >= 2.0**62:
+            return _row_codes_lexsort(cols)
+        key = key * size
+        key += codes
+        distinct, key = _rank(key, card * size)
+        steps.append((distinct, size))
+        card = len(distinct)
+    # decode the distinct rows, last column first
+    index = np.arange(card, dtype=np.int64)
+    unique = []
+    for (values, _), (distinct, size) in zip(coded[:0:-1], steps[::-1], strict=True):
+        index, digit = np.divmod(distinct[index], size)
+        unique.append(values[digit])
+    unique.append(values0[index])
+    return unique[::-1], key
+
+
+def _row_codes_lexsort(cols: list[np.ndarray]):
+    order = np.lexsort(cols[::-1])
+    ordered = [c[order] for c in cols]
+    new = np.zeros(len(order), dtype=bool)
+    new[:1] = True
+    for c in ordered:
+        new[1:] |= c[1:] != c[:-1]
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    return [c[starts] for c in ordered], inverse
+
+
+def unique_rows(columns: Sequence[np.ndarray]):
+    """Unique rows of equal-length 1-D columns, sorted lexicographically (no hashing of floats).
+
+    Returns ``(unique_columns, inverse, order, starts)``: ``unique_columns[j][inverse]``
+    rebuilds column j; ``order`` sorts the rows and ``starts`` marks where each run of
+    identical sorted rows begins (for summing weights with ``np.add.reduceat``).
+    """
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    if cols[0].size == 0:
+        return cols, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, int)
+    unique, inverse = _row_codes(cols)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(unique[0])))
+    return unique, inverse, order, starts
 
 
 def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray | None = None):
     """Collapse identical rows to one row with a count (times the user's weights).
 
-    Returns the unique columns (in order of first appearance) and the summed weights.
-    Fitting on the compressed rows gives exactly the likelihood of the full data.
+    Returns the unique rows' columns (sorted) and their summed weights. Fitting on the
+    compressed rows gives exactly the likelihood of the full data. Linear time for
+    columns of whole numbers with compact ranges (frequencies, ages in days), so ten
+    million customers compress in about a second.
     """
-    n = len(columns[0])
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = cols[0].size
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    frame = pd.DataFrame({i: c for i, c in enumerate(columns)})
-    codes = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
-    counts = np.bincount(codes, weights=w)
-    first = np.full(counts.size, n, dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(n))
-    return [np.asarray(c)[first] for c in columns], counts
+    if n == 0:
+        return cols, w
+    unique, inverse = _row_codes(cols)
+    return unique, np.bincount(inverse, weights=w, minlength=len(unique[0]))
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    """Found once: scanning the loaded libraries costs milliseconds."""
+    return ThreadpoolController()
+
+
+_BLOCK_ROWS = 1_000  # mean rows per run of equal first column that make runs pay
+
+
+def _runs(first: np.ndarray) -> list[tuple[int, int]] | None:
+    """``(start, end)`` of the runs of equal values of a sorted column, or None when the
+    runs are too short (on average) for evaluating the likelihood run by run to pay."""
+    n = first.size
+    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+    if n < _BLOCK_ROWS * starts.size:
+        return None
+    return list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True))
 
 
 class MLEModel:
@@ -81,6 +204,10 @@ class MLEModel:
     def _loglik_grad(params: np.ndarray, *data: np.ndarray) -> np.ndarray:
         """Gradient of each row's log-likelihood w.r.t. the natural parameters, (n, k)."""
         raise NotImplementedError
+
+    def _loglik_and_grad(self, params: np.ndarray, *data: np.ndarray):
+        """Both at once (what the optimiser calls); override when they share work."""
+        return self._loglik(params, *data), self._loglik_grad(params, *data)
 
     def _start(self, data: tuple[np.ndarray, ...], weights: np.ndarray) -> np.ndarray:
         """A data-scaled starting point (natural scale)."""
@@ -120,26 +247,35 @@ class MLEModel:
         if w.size == 0:
             raise DataError(None, "no rows with positive weight to fit on", 0)
         starts = self._starts(cols, w, initial_params)
-        result = self._maximise(cols, w, starts)
+        runs = self._evaluation_runs(cols, np.exp(starts[0]))
+        # L-BFGS-B's tiny BLAS calls stall when OpenBLAS threads compete for the cores:
+        # one thread is faster at every size we fit (the likelihood itself is elementwise)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            result = self._maximise(cols, w, starts, runs)
         theta = np.exp(result.x)
         self.params_ = pd.Series(theta, index=list(self.param_names), name="estimate")
-        self.loglik_ = float(np.sum(w * self._loglik(theta, *cols)))
+        if runs is None:
+            self.loglik_ = float(np.sum(w * self._loglik(theta, *cols)))
+        else:
+            with np.errstate(all="ignore"):
+                self.loglik_ = float(np.sum(w * self._rows_loglik_and_grad(theta, cols, runs)[0]))
         self.n_obs_ = float(w.sum())
         self.n_unique_ = int(w.size)
         self.converged_ = True
-        self.cov_ = self._covariance(theta, cols, w)
+        self.cov_ = self._covariance(theta, cols, w, runs)
         self.se_ = pd.Series(
             np.sqrt(np.clip(np.diag(self.cov_.to_numpy()), 0, None)),
             index=self.params_.index,
             name="se",
         )
-        at_bound = np.abs(result.x) >= _LOG_BOUND - 1e-6
-        if at_bound.any():
-            names = [n for n, b in zip(self.param_names, at_bound, strict=True) if b]
+        extreme = np.abs(result.x) >= _EXTREME_LOG
+        if extreme.any():
+            names = [n for n, b in zip(self.param_names, extreme, strict=True) if b]
             warnings.warn(
-                f"{type(self).__name__}: parameter(s) {names} reached the bound "
-                f"exp(+-{_LOG_BOUND:g}); the likelihood is flat in that direction. "
-                "Consider a penalizer or more data.",
+                f"{type(self).__name__}: parameter(s) {names} drifted to extreme values "
+                f"({', '.join(f'{v:.3g}' for v in theta[extreme])}): the likelihood is flat "
+                "in that direction (the data show no evidence of that heterogeneity). "
+                "Predictions remain valid; consider a penalizer for stable estimates.",
                 StatisticalWarning,
                 stacklevel=2,
             )
@@ -180,14 +316,58 @@ class MLEModel:
         # fallbacks: all ones, and the first start shrunk halfway to ones
         return [first, np.zeros(k), first / 2]
 
-    def _objective(self, cols, w) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    def _rows_loglik_and_grad(self, theta, cols, runs=None):
+        """Log-likelihood and gradient of every row, run by run of equal first column.
+
+        The compressed rows are sorted, so rows with the same first data column (the
+        frequency, for every model here) form runs; passing that value as a scalar
+        evaluates everything that depends on it alone (gamma and digamma functions of
+        r + x, b + x, ...) once per run instead of once per row: 3x faster on 10M
+        customers. ``runs=None`` evaluates all rows at once.
+        """
+        if runs is None:
+            return self._loglik_and_grad(theta, *cols)
+        ll, grad = np.empty(cols[0].size), np.empty((cols[0].size, len(self.param_names)))
+        for start, end in runs:
+            part = (float(cols[0][start]), *(c[start:end] for c in cols[1:]))
+            ll[start:end], grad[start:end] = self._loglik_and_grad(theta, *part)
+        return ll, grad
+
+    def _evaluation_runs(self, cols, theta) -> list[tuple[int, int]] | None:
+        """Runs for :meth:`_rows_loglik_and_grad` when they pay and the model's formulas
+        accept a scalar first column (checked at `theta` on four runs: the same values
+        to 1e-10 as row by row), else None (row-by-row evaluation)."""
+        runs = _runs(cols[0])
+        if runs is None:
+            return None
+        # check on the first two and the last two runs (x = 0, 1 and the largest x)
+        probe = sorted({0, 1, len(runs) - 2, len(runs) - 1} & set(range(len(runs))))
+        rows = np.concatenate([np.arange(*runs[i]) for i in probe])
+        sub = [c[rows] for c in cols]
+        sub_runs, at = [], 0
+        for i in probe:
+            sub_runs.append((at, at + runs[i][1] - runs[i][0]))
+            at = sub_runs[-1][1]
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                by_rows = self._loglik_and_grad(theta, *sub)
+                by_runs = self._rows_loglik_and_grad(theta, sub, sub_runs)
+        except (ValueError, TypeError, IndexError):  # formulas that need arrays
+            return None
+        same = all(
+            np.allclose(a, b, rtol=1e-10, atol=0, equal_nan=True)
+            for a, b in zip(by_rows, by_runs, strict=True)
+        )
+        return runs if same else None
+
+    def _objective(self, cols, w, runs=None) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
         total = w.sum()
 
         def f(log_theta: np.ndarray):
             theta = np.exp(log_theta)
             with np.errstate(all="ignore"):
-                ll = self._loglik(theta, *cols)
-                g = self._loglik_grad(theta, *cols)
+                ll, g = self._rows_loglik_and_grad(theta, cols, runs)
             value = -np.dot(w, ll) / total + self.penalizer * np.sum(log_theta**2)
             grad = -(w @ g) * theta / total + 2 * self.penalizer * log_theta
             if not np.isfinite(value) or not np.all(np.isfinite(grad)):
@@ -196,40 +376,51 @@ class MLEModel:
 
         return f
 
-    def _maximise(self, cols, w, starts):
-        f = self._objective(cols, w)
+    def _maximise(self, cols, w, starts, runs=None):
+        """L-BFGS-B from each start in turn, with warm restarts, until one converges.
+
+        A run counts as converged when scipy reports success, or when a warm restart from
+        its end point no longer improves the objective (relative change < 1e-10) while the
+        gradient is small: the case of a likelihood that flattens out towards a boundary
+        (e.g. no heterogeneity, a parameter drifting to infinity), where the line search
+        stops on rounding noise. Such parameters are reported by a warning in ``fit``.
+        """
+        f = self._objective(cols, w, runs)
         bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(self.param_names)
-        best, tried = None, []
+        options = {"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8}
+        tried = []
         for x0 in starts:
             value0, _ = f(x0)
             if not np.isfinite(value0):
                 tried.append(f"start {np.exp(x0).round(4).tolist()}: log-likelihood not finite")
                 continue
-            res = optimize.minimize(
-                f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8},
-            )
-            grad_norm = float(np.max(np.abs(res.jac)))
-            ok = np.isfinite(res.fun) and (res.success or grad_norm < 1e-5)
-            if ok and (best is None or res.fun < best.fun - 1e-10):
-                best = res
-            if ok:
-                break
+            res = optimize.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options=options)
+            for _ in range(3):
+                if res.success:
+                    break
+                again = optimize.minimize(f, res.x, jac=True, method="L-BFGS-B",
+                                          bounds=bounds, options=options)
+                stalled = res.fun - again.fun < 1e-10 * max(1.0, abs(res.fun))
+                if again.fun <= res.fun:
+                    res = again
+                if stalled and np.max(np.abs(res.jac)) < 1e-3:
+                    res.success = True
+            if res.success and np.isfinite(res.fun):
+                return res
             tried.append(
                 f"start {np.exp(x0).round(4).tolist()}: {res.message} "
-                f"(max |gradient| {grad_norm:.2e})"
+                f"(max |gradient| {np.max(np.abs(res.jac)):.2e})"
             )
-        if best is None:
-            self.converged_ = False
-            raise ConvergenceError(
-                f"{type(self).__name__}: the optimiser did not converge from any start: "
-                + "; ".join(tried)
-                + ". Check the data (units of recency and T), pass initial_params, "
-                "or set a small penalizer."
-            )
-        return best
+        self.converged_ = False
+        raise ConvergenceError(
+            f"{type(self).__name__}: the optimiser did not converge from any start: "
+            + "; ".join(tried)
+            + ". Check the data (units of recency and T), pass initial_params, "
+            "or set a small penalizer."
+        )
 
-    def _covariance(self, theta, cols, w) -> pd.DataFrame:
+    def _covariance(self, theta, cols, w, runs=None) -> pd.DataFrame:
         """Inverse observed information, on the natural scale (delta method)."""
         log_theta = np.log(theta)
         k = theta.size
@@ -237,15 +428,32 @@ class MLEModel:
         def grad_total(lt):
             th = np.exp(lt)
             with np.errstate(all="ignore"):
-                g = (w @ self._loglik_grad(th, *cols)) * th
+                if runs is None:
+                    g = (w @ self._loglik_grad(th, *cols)) * th
+                else:
+                    g = (w @ self._rows_loglik_and_grad(th, cols, runs)[1]) * th
             return g - 2 * self.penalizer * lt * w.sum()
 
+        analytic = getattr(self, "_loglik_grad_and_hessian", None)
+        if analytic is not None:
+            # d2/dlog(a) dlog(b) = a b H_ab + [a = b] a g_a (chain rule for theta = e^lambda)
+            with np.errstate(all="ignore"):
+                g_rows, h_rows = analytic(theta, *cols)
+            g = w @ g_rows
+            hess = (np.einsum("i,ijk->jk", w, h_rows) * np.outer(theta, theta)
+                    + np.diag(g * theta) - 2 * self.penalizer * w.sum() * np.eye(k))
+            return self._covariance_from_hessian(hess, theta)
         hess = np.empty((k, k))
         for j in range(k):
             h = 1e-5 * max(1.0, abs(log_theta[j]))
             e = np.zeros(k)
             e[j] = h
             hess[:, j] = (grad_total(log_theta + e) - grad_total(log_theta - e)) / (2 * h)
+        return self._covariance_from_hessian(hess, theta)
+
+    def _covariance_from_hessian(self, hess, theta) -> pd.DataFrame:
+        """Delta-method covariance from the Hessian of the total in log-parameters."""
+        k = theta.size
         hess = (hess + hess.T) / 2
         try:
             cov_log = np.linalg.inv(-hess)

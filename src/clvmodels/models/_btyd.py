@@ -63,16 +63,19 @@ class TransactionModel(MLEModel):
         """Expected number of purchases in (T, T + t] given each customer's history."""
         p = self._check_fitted()
         x, t_x, T = self._arrays(rfm)
-        return _as_series(type(self)._f_expected(*p, t, x, t_x, T), rfm.index,
-                          "expected_purchases")
+        values = self._expected_path(p, np.array([float(t)]), x, t_x, T)[:, 0]
+        return _as_series(values, rfm.index, "expected_purchases")
 
     def expected_purchases_path(self, times, rfm: pd.DataFrame) -> np.ndarray:
         """Expected purchases in (T, T + t] for each of ``times``: array (customers, times)."""
         p = self._check_fitted()
         x, t_x, T = self._arrays(rfm)
-        times = np.asarray(times, dtype=float)[None, :]
+        return self._expected_path(p, np.asarray(times, dtype=float), x, t_x, T)
+
+    def _expected_path(self, p, times, x, t_x, T) -> np.ndarray:
+        """(customers, times) expected purchases; models may override for speed."""
         return np.asarray(
-            type(self)._f_expected(*p, times, x[:, None], t_x[:, None], T[:, None])
+            type(self)._f_expected(*p, times[None, :], x[:, None], t_x[:, None], T[:, None])
         )
 
     def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import special
 
 from .._math import NUMPY
+from ._base import unique_rows
 from ._btyd import TransactionModel
 from ._hyp2f1 import log_hyp2f1
 
@@ -81,7 +82,7 @@ def probability_alive(r, alpha, a, b, x, t_x, T):
 
 
 def _log_bracket_ratio(r, alpha, a, b, t, x, T):
-    """log of (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), z = t / (alpha+T+t).
+    """log|G| and sign of G = (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), z = t/(alpha+T+t).
 
     This is  ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)  of [1]_ eq. (10)
     after Euler's transformation 2F1(A,B;C;z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z)
@@ -89,7 +90,8 @@ def _log_bracket_ratio(r, alpha, a, b, t, x, T):
     """
     log1mz = np.log(alpha + T) - np.log(alpha + T + t)
     z = t / (alpha + T + t)
-    return (a - 1) * log1mz + log_hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+    log_f, sign = log_hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+    return (a - 1) * log1mz + log_f, sign
 
 
 def _a_minus_1(a):
@@ -99,25 +101,47 @@ def _a_minus_1(a):
     return np.where(np.abs(a - 1) < 1e-7, 1 + 1e-7, a)
 
 
+def _expected_if_alive(r, alpha, a, b, t, x, T):
+    """The bracket of [1]_ eq. (10) times (a+b+x-1)/(a-1): E[Y(t)] given alive at T."""
+    a = _a_minus_1(a)
+    log_g, sign = _log_bracket_ratio(r, alpha, a, b, t, x, T)
+    # 1 - sign exp(log_g); its sign and that of a - 1 change together at a = 1 (the
+    # 2F1 is negative only when a + b + x - 1 < 0, i.e. x = 0 and a + b < 1)
+    one_minus = np.where(sign > 0, -np.expm1(log_g), 1.0 + np.exp(np.minimum(log_g, 700.0)))
+    return (a + b + x - 1) / (a - 1) * one_minus
+
+
 def expected_purchases(r, alpha, a, b, t, x, t_x, T):
     r"""E[Y(t) | x, t_x, T]: expected purchases in (T, T+t], [1]_ eq. (10).
 
     .. math::
         \frac{a+b+x-1}{a-1}\Big[1 - \big(\tfrac{\alpha+T}{\alpha+T+t}\big)^{r+x}
         {}_2F_1(r+x, b+x; a+b+x-1; \tfrac{t}{\alpha+T+t})\Big] \, P(\text{alive})
+
+    All arguments broadcast against each other.
     """
-    a = _a_minus_1(a)
-    x, t_x, T, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T, t)))
-    log_g = _log_bracket_ratio(r, alpha, a, b, t, x, T)
-    # 1 - exp(log_g), with the sign of a - 1 folded in: both factors change sign at a = 1
-    bracket = -np.expm1(log_g)
-    return (a + b + x - 1) / (a - 1) * bracket * probability_alive(r, alpha, a, b, x, t_x, T)
+    return (_expected_if_alive(r, alpha, a, b, t, x, T)
+            * probability_alive(r, alpha, a, b, x, t_x, T))
+
+
+def expected_purchases_path(r, alpha, a, b, times, x, t_x, T):
+    """:func:`expected_purchases` at each of ``times`` (K,) for customers (n,): (n, K).
+
+    The hypergeometric part depends on (x, T) only, so it is evaluated once per unique
+    (x, T) pair (few when ages are whole days) and P(alive) once per customer.
+    """
+    (xu, Tu), inverse, _, _ = unique_rows([x, T])
+    if_alive = _expected_if_alive(r, alpha, a, b, np.asarray(times)[None, :],
+                                  xu[:, None], Tu[:, None])
+    return if_alive[inverse] * probability_alive(r, alpha, a, b, x, t_x, T)[:, None]
 
 
 def expected_purchases_new(r, alpha, a, b, t):
-    r"""E[X(t)] for a customer acquired at time 0, [1]_ eq. (9):
-    :math:`\frac{a+b-1}{a-1}[1 - (\frac{\alpha}{\alpha+t})^r {}_2F_1(r, b; a+b-1; \frac{t}{\alpha+t})]`
-    (eq. (10) at x = t_x = T = 0)."""
+    r"""E[X(t)] for a customer acquired at time 0, [1]_ eq. (9) (eq. (10) at x = t_x = T = 0).
+
+    .. math:: \frac{a+b-1}{a-1}\Big[1 - \big(\tfrac{\alpha}{\alpha+t}\big)^r
+       {}_2F_1(r, b; a+b-1; \tfrac{t}{\alpha+t})\Big]
+    """
     t = np.asarray(t, dtype=float)
     zero = np.zeros_like(t)
     return expected_purchases(r, alpha, a, b, t, zero, zero, zero)
@@ -184,3 +208,6 @@ class BGNBD(TransactionModel):
     _f_expected_new = staticmethod(expected_purchases_new)
     _f_pmf = staticmethod(probability_of_purchases)
     _f_simulate = staticmethod(simulate)
+
+    def _expected_path(self, p, times, x, t_x, T):
+        return expected_purchases_path(*p, times, x, t_x, T)

@@ -24,7 +24,7 @@ from scipy import special, stats
 
 from .._math import NUMPY
 from .._validate import validate_rfm
-from ..errors import StatisticalWarning
+from ..errors import DataError, StatisticalWarning
 from ._base import MLEModel
 
 PARAM_NAMES = ("p", "q", "v")
@@ -108,8 +108,17 @@ class GammaGamma(MLEModel):
         self.corr_warning = corr_warning
 
     def _fit_rows(self, frame):
-        validate_rfm(frame, require_monetary=True)
-        return frame[frame["frequency"] > 0]
+        frame = validate_rfm(frame, require_monetary=True)
+        repeat = frame[frame["frequency"] > 0]
+        n_zero = int((repeat["monetary_value"] <= 0).sum())
+        if n_zero:
+            raise DataError(
+                "monetary_value", "must be positive where frequency > 0 (the Gamma-Gamma "
+                "model has no zero spend)", n_zero,
+                hint="Exclude them from the spend model, e.g. "
+                'rfm[(rfm["frequency"] == 0) | (rfm["monetary_value"] > 0)]',
+            )
+        return repeat
 
     def _data(self, frame):
         return (frame["frequency"].to_numpy(dtype=float),

@@ -1,0 +1,53 @@
+"""clvmodels: probabilistic customer lifetime value.
+
+Data preparation (:func:`rfm_summary`, :func:`calibration_holdout`), the analysts'
+formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
+:class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`) and discounted
+CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
+(imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
+a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
+are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+"""
+
+from . import datasets
+from .clv import customer_lifetime_value
+from .compare import (
+    acquisition_cohorts,
+    compare,
+    formula_holdout,
+    holdout_predictions,
+    naive_holdout,
+    repeat_purchases_over_time,
+    segment_estimates,
+)
+from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
+from .formula import acquisition_cost, formula_clv
+from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
+from .rfm import calibration_holdout, rfm_summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BGBB",
+    "BGNBD",
+    "MBGNBD",
+    "ConvergenceError",
+    "DataError",
+    "GammaGamma",
+    "NotFittedError",
+    "ParetoNBD",
+    "StatisticalWarning",
+    "acquisition_cohorts",
+    "acquisition_cost",
+    "calibration_holdout",
+    "compare",
+    "customer_lifetime_value",
+    "datasets",
+    "formula_clv",
+    "formula_holdout",
+    "holdout_predictions",
+    "naive_holdout",
+    "repeat_purchases_over_time",
+    "rfm_summary",
+    "segment_estimates",
+]

@@ -1,0 +1,25 @@
+"""Bayesian BTYD models in PyMC: full posteriors, predictions with uncertainty, segments.
+
+* :class:`BGNBD` and :class:`GammaGamma`: one set of parameters for all customers; the
+  likelihoods are the maximum-likelihood modules' functions evaluated with pytensor.
+* :class:`SegmentBGNBD` and :class:`SegmentGammaGamma`: parameters per segment, partially
+  pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`).
+* :func:`customer_lifetime_value`: posterior of discounted CLV per customer.
+
+Sampling uses nutpie (PyMC's NUTS as fallback); predictions report mean, sd and the 94%
+highest-density interval per customer, computed in bounded memory. Posteriors are saved
+to and loaded from netCDF (``save``/``load``).
+"""
+
+from .bgnbd import BGNBD
+from .clv import customer_lifetime_value
+from .gammagamma import GammaGamma
+from .segments import SegmentBGNBD, SegmentGammaGamma
+
+__all__ = [
+    "BGNBD",
+    "GammaGamma",
+    "SegmentBGNBD",
+    "SegmentGammaGamma",
+    "customer_lifetime_value",
+]

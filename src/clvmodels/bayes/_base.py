@@ -1,0 +1,422 @@
+r"""Shared machinery of the Bayesian models: priors, the PyMC model, fitting, predicting, saving.
+
+The likelihood of every Bayesian model is the log-likelihood function of the
+maximum-likelihood module (e.g. :func:`clvmodels.models.bgnbd.loglik`) called with the
+pytensor back-end ``ops=pytensor_ops()``: one formula, not two derivations. Identical
+rows (and, in segment models, identical rows of the same segment) enter once, weighted
+by their count, through ``pm.Potential("loglik", sum(weight * loglik))``.
+
+Priors
+------
+A prior is ``(distribution, {argument: value})`` with a PyMC distribution name, e.g.
+``{"r": ("Gamma", {"alpha": 1.0, "beta": 1.0})}``, or a callable ``f(name)`` that creates
+the PyMC variable (for anything else; such models are not cached and their priors are
+saved only as text). The defaults are weakly informative log-normal priors, documented on
+each model.
+
+Sampling
+--------
+``method="nuts"`` (default) samples with nutpie (the numba back-end) and falls back to
+PyMC's NUTS when nutpie is missing or cannot compile the model (``sampler="pymc"`` asks
+for it directly). ``method="map"`` stores the posterior mode as one draw (no uncertainty:
+a quick look), ``method="advi"`` a mean-field ADVI approximation (``chains * draws``
+draws in one chain). The same ``random_seed`` gives identical draws. After NUTS, R-hat,
+bulk ESS and divergences are checked (table in ``diagnostics_``) and a
+:class:`~clvmodels.errors.StatisticalWarning` names each parameter with R-hat > 1.01 or
+bulk ESS < 400, and counts divergent transitions.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from .._math import pytensor_ops
+from ..errors import DataError, NotFittedError, StatisticalWarning
+from ..models._base import MLEModel, compress_rows
+from . import _predict, _sampling
+
+_FORMAT_VERSION = 1
+PriorSpec = tuple[str, dict[str, float]] | Callable[[str], Any]
+
+
+def _check_spec(name: str, spec) -> PriorSpec:
+    """Validate one prior specification (see the module docstring)."""
+    if callable(spec):
+        return spec
+    import pymc as pm
+
+    ok = (
+        isinstance(spec, tuple | list)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], dict)
+    )
+    dist = getattr(pm, spec[0], None) if ok else None
+    if not (isinstance(dist, type) and issubclass(dist, pm.Distribution)):
+        raise ValueError(
+            f"prior for {name!r} must be (PyMC distribution name, {{argument: value}}) or a "
+            f"callable f(name) creating the variable; got {spec!r}"
+        )
+    args = {}
+    for k, v in spec[1].items():
+        if not isinstance(v, int | float | np.integer | np.floating) or not np.isfinite(v):
+            raise ValueError(f"prior for {name!r}: argument {k!r} must be a finite number")
+        args[str(k)] = float(v)
+    return (spec[0], args)
+
+
+def _lognormal(loc: float, scale: float = 2.0):
+    return ("LogNormal", {"mu": float(loc), "sigma": float(scale)})
+
+
+class BayesModel:
+    """Base class of the Bayesian models (one set of parameters for all customers).
+
+    Subclasses set ``param_names`` and ``data_names``, point ``_ll`` at the model's
+    log-likelihood (a function of ``ops``) and implement ``_fit_rows``, ``_data`` and
+    ``_default_priors``.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ()
+    data_names: ClassVar[tuple[str, ...]] = ()
+    _ll: ClassVar[Callable] = None
+    segment: str | None = None
+
+    def __init__(self, *, priors: dict[str, PriorSpec] | None = None):
+        self.priors = priors
+
+    # ---- to be provided by subclasses ---------------------------------------------
+    def _fit_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame
+
+    def _data(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _default_priors(self, cols, w) -> dict[str, PriorSpec]:
+        raise NotImplementedError
+
+    # ---- segments (overridden by the hierarchical models) ---------------------------
+    def _fit_codes(self, data: pd.DataFrame, rows: pd.DataFrame):
+        """Group index of each fitted row and the group labels (one group here)."""
+        return np.zeros(len(rows), dtype=np.int64), None
+
+    def _prior_specs(self, cols, w) -> dict[str, PriorSpec]:
+        specs = self._default_priors(cols, w)
+        for name, spec in (self.priors or {}).items():
+            if name not in specs:
+                raise ValueError(
+                    f"{type(self).__name__}: no parameter {name!r} to put a prior on; "
+                    f"the priors are {sorted(specs)}"
+                )
+            specs[name] = _check_spec(name, spec)
+        return specs
+
+    def _parameters(self, specs, prior, segment_data):
+        """The parameter tensors entering the likelihood (scalars here)."""
+        return {n: prior(n, specs[n]) for n in self.param_names}
+
+    def _var_names(self) -> list[str]:
+        return list(self.param_names)
+
+    def _set_groups(self, codes: np.ndarray, w: np.ndarray, n_groups: int) -> tuple:
+        """Hook before the model is built; returns what the model structure depends on."""
+        return (n_groups,)
+
+    _check_names = _var_names
+
+    def _coords(self, n_groups: int) -> dict:
+        return {}
+
+    # ---- the PyMC model -----------------------------------------------------------
+    def _build(self, cols, w, codes, n_groups, specs):
+        """The PyMC model, its cache key and the values of its shared variables."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        shared: dict[str, np.ndarray] = {}
+        key: list = [type(self).__name__]
+
+        def data(name, value):
+            shared[name] = np.asarray(value)
+            return pm.Data(name, value)
+
+        def prior(name, spec):
+            if callable(spec):
+                key.append(None)  # not cacheable
+                return spec(name)
+            dist, args = spec
+            key.append((name, dist, tuple(sorted(args))))
+            return getattr(pm, dist)(
+                name, **{k: data(f"prior_{name}_{k}", v) for k, v in args.items()}
+            )
+
+        key.append(self._set_groups(codes, w, n_groups))
+        with pm.Model(coords=self._coords(n_groups)) as model:
+            tensors = [data(f"data_{n}", c) for n, c in zip(self.data_names, cols, strict=True)]
+            weight = data("data_weight", w)
+            seg = data("data_segment", codes) if self.segment is not None else None
+            par = self._parameters(specs, prior, seg)
+            ll = type(self)._ll(*(par[n] for n in self.param_names), *tensors, ops=pytensor_ops())
+            pm.Potential("loglik", pt.dot(weight, ll))
+        cache_key = None if None in key else tuple(key)
+        return model, cache_key, shared
+
+    # ---- fitting ------------------------------------------------------------------
+    def fit(
+        self,
+        data: pd.DataFrame,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = 0,
+        *,
+        method: str = "nuts",
+        sampler: str = "nutpie",
+        cores: int | None = None,
+        progressbar: bool | None = None,
+        weights: str | np.ndarray | pd.Series | None = None,
+        advi_steps: int = 30_000,
+        **sampler_kwargs,
+    ):
+        """Draw from the posterior and return ``self`` (draws in ``idata_``).
+
+        Parameters
+        ----------
+        data : DataFrame
+            The model's data (see the class docstring for the columns).
+        draws, tune, chains : int
+            Draws kept per chain, tuning steps per chain, number of chains.
+        random_seed : int or None
+            The same seed gives identical draws.
+        method : {"nuts", "map", "advi"}
+            Full posterior (NUTS), the posterior mode as a single draw, or mean-field ADVI.
+        sampler : {"nutpie", "pymc"}
+            NUTS implementation; nutpie falls back to PyMC's with a warning when it
+            cannot be used.
+        cores : int, optional
+            Chains run in parallel (default: ``min(chains, os.cpu_count())``).
+        progressbar : bool, optional
+            Default: shown in terminals and notebooks, never when ``CI`` is set.
+        weights : str, array or Series, optional
+            Column name or one non-negative number per row: each row counts that many
+            times.
+        advi_steps : int
+            Optimisation steps of ADVI.
+        **sampler_kwargs
+            Passed to ``nutpie.sample`` or ``pymc.sample`` (e.g. ``target_accept``).
+            With nutpie, ``low_rank_modified_mass_matrix=True`` is the default here: the
+            BTYD parameters are strongly correlated in pairs ((r, alpha), (a, b)) and a
+            mass matrix that adapts to the correlations needs about 3x fewer gradient
+            evaluations per draw on CDNOW than a diagonal one.
+        """
+        if method not in ("nuts", "map", "advi"):
+            raise ValueError(f"method must be 'nuts', 'map' or 'advi', got {method!r}")
+        if sampler not in ("nutpie", "pymc"):
+            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
+        for name, value in (("draws", draws), ("chains", chains)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        for name in ("idata_", "method_", "n_obs_", "diagnostics_", "n_divergent_"):
+            self.__dict__.pop(name, None)  # refitting discards the previous fit
+        rows = self._fit_rows(data)
+        w = MLEModel._weights(data, rows, weights)
+        codes, labels = self._fit_codes(data, rows)
+        unique, w = compress_rows([codes, *self._data(rows)], w)
+        keep = w > 0
+        if not keep.any():
+            raise DataError(None, "no rows with positive weight to fit on", 0)
+        codes = unique[0][keep].astype(np.int64)
+        cols = [c[keep].astype(float) for c in unique[1:]]
+        w = w[keep]
+        specs = self._prior_specs(cols, w)
+        n_groups = 1 if labels is None else len(labels)
+        model, key, shared = self._build(cols, w, codes, n_groups, specs)
+        var_names = self._var_names()
+        progress = _sampling.show_progress(progressbar)
+        if cores is None:
+            import os
+
+            cores = min(chains, os.cpu_count() or 1)
+        used = sampler
+        if method == "nuts":
+            run = {
+                "draws": int(draws),
+                "tune": int(tune),
+                "chains": int(chains),
+                "cores": int(cores),
+                "random_seed": random_seed,
+                "progressbar": progress,
+                **sampler_kwargs,
+            }
+            idata = None
+            if sampler == "nutpie":
+                try:
+                    idata = _sampling.sample_nutpie(
+                        model,
+                        key,
+                        shared,
+                        var_names,
+                        **{"low_rank_modified_mass_matrix": True, **run},
+                    )
+                except (ImportError, NotImplementedError) as err:
+                    warnings.warn(
+                        f"nutpie could not be used ({err}); sampling with PyMC's NUTS.",
+                        StatisticalWarning,
+                        stacklevel=2,
+                    )
+                    used = "pymc"
+            if idata is None:
+                idata = _sampling.sample_pymc(model, var_names, **run)
+        elif method == "map":
+            idata = _sampling.fit_map(
+                model, var_names, random_seed=random_seed, progressbar=progress
+            )
+            used = "pymc"
+        else:
+            idata = _sampling.fit_advi(
+                model,
+                var_names,
+                draws=int(draws) * int(chains),
+                n_steps=int(advi_steps),
+                random_seed=random_seed,
+                progressbar=progress,
+            )
+            used = "pymc"
+        idata = _keep_posterior(idata, var_names)
+        if labels is not None:
+            idata.posterior = idata.posterior.assign_coords(segment=np.asarray(labels))
+        idata.posterior.attrs["clvmodels"] = json.dumps(
+            {
+                "format_version": _FORMAT_VERSION,
+                "model": type(self).__name__,
+                "settings": self._settings(),
+                "priors": {k: (list(v) if not callable(v) else repr(v)) for k, v in specs.items()},
+                "method": method,
+                "sampler": used,
+                "random_seed": random_seed,
+                "n_obs": float(w.sum()),
+                "n_unique": int(w.size),
+            }
+        )
+        self.idata_ = idata
+        self.method_ = method
+        self.n_obs_ = float(w.sum())
+        if method == "nuts":
+            table, n_div = _sampling.diagnostics(idata, self._check_names())
+            self.diagnostics_ = table
+            self.n_divergent_ = n_div
+            _sampling.warn_if_unconverged(type(self).__name__, table, n_div, int(chains))
+        return self
+
+    def _settings(self) -> dict:
+        if self.priors and any(callable(v) for v in self.priors.values()):
+            priors = None
+        else:
+            priors = {k: list(_check_spec(k, v)) for k, v in (self.priors or {}).items()}
+        return {"priors": priors}
+
+    # ---- posterior draws --------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "idata_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} has no posterior yet: call fit(...) first."
+            )
+        return self.idata_
+
+    def _draws(self) -> list[np.ndarray]:
+        """Posterior draws of each parameter as (n_draws, n_groups) arrays."""
+        post = self._check_fitted().posterior
+        out = []
+        for n in self.param_names:
+            da = post[n]
+            extra = [d for d in da.dims if d not in ("chain", "draw")]
+            values = da.transpose("chain", "draw", *extra).values
+            out.append(values.reshape(values.shape[0] * values.shape[1], -1))
+        return out
+
+    def _codes(self, rfm: pd.DataFrame) -> np.ndarray:
+        return np.zeros(len(rfm), dtype=np.int64)
+
+    def _posterior_summary(self, func, rfm, cols, *, hdi_prob, memory_limit, name) -> pd.DataFrame:
+        """Posterior summary per customer of ``func(params, data)`` (see _predict)."""
+        draws = self._draws()
+        uniq, inverse = _predict.unique_rows([self._codes(rfm), *cols])
+        codes, data = uniq[0].astype(np.int64), uniq[1:]
+
+        def evaluate(rows, sl):
+            params = [_take(p[sl], codes[rows]) for p in draws]
+            return func(params, [d[rows][None, :] for d in data])
+
+        values = _predict.summarise(
+            evaluate, len(codes), draws[0].shape[0], hdi_prob=hdi_prob, memory_limit=memory_limit
+        )
+        out = _predict.summary_frame(values, inverse, rfm.index)
+        out.columns.name = name
+        return out
+
+    def summary(self, hdi_prob: float = _predict.HDI_PROB) -> pd.DataFrame:
+        """Posterior mean, sd, HDI, R-hat and ESS of the parameters (``arviz.summary``)."""
+        import arviz as az
+
+        idata = self._check_fitted()
+        return az.summary(idata, var_names=self._check_names(), hdi_prob=hdi_prob)
+
+    def __repr__(self) -> str:
+        state = "fitted" if hasattr(self, "idata_") else "not fitted"
+        return f"{type(self).__name__}({state})"
+
+    # ---- persistence ------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the posterior (and the settings) to a netCDF file; loading runs no code."""
+        idata = self._check_fitted()
+        idata.to_netcdf(str(path), engine="h5netcdf")
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Read a model written by :meth:`save`."""
+        import arviz as az
+
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        try:
+            meta = json.loads(idata.posterior.attrs["clvmodels"])
+        except (KeyError, AttributeError, json.JSONDecodeError):
+            raise ValueError(f"{path} is not a posterior saved by clvmodels") from None
+        if meta.get("model") != cls.__name__:
+            raise ValueError(f"{path} holds a {meta.get('model')!r} model, not a {cls.__name__}")
+        settings = dict(meta.get("settings", {}))
+        priors = settings.pop("priors", None)
+        if priors is not None:
+            settings["priors"] = {k: tuple(v) for k, v in priors.items()}
+        model = cls(**settings)
+        model.idata_ = idata
+        model.method_ = meta.get("method")
+        model.n_obs_ = meta.get("n_obs")
+        if model.method_ == "nuts":
+            table, n_div = _sampling.diagnostics(idata, model._check_names())
+            model.diagnostics_ = table
+            model.n_divergent_ = n_div
+        return model
+
+
+def _take(p: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each row's parameter draws: (draws, rows), or (draws, 1) with one group."""
+    return p[:, :1] if p.shape[1] == 1 else p[:, codes]
+
+
+def _keep_posterior(idata, var_names):
+    """Only the posterior of the named variables and the sampler statistics: no
+    transformed values, warm-up draws or observed data (the model keeps no data)."""
+    import arviz as az
+
+    keep = [v for v in var_names if v in idata.posterior.data_vars]
+    groups = {"posterior": idata.posterior[keep]}
+    if "sample_stats" in idata.groups():
+        groups["sample_stats"] = idata.sample_stats
+    return az.InferenceData(**groups)

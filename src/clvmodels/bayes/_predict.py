@@ -1,0 +1,83 @@
+"""Posterior summaries of per-customer predictions in bounded memory.
+
+A prediction is a pure numpy function of the parameters and a customer's data. Under the
+posterior it is a distribution over draws; we report its mean, standard deviation and
+highest-density interval (HDI) per customer.
+
+Memory. Customers with identical data (and segment) are evaluated once. The unique rows
+are processed in chunks of ``c`` rows, where ``c * n_draws * 8`` bytes fits in
+``memory_limit``; inside a chunk the draws are evaluated in slices so that the
+temporaries of the formula stay small too. Each chunk holds every draw of its rows, so the
+mean, sd and the HDI are *exact* (the HDI is the narrowest interval holding
+``floor(hdi_prob * n_draws)`` + 1 sorted draws, as in ``arviz.hdi``). Peak memory is about
+``2 * memory_limit`` whatever the number of customers; 1,000,000 customers x 4,000 draws
+never allocate a 1,000,000 x 4,000 array. (A single customer's draws always fit: with
+``memory_limit`` = 64 MiB that is up to 8 million draws.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..models._base import unique_rows as _unique_rows
+
+MEMORY_LIMIT = 64 * 2**20
+HDI_PROB = 0.94
+_TEMPORARIES = 16  # bytes of temporaries per element, as a multiple of 8, in a formula
+
+
+def unique_rows(columns: Sequence[np.ndarray]):
+    """Unique rows of numeric columns and, for each original row, its unique row."""
+    unique, inverse, _, _ = _unique_rows(columns)
+    return unique, inverse
+
+
+def hdi_of_sorted(s: np.ndarray, prob: float = HDI_PROB):
+    """Row-wise HDI of an array sorted along axis 1 (the algorithm of ``arviz.hdi``)."""
+    n = s.shape[1]
+    k = int(np.floor(prob * n))
+    width = s[:, k:] - s[:, : n - k]
+    width = np.where(np.isnan(width), np.inf, width)
+    i = np.argmin(width, axis=1)
+    rows = np.arange(s.shape[0])
+    return s[rows, i], s[rows, i + k]
+
+
+def summarise(
+    evaluate: Callable[[np.ndarray, slice], np.ndarray],
+    n_rows: int,
+    n_draws: int,
+    *,
+    hdi_prob: float = HDI_PROB,
+    memory_limit: int = MEMORY_LIMIT,
+) -> dict[str, np.ndarray]:
+    """Mean, sd, HDI per row of a quantity evaluated draw by draw.
+
+    ``evaluate(rows, draws)`` returns the quantity for the unique rows ``rows`` (integer
+    array) and the draws ``draws`` (a slice) as an array of shape (draws, rows).
+    """
+    if not 0 < hdi_prob < 1:
+        raise ValueError(f"hdi_prob must be in (0, 1), got {hdi_prob}")
+    rows_per_chunk = int(max(1, min(n_rows, memory_limit // (8 * n_draws))))
+    draws_per_slice = int(max(1, memory_limit // (8 * _TEMPORARIES * rows_per_chunk)))
+    out = {k: np.empty(n_rows) for k in ("mean", "sd", "hdi_low", "hdi_high")}
+    buf = np.empty((rows_per_chunk, n_draws))
+    for start in range(0, n_rows, rows_per_chunk):
+        rows = np.arange(start, min(n_rows, start + rows_per_chunk))
+        block = buf[: rows.size]
+        for d0 in range(0, n_draws, draws_per_slice):
+            d1 = min(n_draws, d0 + draws_per_slice)
+            block[:, d0:d1] = np.asarray(evaluate(rows, slice(d0, d1))).T
+        out["mean"][rows] = block.mean(axis=1)
+        out["sd"][rows] = block.std(axis=1, ddof=1) if n_draws > 1 else 0.0
+        block.sort(axis=1)
+        out["hdi_low"][rows], out["hdi_high"][rows] = hdi_of_sorted(block, hdi_prob)
+    return out
+
+
+def summary_frame(values: dict[str, np.ndarray], inverse: np.ndarray, index) -> pd.DataFrame:
+    """Expand unique-row summaries back to one row per customer."""
+    return pd.DataFrame({k: v[inverse] for k, v in values.items()}, index=index)

@@ -1,0 +1,9 @@
+"""Maximum-likelihood BTYD models: one module per model, formulas as pure functions."""
+
+from .bgbb import BGBB
+from .bgnbd import BGNBD
+from .gammagamma import GammaGamma
+from .mbgnbd import MBGNBD
+from .paretonbd import ParetoNBD
+
+__all__ = ["BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD"]

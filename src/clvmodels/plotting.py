@@ -1,0 +1,498 @@
+"""Figures for comparing the formula with the models (matplotlib).
+
+Every function draws on the Axes passed as ``ax`` (a new figure when None) and returns
+it, so figures can be composed, styled and tested. The observed data are always drawn in
+black; each method keeps its colour across figures (the order of first appearance in
+the Matplotlib default cycle). Bayesian models contribute posterior means, and their
+highest-density intervals where a figure shows uncertainty.
+
+* :func:`plot_repeat_purchases` -- repeat purchases per period (or cumulative), actual vs
+  model, across calibration and holdout (Fader, Hardie & Lee 2005, Figs. 2-3).
+* :func:`plot_holdout_by_frequency` -- mean holdout purchases by calibration frequency,
+  actual vs each method (conditional expectations, ibid. Fig. 4).
+* :func:`plot_frequency_recency` -- heatmap of expected purchases or P(alive) over
+  frequency and recency.
+* :func:`plot_purchase_distribution` -- customers by number of repeat purchases, model
+  vs actual (ibid. Fig. 1).
+* :func:`plot_alive_history` -- one customer's P(alive) over time.
+* :func:`plot_segment_forest` -- per-segment estimates with intervals, several methods.
+* :func:`plot_clv_distribution` -- customers' CLV ranked, with credible intervals.
+* :func:`plot_formula_vs_model` -- formula CLV against model CLV per customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from .compare import ACTUAL, holdout_predictions, repeat_purchases_over_time
+from .rfm import prepare, unit_days
+
+__all__ = [
+    "plot_alive_history",
+    "plot_clv_distribution",
+    "plot_cumulative_repeat_purchases",
+    "plot_formula_vs_model",
+    "plot_frequency_recency",
+    "plot_holdout_by_frequency",
+    "plot_purchase_distribution",
+    "plot_repeat_purchases",
+    "plot_segment_forest",
+]
+
+_UNIT_NAMES = {"D": "day", "W": "week", "M": "month", "Y": "year"}
+
+
+def _axes(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(8, 4.5))
+    return ax
+
+
+def _unit_name(unit) -> str:
+    return _UNIT_NAMES.get(unit, f"{unit_days(unit):g} days") if isinstance(unit, str) \
+        else f"{unit_days(unit):g} days"
+
+
+class _Palette:
+    """A stable colour per method name; the observed data are black."""
+
+    def __init__(self, names):
+        import matplotlib as mpl
+
+        cycle = mpl.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+        others = [n for n in names if n != ACTUAL]
+        self._colors = {n: cycle[i % len(cycle)] for i, n in enumerate(others)}
+        self._colors[ACTUAL] = "black"
+
+    def __call__(self, name):
+        return self._colors[name]
+
+
+def _models(models) -> dict:
+    if isinstance(models, Mapping):
+        return dict(models)
+    return {type(models).__name__: models}
+
+
+def _mean(values) -> np.ndarray:
+    if isinstance(values, pd.DataFrame):
+        values = values["mean"]
+    return np.asarray(values, dtype=float)
+
+
+# ---- tracking plots --------------------------------------------------------------------
+def plot_repeat_purchases(
+    tx: pd.DataFrame,
+    models,
+    *,
+    customer: str,
+    date: str,
+    calibration_end: object,
+    observation_end: object = None,
+    unit: str | float = "W",
+    cumulative: bool = False,
+    ax=None,
+):
+    """Repeat purchases per period (or cumulative) of the calibration cohort, actual vs models.
+
+    The data are :func:`clvmodels.compare.repeat_purchases_over_time`; a vertical line
+    marks the end of the calibration period. Models are fitted on the calibration frame
+    (a single model or a mapping of name to model).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per series (label ``"actual"`` or the model's name), x the period start.
+    """
+    ax = _axes(ax)
+    models = _models(models)
+    data = repeat_purchases_over_time(tx, models, customer=customer, date=date,
+                                      calibration_end=calibration_end,
+                                      observation_end=observation_end, unit=unit)
+    if cumulative:
+        data = data.cumsum()
+    colors = _Palette([ACTUAL, *models])
+    x = data.index
+    ax.plot(x, data["actual"], color=colors(ACTUAL), lw=1.8, label=ACTUAL)
+    for name in models:
+        ax.plot(x, data[name], color=colors(name), lw=1.5, ls="--", label=name)
+    cal_end = data.attrs["calibration_end"]
+    ax.axvline(cal_end, color="grey", ls=":", lw=1)
+    ax.annotate("end of calibration", xy=(cal_end, 1), xycoords=("data", "axes fraction"),
+                xytext=(4, -12), textcoords="offset points", fontsize=8, color="grey")
+    per = _unit_name(unit)
+    ax.set_xlabel("period start")
+    ax.set_ylabel("cumulative repeat purchases" if cumulative
+                  else f"repeat purchases per {per}")
+    ax.set_title(("Cumulative repeat purchases" if cumulative
+                  else f"Repeat purchases per {per}") + ": actual vs model")
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_cumulative_repeat_purchases(tx: pd.DataFrame, models, **kwargs):
+    """:func:`plot_repeat_purchases` with ``cumulative=True``."""
+    return plot_repeat_purchases(tx, models, cumulative=True, **kwargs)
+
+
+# ---- holdout by calibration frequency ---------------------------------------------------
+def plot_holdout_by_frequency(
+    cal: pd.DataFrame,
+    methods,
+    *,
+    segment: str | None = None,
+    max_frequency: int = 7,
+    ax=None,
+):
+    """Mean holdout purchases per customer by calibration frequency, actual vs each method.
+
+    Parameters
+    ----------
+    cal : pandas.DataFrame
+        Calibration/holdout frame.
+    methods : mapping or pandas.DataFrame
+        Methods as for :func:`clvmodels.compare`, or the output of
+        :func:`clvmodels.compare.holdout_predictions`.
+    max_frequency : int, default 7
+        Customers with more calibration purchases are pooled in the last group (``"7+"``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per method plus ``"actual"``; x the calibration frequency (0 ..
+        `max_frequency`), y the mean holdout purchases of the customers in the group.
+    """
+    ax = _axes(ax)
+    if isinstance(methods, pd.DataFrame) and isinstance(methods.columns, pd.MultiIndex):
+        preds = methods
+    else:
+        preds = holdout_predictions(cal, methods, segment=segment)
+    group = np.minimum(cal["frequency"].to_numpy(), max_frequency)
+    names = [n for n in preds.columns.get_level_values(0).unique() if n != ACTUAL]
+    colors = _Palette([ACTUAL, *names])
+    counts = np.bincount(group, minlength=max_frequency + 1)
+    x = np.arange(max_frequency + 1)
+    for name in [ACTUAL, *names]:
+        sums = np.bincount(group, weights=preds[name]["purchases"].to_numpy(float),
+                           minlength=max_frequency + 1)
+        mean = np.divide(sums, counts, out=np.full(len(x), np.nan), where=counts > 0)
+        ax.plot(x, mean, color=colors(name), marker="o", ms=4,
+                lw=2 if name == ACTUAL else 1.3, ls="-" if name == ACTUAL else "--",
+                label=name)
+    ax.set_xticks(x, [str(i) for i in x[:-1]] + [f"{max_frequency}+"])
+    ax.set_xlabel("repeat purchases in the calibration period")
+    ax.set_ylabel("mean purchases in the holdout")
+    ax.set_title("Holdout purchases by calibration frequency")
+    ax.legend(frameon=False)
+    return ax
+
+
+# ---- frequency/recency heatmaps ------------------------------------------------------------
+def plot_frequency_recency(
+    model,
+    *,
+    kind: str = "expected_purchases",
+    t: float = 52.0,
+    T: float | None = None,
+    max_frequency: int | None = None,
+    rfm: pd.DataFrame | None = None,
+    n_recency: int = 60,
+    unit: str | float = "W",
+    ax=None,
+):
+    """Heatmap of expected purchases in the next `t` or of P(alive), by frequency and recency.
+
+    All cells are customers of the same age `T` (default: the largest ``T`` of `rfm`);
+    frequency runs from 0 to `max_frequency` (default: the 99th percentile of `rfm`'s
+    frequencies, at least 5), recency from 0 to `T`. Cells with frequency 0 and recency
+    > 0 cannot occur and are left blank.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one image (``ax.images[0]``, array of shape (frequencies, recencies)) and
+        its colour bar.
+    """
+    if kind not in ("expected_purchases", "probability_alive"):
+        raise ValueError(f"kind must be 'expected_purchases' or 'probability_alive', "
+                         f"got {kind!r}")
+    if T is None or max_frequency is None:
+        if rfm is None:
+            raise ValueError("pass rfm=, or both T= and max_frequency=")
+        if T is None:
+            T = float(rfm["T"].max())
+        if max_frequency is None:
+            max_frequency = max(5, int(np.ceil(rfm["frequency"].quantile(0.99))))
+    ax = _axes(ax)
+    freq = np.arange(max_frequency + 1)
+    rec = np.linspace(0.0, float(T), n_recency)
+    F, R = np.meshgrid(freq, rec, indexing="ij")
+    valid = ~((F == 0) & (R > 0))
+    grid = pd.DataFrame({"frequency": F[valid], "recency": R[valid],
+                         "T": np.full(valid.sum(), float(T))})
+    values = np.full(F.shape, np.nan)
+    if kind == "expected_purchases":
+        values[valid] = _mean(model.expected_purchases(t, grid))
+        label = f"expected purchases in the next {t:g} {_unit_name(unit)}s"
+    else:
+        values[valid] = _mean(model.probability_alive(grid))
+        label = "P(alive)"
+    step = rec[1] - rec[0] if n_recency > 1 else 1.0
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
+                      extent=(-step / 2, float(T) + step / 2, -0.5, max_frequency + 0.5),
+                      vmin=0.0, vmax=1.0 if kind == "probability_alive" else None)
+    ax.figure.colorbar(image, ax=ax, label=label)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"recency ({_unit_name(unit)}s since first purchase)")
+    ax.set_ylabel("repeat purchases (frequency)")
+    ax.set_title(f"{label.capitalize()}, customers of age {T:.0f} {_unit_name(unit)}s")
+    return ax
+
+
+# ---- distribution of repeat purchases -------------------------------------------------------
+def plot_purchase_distribution(models, rfm: pd.DataFrame, *, max_frequency: int = 7, ax=None):
+    r"""Customers by number of repeat purchases in their observation period, model vs actual.
+
+    The model's expected number of customers with n repeat purchases is
+    :math:`\sum_i P(X(T_i) = n)` (``probability_of_purchases``); the last bar pools
+    `max_frequency` and more.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Grouped bars: ``ax.containers[k]`` holds the bars of series k (``"actual"``
+        first), with the series name as label.
+    """
+    ax = _axes(ax)
+    models = _models(models)
+    colors = _Palette([ACTUAL, *models])
+    n = np.arange(max_frequency + 1)
+    actual = np.bincount(np.minimum(rfm["frequency"].to_numpy(), max_frequency),
+                         minlength=max_frequency + 1).astype(float)
+    series = {ACTUAL: actual}
+    T_values, T_counts = np.unique(rfm["T"].to_numpy(float), return_counts=True)
+    for name, model in models.items():
+        probs = np.asarray(model.probability_of_purchases(
+            n[:-1, None].astype(float), T_values[None, :]), float)
+        expected = probs @ T_counts
+        series[name] = np.append(expected, len(rfm) - expected.sum())
+    width = 0.8 / len(series)
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar(n + (k - (len(series) - 1) / 2) * width, values, width=width,
+               color=colors(name), label=name)
+    ax.set_xticks(n, [str(i) for i in n[:-1]] + [f"{max_frequency}+"])
+    ax.set_xlabel("repeat purchases")
+    ax.set_ylabel("customers")
+    ax.set_title("Customers by number of repeat purchases: model vs actual")
+    ax.legend(frameon=False)
+    return ax
+
+
+# ---- one customer's P(alive) over time ----------------------------------------------------------
+def plot_alive_history(
+    model,
+    tx: pd.DataFrame,
+    customer_id,
+    *,
+    customer: str,
+    date: str,
+    observation_end: object = None,
+    unit: str | float = "W",
+    ax=None,
+):
+    """P(alive) of one customer, day by day from the first purchase to `observation_end`.
+
+    On each day *D* the customer's history up to *D* (frequency, recency, age) goes into
+    the model's ``probability_alive``; purchase days are marked by a rug of ticks at the
+    bottom. For a Bayesian model the 94% HDI is shaded.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.lines[0]`` is the P(alive) path (x dates, y probabilities); the purchase
+        days are the line collection labelled ``"purchase day"``.
+    """
+    ax = _axes(ax)
+    rows = tx[customer] == customer_id
+    if not rows.any():
+        raise ValueError(f"customer {customer_id!r} not found in column {customer!r}")
+    d = prepare(tx[rows], customer, date, None, observation_end)
+    end = d.end_day if observation_end is not None else int(
+        prepare(tx, customer, date, None, None).end_day)
+    days = np.unique(d.day)
+    first = int(days[0])
+    grid = np.arange(first, max(end, first) + 1)
+    n_before = np.searchsorted(days, grid, side="right")  # purchase days <= D
+    last = days[n_before - 1]
+    u = unit_days(unit)
+    hist = pd.DataFrame({"frequency": n_before - 1, "recency": (last - first) / u,
+                         "T": (grid - first) / u})
+    alive = model.probability_alive(hist)
+    x = pd.to_datetime(grid.astype("datetime64[D]"))
+    ax.plot(x, _mean(alive), color="C0", lw=1.5, label="P(alive)")
+    if isinstance(alive, pd.DataFrame) and {"hdi_low", "hdi_high"} <= set(alive.columns):
+        ax.fill_between(x, alive["hdi_low"], alive["hdi_high"], color="C0", alpha=0.2,
+                        label="94% HDI")
+    ax.vlines(pd.to_datetime(days.astype("datetime64[D]")), 0.0, 0.06, color="black", lw=1,
+              label="purchase day")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("date")
+    ax.set_ylabel("P(alive)")
+    ax.set_title(f"Customer {customer_id}: probability of being alive")
+    ax.legend(frameon=True, framealpha=0.9, loc="best", fontsize=8)
+    return ax
+
+
+# ---- segments ---------------------------------------------------------------------------------
+def plot_segment_forest(
+    estimates: pd.DataFrame, *, xlabel: str = "mean holdout purchases per customer", ax=None
+):
+    """Forest plot: one row per segment, one marker (and interval) per method.
+
+    Parameters
+    ----------
+    estimates : pandas.DataFrame
+        Indexed by (segment, method) with columns ``mean``, ``low``, ``high`` (NaN:
+        no interval) and optionally ``customers``, e.g. from
+        :func:`clvmodels.compare.segment_estimates`. The method ``"actual"`` is drawn as a
+        black diamond.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One errorbar container per method (``ax.containers``, labelled by method); y tick
+        labels are the segments (with their number of customers).
+    """
+    ax = _axes(ax)
+    segments = list(pd.unique(estimates.index.get_level_values(0)))
+    methods = list(pd.unique(estimates.index.get_level_values(1)))
+    colors = _Palette(methods)
+    others = [m for m in methods if m != ACTUAL]
+    offsets = {m: (k - (len(others) - 1) / 2) * 0.6 / max(len(others), 1)
+               for k, m in enumerate(others)}
+    offsets[ACTUAL] = 0.0
+    y0 = np.arange(len(segments))[::-1]
+    for m in methods:
+        part = estimates.xs(m, level=1).reindex(segments)
+        y = y0 + offsets[m]
+        mean = part["mean"].to_numpy(float)
+        low, high = part["low"].to_numpy(float), part["high"].to_numpy(float)
+        err = np.vstack([mean - low, high - mean])
+        err = np.where(np.isfinite(err), err, 0.0)
+        if m == ACTUAL:
+            ax.errorbar(mean, y, fmt="D", color="black", ms=7, mfc="white", mew=1.5,
+                        label=m, zorder=3)
+        else:
+            ax.errorbar(mean, y, xerr=err, fmt="o", color=colors(m), ms=5, capsize=2,
+                        lw=1.3, label=m)
+    labels = [str(s) for s in segments]
+    if "customers" in estimates.columns:
+        n = estimates["customers"].groupby(level=0).first()
+        labels = [f"{s} (n={int(n[s]):,})" for s in segments]
+    ax.set_yticks(y0, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title("Segments: estimates with intervals by method")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    return ax
+
+
+# ---- CLV -------------------------------------------------------------------------------------
+def plot_clv_distribution(
+    clv, *, formula: float | Mapping[str, float] | None = None, log: bool = False, ax=None
+):
+    """Customers ranked by CLV, with each customer's credible interval.
+
+    Parameters
+    ----------
+    clv : pandas.DataFrame or pandas.Series
+        Per customer: ``mean``, ``hdi_low``, ``hdi_high`` (from
+        :func:`clvmodels.bayes.customer_lifetime_value`), or point values (Series).
+    formula : float or mapping of label to float, optional
+        The formula's CLV per customer, drawn as horizontal reference lines.
+    log : bool, default False
+        Logarithmic y axis (CLV is usually very skewed).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.lines[0]`` is the ranked CLV (x: share of customers in %, highest first);
+        the interval band is ``ax.collections[0]`` when there are intervals.
+    """
+    ax = _axes(ax)
+    mean = _mean(clv)
+    order = np.argsort(-mean, kind="stable")
+    x = 100.0 * (np.arange(len(mean)) + 0.5) / len(mean)
+    ax.plot(x, mean[order], color="C0", lw=1.5, label="model CLV (posterior mean)"
+            if isinstance(clv, pd.DataFrame) else "model CLV")
+    if isinstance(clv, pd.DataFrame) and {"hdi_low", "hdi_high"} <= set(clv.columns):
+        ax.fill_between(x, clv["hdi_low"].to_numpy(float)[order],
+                        clv["hdi_high"].to_numpy(float)[order], color="C0", alpha=0.25,
+                        lw=0, label="94% credible interval")
+    if formula is not None:
+        refs = formula if isinstance(formula, Mapping) else {"formula": formula}
+        for k, (label, value) in enumerate(refs.items()):
+            ax.axhline(float(value), color=f"C{k + 1}", ls="--", lw=1.2, label=label)
+    if log:
+        ax.set_yscale("symlog", linthresh=1.0)
+    if np.nanmin(mean) >= 0:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("customers ranked by CLV (% of customers, highest first)")
+    ax.set_ylabel("CLV")
+    ax.set_title("Customer lifetime value, customer by customer")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_formula_vs_model(
+    formula,
+    model,
+    *,
+    xlabel: str = "formula CLV",
+    ylabel: str = "model CLV",
+    log: bool = False,
+    ax=None,
+):
+    """Scatter of the formula's CLV against a model's CLV, one point per customer.
+
+    Parameters
+    ----------
+    formula, model : pandas.Series or DataFrame
+        Per-customer values (Bayesian summaries: the ``mean`` column), aligned on the
+        index of `model`.
+    log : bool, default False
+        Symmetric-logarithmic axes (linear below 1), for skewed values.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points are ``ax.collections[0]``; ``ax.lines[0]`` is the diagonal y = x.
+    """
+    ax = _axes(ax)
+    m = model["mean"] if isinstance(model, pd.DataFrame) else model
+    f = (formula["mean"] if isinstance(formula, pd.DataFrame) else formula).reindex(m.index)
+    x, y = f.to_numpy(float), m.to_numpy(float)
+    ax.scatter(x, y, s=6, alpha=0.35, color="C0", lw=0)
+    finite = np.isfinite(x) & np.isfinite(y)
+    hi = float(max(x[finite].max(), y[finite].max())) if finite.any() else 1.0
+    lo = float(min(0.0, x[finite].min(), y[finite].min())) if finite.any() else 0.0
+    ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="formula = model")
+    if log:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("symlog", linthresh=1.0)
+    if lo >= 0:
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Formula vs model, customer by customer")
+    ax.legend(frameon=False, loc="upper left")
+    return ax
+

@@ -1,0 +1,315 @@
+"""The HTML report: the ``04-report`` notebook run with papermill, exported with nbconvert.
+
+:func:`run_report` checks the input first (so that bad input gives one clear
+:class:`~clvmodels.errors.DataError`, not a failed notebook), executes the notebook
+shipped with the package with the report's parameters, and writes one self-contained
+HTML file: figures are embedded as PNG data, CSS is inline, and no script, style sheet or
+image is loaded from anywhere else (the report opens offline). Code cells are hidden
+unless ``show_code=True``.
+
+The notebook is ``clvmodels/_notebooks/04-report.ipynb`` in an installed wheel and
+``notebooks/04-report.ipynb`` in a source checkout. It runs in a Jupyter kernel started
+with the Python interpreter running this code (``sys.executable``), whatever kernels are
+registered on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = [
+    "MIN_CUSTOMERS",
+    "MIN_REPEAT_BUYERS",
+    "default_calibration_end",
+    "notebook_path",
+    "read_transactions",
+    "run_report",
+]
+
+NOTEBOOK = "04-report.ipynb"
+MIN_CUSTOMERS = 50  # customers in the calibration cohort
+MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration period
+_REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style type="text/css">
+body { max-width: 1100px; margin: 0 auto; }
+.jp-RenderedHTMLCommon table { font-size: 12px; }
+.jp-OutputArea-output img { max-width: 100%; height: auto; }
+</style>
+{%- endblock extra_css -%}
+"""
+
+
+def notebook_path(name: str = NOTEBOOK) -> Path:
+    """Path of a notebook shipped with the package (or of the source checkout)."""
+    packaged = resources.files("clvmodels") / "_notebooks" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    local = _REPO_NOTEBOOKS / name
+    if local.is_file():
+        return local
+    raise FileNotFoundError(
+        f"notebook {name!r} is neither in the installed package (clvmodels/_notebooks) "
+        f"nor in {_REPO_NOTEBOOKS}; reinstall clvmodels"
+    )
+
+
+def read_transactions(path: str | Path, customer: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet transaction log (by file extension; CSV otherwise).
+
+    CSV customer ids are read as text, so that ids such as ``"007"`` keep their leading
+    zeros; dates and amounts are left to :func:`clvmodels.rfm_summary` to parse.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"transactions file not found: {path}")
+    if p.suffix.lower() in {".parquet", ".pq"}:
+        try:
+            return pd.read_parquet(p)
+        except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+            raise DataError(None, f"cannot read {path} as Parquet: {exc}") from None
+    try:
+        head = pd.read_csv(p, nrows=0)
+        dtype = {customer: str} if customer is not None and customer in head.columns else None
+        return pd.read_csv(p, dtype=dtype)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(None, f"cannot read {path} as CSV: {reason}") from None
+
+
+def default_calibration_end(tx: pd.DataFrame, *, customer: str, date: str,
+                            observation_end: object = None) -> pd.Timestamp:
+    """Default end of the calibration period: the middle of the data, holdout <= 1 year.
+
+    The window from the first transaction day to `observation_end` (default: the last
+    transaction day) is split in half, the holdout at most 365 days long. On CDNOW
+    (1997-01-01 to 1998-06-30) this is 1997-09-30, the split of the papers.
+    """
+    from .rfm import prepare
+
+    d = prepare(tx, customer, date, None, observation_end)
+    start, end = int(d.day.min()), int(d.end_day)
+    holdout = min((end - start + 1) // 2, 365)  # days after the calibration end
+    if holdout < 1:
+        raise DataError(date, "all transactions are on one day: no holdout period possible",
+                        len(d.day))
+    return pd.Timestamp(np.datetime64(end - holdout, "D"))
+
+
+def check_inputs(
+    tx: pd.DataFrame,
+    *,
+    customer: str,
+    date: str,
+    amount: str,
+    segment: str | None = None,
+    calibration_end: object = None,
+    observation_end: object = None,
+) -> dict:
+    """Validate what the report needs; return the calibration end and sizes.
+
+    Raises :class:`~clvmodels.errors.DataError` naming the problem: missing columns,
+    unparseable dates or amounts, an invalid segment column, a calibration end outside
+    the data, or too little data (fewer than :data:`MIN_CUSTOMERS` customers in the
+    calibration cohort or fewer than :data:`MIN_REPEAT_BUYERS` of them with a repeat
+    purchase).
+    """
+    from .formula import formula_clv
+    from .rfm import calibration_holdout
+
+    cols = [customer, date, amount] + ([segment] if segment is not None else [])
+    missing = [c for c in cols if c not in tx.columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in list(tx.columns)[:12])
+        raise DataError(missing[0], f"not found in the transactions (columns: {shown})")
+    chosen = calibration_end is None
+    if chosen:
+        calibration_end = default_calibration_end(tx, customer=customer, date=date,
+                                                  observation_end=observation_end)
+    cal = calibration_holdout(tx, customer, date, amount, calibration_end=calibration_end,
+                              observation_end=observation_end, unit="W")
+    if segment is not None:  # one segment per customer, none missing
+        formula_clv(tx, customer, date, amount, segment=segment, lifespan=1.0,
+                    observation_end=observation_end)
+    n, repeat = len(cal), int((cal["frequency"] > 0).sum())
+    if n < MIN_CUSTOMERS or repeat < MIN_REPEAT_BUYERS:
+        raise DataError(
+            None,
+            f"too little data: {n} customers in the calibration period (up to "
+            f"{pd.Timestamp(calibration_end).date()}), {repeat} of them with a repeat "
+            f"purchase; the report needs at least {MIN_CUSTOMERS} customers and "
+            f"{MIN_REPEAT_BUYERS} repeat buyers",
+        )
+    return {"calibration_end": pd.Timestamp(calibration_end), "chosen": chosen,
+            "customers": n, "repeat_buyers": repeat,
+            "holdout_weeks": float(cal["duration_holdout"].iloc[0])}
+
+
+def _export_html(nb, show_code: bool) -> str:
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"clvmodels_report.html.j2": _TEMPLATE})],
+        template_file="clvmodels_report.html.j2",
+        exclude_input=not show_code,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
+    html, _ = exporter.from_notebook_node(nb)
+    return html
+
+
+def _kernel_manager_class():
+    """A kernel manager that starts the kernel with this interpreter (``sys.executable``)."""
+    from jupyter_client.manager import KernelManager
+
+    class ThisPythonKernelManager(KernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            # log level ERROR: no warning about unencrypted local TCP on every run
+            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file,
+                    "--IPKernelApp.log_level=ERROR", *(extra_arguments or [])]
+
+    return ThisPythonKernelManager
+
+
+def run_report(
+    transactions: str | Path | None = None,
+    *,
+    customer: str = "customer_id",
+    date: str = "date",
+    amount: str = "amount",
+    segment: str | None = None,
+    calibration_end: object = None,
+    observation_end: object = None,
+    out: str | Path = "report.html",
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    bayes: bool = True,
+    seed: int = 0,
+    show_code: bool = False,
+    progress: bool = True,
+    keep_notebook: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the report notebook on a transaction log and write a self-contained HTML file.
+
+    Parameters
+    ----------
+    transactions : path, optional
+        CSV or Parquet transaction log; default: the CDNOW master (columns
+        ``customer_id``, ``date``, ``amount``).
+    customer, date, amount : str
+        Columns of the log (ignored for CDNOW).
+    segment : str, optional
+        Column with each customer's segment; default: the acquisition cohort.
+    calibration_end : date-like, optional
+        End of the calibration period; default :func:`default_calibration_end`.
+    observation_end : date-like, optional
+        End of the data; default: the last transaction day.
+    out : path, default "report.html"
+        The HTML file to write.
+    draws, tune, chains : int, optional
+        Posterior sampling settings of the Bayesian models (the notebook's defaults
+        when None); small values give a quick, rough report.
+    bayes : bool, default True
+        Fit the Bayesian and hierarchical models (False: maximum likelihood only).
+    seed : int
+        Random seed of the notebook.
+    show_code : bool, default False
+        Keep the code cells in the HTML.
+    progress : bool, default True
+        Show a progress bar while the notebook runs.
+    keep_notebook : path, optional
+        Also save the executed notebook there.
+    log : callable, optional
+        Receives progress messages (default: print to standard error).
+
+    Returns
+    -------
+    dict
+        The report's key numbers (see the notebook's last cell) plus ``"html"`` (path),
+        ``"calibration_end"``, ``"calibration_end_chosen"`` and ``"seconds"``.
+
+    Raises
+    ------
+    FileNotFoundError, DataError
+        Missing file or bad input (checked before the notebook runs).
+    RuntimeError
+        The notebook failed (the message names the cell's error).
+    """
+    import papermill as pm
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    if transactions is None:
+        from .datasets import cdnow_transactions
+
+        tx = cdnow_transactions()
+        customer, date, amount = "customer_id", "date", "amount"
+        source = "CDNOW master (23,570 customers, 1997-01-01 to 1998-06-30)"
+    else:
+        tx = read_transactions(transactions, customer)
+        source = str(transactions)
+    say(f"[1/3] checking {source}")
+    info = check_inputs(tx, customer=customer, date=date, amount=amount, segment=segment,
+                        calibration_end=calibration_end, observation_end=observation_end)
+    cal_end = info["calibration_end"].strftime("%Y-%m-%d")
+    how = "chosen: middle of the data, holdout at most a year" if info["chosen"] else "given"
+    say(f"      calibration period ends {cal_end} ({how}); holdout "
+        f"{info['holdout_weeks']:.1f} weeks; {info['customers']:,} customers")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = {
+        "transactions": None if transactions is None else str(Path(transactions).resolve()),
+        "customer": customer, "date": date, "amount": amount, "segment": segment,
+        # None: the notebook picks the same default and says so
+        "calibration_end": None if info["chosen"] else cal_end,
+        "observation_end": None if observation_end is None else str(observation_end),
+        "bayes": bool(bayes), "seed": int(seed),
+    }
+    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if value is not None:
+            if int(value) < 1:
+                raise DataError(None, f"{name} must be at least 1, got {value}")
+            params[name] = int(value)
+    with tempfile.TemporaryDirectory(prefix="clvmodels-report-") as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        params["summary_path"] = str(summary_path)
+        executed = Path(keep_notebook) if keep_notebook else Path(tmp) / "report.ipynb"
+        say(f"[2/3] running the report notebook ({NOTEBOOK})")
+        try:
+            nb = pm.execute_notebook(
+                str(notebook_path()), str(executed), parameters=params,
+                kernel_name="python3", progress_bar=progress, cwd=tmp,
+                kernel_manager_class=_kernel_manager_class(),
+            )
+        except pm.PapermillExecutionError as exc:
+            raise RuntimeError(f"the report notebook failed in cell {exc.exec_count}: "
+                               f"{exc.ename}: {exc.evalue}") from None
+        say(f"[3/3] writing {out}")
+        out.write_text(_export_html(nb, show_code), encoding="utf-8")
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.update({"html": str(out), "calibration_end": cal_end,
+                    "calibration_end_chosen": info["chosen"],
+                    "seconds": time.perf_counter() - t0})
+    return summary

@@ -1,0 +1,563 @@
+"""Transaction logs to RFM frames: :func:`rfm_summary` and :func:`calibration_holdout`.
+
+Conventions (those of Fader, Hardie & Lee 2005 [1]_ and of the CDNOW reference data):
+
+* Purchases are bucketed by **calendar day**; all transactions of one customer on one day
+  are one purchase (amounts summed). Times of day are ignored. Time-zone-aware dates are
+  bucketed by their calendar day in their own time zone (their wall-clock date).
+* A customer's first purchase day is time 0 and is not counted: ``frequency`` is the
+  number of *later* distinct purchase days, ``recency`` the time from the first to the
+  last purchase day, ``T`` the time from the first purchase day to ``observation_end``,
+  ``monetary_value`` the mean amount of the repeat purchase days (0 if there are none).
+* ``observation_end`` is a calendar day and is **inclusive**: transactions on that day
+  count, transactions after it are outside the observation window and are left out by
+  definition (customers whose first purchase is after it are not in the output). A time
+  of day on ``observation_end`` is ignored. With these rules the CDNOW customer 1 (first
+  purchase 1997-01-01) has ``T = 272 / 7 = 38.857`` weeks at end 1997-09-30, as in [1]_.
+* Times are ``days / unit``: ``"D"`` 1, ``"W"`` 7, ``"M"`` 30.4375, ``"Y"`` 365.25 days,
+  or any positive number of days.
+
+Relation to ``lifetimes`` 0.11.3: ``summary_data_from_transaction_data(...,
+freq="D", freq_multiplier=k)`` gives the same frame as ``unit=k`` (to rounding; the test
+suite checks 1e-9 on CDNOW), and it too counts ``observation_period_end`` inclusively and
+measures ``T`` to the start of that day. Its ``freq="W"`` is different: it buckets dates
+into calendar weeks (Monday to Sunday) and counts whole weeks, so one purchase per week
+at most and integer ``recency``/``T``; ``unit="W"`` here is days / 7 as in the papers.
+Its ``calibration_and_holdout_data`` differs in two ways: ``monetary_value_holdout`` is
+the mean of the raw holdout transactions, not of the merged days (here: merged days, as
+for calibration), and it compares raw timestamps with midnight of
+``calibration_period_end`` and ``observation_period_end``, so a purchase at 10:00 on the
+calibration end day falls into the holdout and one at 10:00 on the last day is dropped
+(here: whole calendar days, the calibration end day is calibration and the last day is
+holdout). On date-only data such as CDNOW only the first difference matters.
+
+Engines. A pandas frame takes a vectorised numpy path (one sort of an int64
+customer-day key; 17x faster than lifetimes on 5M rows). Any other frame narwhals
+supports (polars ``DataFrame``/``LazyFrame``, DuckDB relation, Dask ``DataFrame``,
+pyarrow ``Table``, ...) is summarised by its own engine with one narwhals query (group by
+customer and day, group by customer, one join for the first day's amount), validated by
+counts the engine computes (:func:`clvmodels._validate.engine_transactions`); only the
+per-customer result is collected. Both paths produce the same per-customer purchase-day
+statistics, from which one set of formulas (:func:`_rfm_frame`, :func:`_holdout_frame`)
+builds the output, and the test suite holds them equal to 1e-12. (narwhals on pandas was
+measured 7x slower than the numpy path on 5M rows, hence the two paths.)
+
+References
+----------
+.. [1] Fader, P. S., Hardie, B. G. S. & Lee, K. L. (2005). "Counting your customers" the
+   easy way: An alternative to the Pareto/NBD model. *Marketing Science* 24(2), 275-284.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import narwhals as nw
+import numpy as np
+import pandas as pd
+
+from clvmodels._validate import (
+    AMOUNT,
+    DAY,
+    EngineLog,
+    engine_transactions,
+    parse_cutoff,
+    transaction_arrays,
+)
+from clvmodels.errors import DataError
+
+__all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
+
+_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375, "Y": 365.25}
+
+
+def unit_days(unit: str | float) -> float:
+    """Length of a time unit in days: "D" 1, "W" 7, "M" 30.4375, "Y" 365.25, or a number."""
+    if isinstance(unit, str):
+        if unit not in _UNIT_DAYS:
+            raise ValueError(f"unit must be one of {sorted(_UNIT_DAYS)} or days; got {unit!r}")
+        return _UNIT_DAYS[unit]
+    if isinstance(unit, bool) or not isinstance(unit, int | float | np.number):
+        raise ValueError(f"unit must be a string or a positive number of days; got {unit!r}")
+    if not np.isfinite(unit) or unit <= 0:
+        raise ValueError(f"unit must be a positive number of days; got {unit!r}")
+    return float(unit)
+
+
+@dataclass(frozen=True)
+class Daily:
+    """A validated transaction log inside the observation window, as integer arrays.
+
+    ``codes[i]`` indexes ``ids`` (sorted when the ids are sortable); ``day[i]`` is the
+    calendar day of row i as days since 1970-01-01; ``keep`` marks the caller's rows that
+    are inside the window (None: all of them); ``tz`` is the dates' time zone.
+    """
+
+    codes: np.ndarray
+    ids: pd.Index
+    day: np.ndarray
+    amount: np.ndarray | None
+    end_day: int
+    keep: np.ndarray | None
+    tz: object
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    """Calendar day (wall clock in the dates' own time zone) as int64 days since 1970."""
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        dates = dates.dt.tz_localize(None)
+    return dates.to_numpy().astype("datetime64[D]").view(np.int64)
+
+
+def _iso(day: int) -> str:
+    """Day number as an ISO date string, for messages."""
+    return str(np.datetime64(int(day), "D"))
+
+
+def _day_number(ts: pd.Timestamp) -> int:
+    return int(ts.to_datetime64().astype("datetime64[D]").astype(np.int64))
+
+
+def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..n-1 into the sorted unique ids (order of appearance if unorderable).
+
+    Integer ids with a compact range take a counting path (no hashing, no sorting).
+    """
+    if ids.dtype.kind in "iu" and len(ids):
+        lo, hi = int(ids.min()), int(ids.max())
+        if hi - lo < 4 * len(ids) + 1_000_000:
+            offset = (ids - lo).astype(np.intp, copy=False)
+            present = np.bincount(offset, minlength=hi - lo + 1) > 0
+            rank = np.cumsum(present) - 1
+            return rank[offset], (np.flatnonzero(present) + lo).astype(ids.dtype)
+    try:
+        codes, uniques = pd.factorize(ids, sort=True)
+    except TypeError:  # ids of mixed, unorderable types
+        codes, uniques = pd.factorize(ids, sort=False)
+    return codes.astype(np.int64, copy=False), uniques
+
+
+def prepare(
+    tx: pd.DataFrame,
+    customer: str,
+    date: str,
+    amount: str | None,
+    observation_end: object,
+    *,
+    allow_returns: bool = False,
+    date_format: str | None = None,
+) -> Daily:
+    """Validate `tx`, cut it at `observation_end` and factorize the customers."""
+    ids, dates, amounts = transaction_arrays(
+        tx, customer, date, amount, allow_returns=allow_returns, date_format=date_format
+    )
+    day = _day_numbers(dates)
+    tz = dates.dt.tz
+    if observation_end is None:
+        end_day = int(day.max())
+    else:
+        end_day = _day_number(parse_cutoff(observation_end, "observation_end", tz))
+    keep = day <= end_day
+    n_keep = int(keep.sum())
+    if n_keep == 0:
+        raise _after_end(date, end_day, int(day.min()), len(day))
+    if n_keep < len(day):
+        ids, day = ids[keep], day[keep]
+        amounts = amounts[keep] if amounts is not None else None
+    else:
+        keep = None
+    codes, uniques = _factorize(ids)
+    return Daily(
+        codes=codes,
+        ids=pd.Index(uniques, name=customer),
+        day=day,
+        amount=amounts,
+        end_day=end_day,
+        keep=keep,
+        tz=tz,
+    )
+
+
+def per_customer(
+    codes: np.ndarray, day: np.ndarray, amount: np.ndarray | None, n: int
+) -> dict[str, np.ndarray]:
+    """Per-customer purchase-day statistics, fully vectorised.
+
+    Returns arrays of length `n`: ``n_days`` (distinct purchase days, 0 if no rows),
+    ``first`` and ``last`` day (0 where ``n_days == 0``), and if `amount` is given
+    ``total`` (sum of all amounts) and ``repeat`` (sum of the amounts after the first
+    day). Same-day rows are found by sorting one int64 key ``code * span + day``; each
+    customer's block of sorted keys is located with ``searchsorted``.
+    """
+    out: dict[str, np.ndarray] = {"first": np.zeros(n, np.int64), "last": np.zeros(n, np.int64)}
+    if amount is not None:
+        out["total"] = np.bincount(codes, weights=amount, minlength=n).astype(float)
+    if len(day) == 0:
+        out["n_days"] = np.zeros(n, np.int64)
+        if amount is not None:
+            out["repeat"] = np.zeros(n)
+        return out
+    lo = int(day.min())
+    span = int(day.max()) - lo + 1
+    if n * span >= 2**62:  # 1e12 customers over 10,000 years would still fit
+        raise ValueError("too many customers x days for an int64 key")
+    key = codes * span
+    key += day
+    key -= lo
+    key.sort()
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
+    base = np.arange(n + 1, dtype=np.int64) * span
+    bounds = np.searchsorted(key, base)
+    n_days = np.diff(bounds)
+    has = np.flatnonzero(n_days)
+    out["first"][has] = key[bounds[has]] - base[has] + lo
+    out["last"][has] = key[bounds[has + 1] - 1] - base[has] + lo
+    out["n_days"] = n_days
+    if amount is not None:
+        on_first = day == out["first"][codes]
+        first_day = np.bincount(codes[on_first], weights=amount[on_first], minlength=n)
+        out["repeat"] = out["total"] - first_day
+    return out
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count, 0 where count is 0."""
+    return np.divide(total, count, out=np.zeros(len(total)), where=count > 0)
+
+
+def _rfm_frame(stats: dict[str, np.ndarray], end_day: int, days: float) -> dict[str, np.ndarray]:
+    """The RFM columns from per-customer purchase-day statistics (every engine's path)."""
+    frequency = stats["n_days"] - 1
+    cols = {
+        "frequency": frequency.astype(np.int64),
+        "recency": (stats["last"] - stats["first"]) / days,
+        "T": (end_day - stats["first"]) / days,
+    }
+    if "repeat" in stats:
+        cols["monetary_value"] = _mean(stats["repeat"], frequency)
+    return cols
+
+
+def _holdout_frame(
+    ids: pd.Index,
+    cal: dict[str, np.ndarray],
+    hold: dict[str, np.ndarray],
+    cal_day: int,
+    end_day: int,
+    days: float,
+) -> pd.DataFrame:
+    """The calibration/holdout frame from both periods' statistics (every engine's path)."""
+    cols = _rfm_frame(cal, cal_day, days)
+    cols["frequency_holdout"] = hold["n_days"].astype(np.int64)
+    if "total" in hold:
+        cols["monetary_value_holdout"] = _mean(hold["total"], hold["n_days"])
+    cols["duration_holdout"] = np.full(len(ids), (end_day - cal_day) / days)
+    keep = cal["n_days"] > 0
+    return pd.DataFrame({k: v[keep] for k, v in cols.items()}, index=ids[keep])
+
+
+def _after_end(date: str, end_day: int, first_day: int, n_rows: int) -> DataError:
+    return DataError(
+        date,
+        f"all transactions are after observation_end {_iso(end_day)} (first is {_iso(first_day)})",
+        n_rows,
+    )
+
+
+def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n_rows):
+    """The DataError for a calibration_end that leaves no calibration period, or None.
+
+    ``n_rows`` (rows in the observation window) is a callable: only counted on error."""
+    if cal_day >= end_day:
+        return DataError(
+            None,
+            f"calibration_end {_iso(cal_day)} must be before observation_end {_iso(end_day)}",
+        )
+    if first_day > cal_day:
+        return DataError(
+            date,
+            f"all transactions in the observation window are after calibration_end "
+            f"{_iso(cal_day)} (first is {_iso(first_day)})",
+            n_rows(),
+        )
+    return None
+
+
+# --- other engines (polars, DuckDB, Dask, pyarrow...): one narwhals query --------------
+
+
+def _as_date(day: int) -> dt.datetime:
+    """Day number as the midnight datetime the engines compare the day column with."""
+    return dt.datetime(1970, 1, 1) + dt.timedelta(days=int(day))
+
+
+def _day_numbers_of(values: nw.Series) -> np.ndarray:
+    """A day column collected from any engine as int64 days since 1970-01-01."""
+    return np.asarray(values.to_numpy()).astype("datetime64[D]").view(np.int64)
+
+
+def _engine_end(log: EngineLog, date: str, observation_end: object) -> int:
+    if observation_end is None:
+        return log.last_day
+    end_day = _day_number(parse_cutoff(observation_end, "observation_end", log.tz))
+    if log.first_day > end_day:
+        raise _after_end(date, end_day, log.first_day, log.n_rows)
+    return end_day
+
+
+def _engine_stats(
+    log: EngineLog, customer: str, end_day: int, cal_day: int | None, with_amount: bool
+) -> tuple[pd.Index, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-customer purchase-day statistics computed by the frame's own engine.
+
+    The same statistics as :func:`per_customer` (``n_days``, ``first``, ``last``,
+    ``total``, ``repeat``) for the period up to `cal_day` (the whole window if None), and
+    ``n_days``/``total`` of the days after it. Two aggregations (by customer and day, then
+    by customer) and one join (the amount of each customer's first day); only the
+    per-customer result is collected.
+    """
+    day, lf = nw.col(DAY), log.frame
+    if end_day < log.last_day:
+        lf = lf.filter(day <= _as_date(end_day))
+    daily = lf.group_by(customer, DAY).agg(
+        nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n")
+    )
+    if cal_day is None:
+        aggs = {"n_days": nw.len(), "first": day.min(), "last": day.max()}
+        if with_amount:
+            aggs["total"] = nw.col(AMOUNT).sum()
+    else:
+        in_cal = day <= _as_date(cal_day)
+        extra = {"__in": in_cal.cast(nw.Int64), "__cal_day": nw.when(in_cal).then(day)}
+        if with_amount:
+            amt = nw.col(AMOUNT)
+            extra["__cal_amt"] = nw.when(in_cal).then(amt).otherwise(nw.lit(0.0))
+            extra["__hold_amt"] = nw.when(in_cal).then(nw.lit(0.0)).otherwise(amt)
+        daily = daily.with_columns(**extra)
+        aggs = {
+            "n_days": nw.col("__in").sum(),
+            "n_all": nw.len(),
+            "first": day.min(),
+            "last": nw.col("__cal_day").max(),
+        }
+        if with_amount:
+            aggs |= {"total": nw.col("__cal_amt").sum(), "hold": nw.col("__hold_amt").sum()}
+    per = daily.group_by(customer).agg(**aggs)
+    if cal_day is not None:  # customers first seen in the holdout are not in the cohort
+        per = per.filter(nw.col("first") <= _as_date(cal_day))
+    if with_amount:
+        first_day = daily.select(
+            nw.col(customer), day.alias("first"), nw.col(AMOUNT).alias("__first_amt")
+        )
+        per = per.join(first_day, on=[customer, "first"], how="inner")
+    out = per.collect()
+    ids, order = pd.Index(out.get_column(customer).to_numpy(), name=customer).sort_values(
+        return_indexer=True
+    )
+
+    def col(name: str, dtype=np.float64) -> np.ndarray:
+        return np.asarray(out.get_column(name).to_numpy(), dtype=dtype)[order]
+
+    n_days = col("n_days", np.int64)
+    cal = {
+        "n_days": n_days,
+        "first": _day_numbers_of(out.get_column("first"))[order],
+        "last": _day_numbers_of(out.get_column("last"))[order],
+    }
+    hold = {}
+    if cal_day is not None:
+        hold["n_days"] = col("n_all", np.int64) - n_days
+    if with_amount:
+        cal["total"] = col("total")
+        cal["repeat"] = cal["total"] - col("__first_amt")
+        if cal_day is not None:
+            hold["total"] = col("hold")
+    return ids, cal, hold
+
+
+def rfm_summary(
+    tx: pd.DataFrame,
+    customer: str,
+    date: str,
+    amount: str | None = None,
+    observation_end: object = None,
+    unit: str | float = "W",
+    *,
+    allow_returns: bool = False,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """Summarise a transaction log into an RFM frame (frequency, recency, T, monetary value).
+
+    The conventions (calendar-day buckets, first purchase at time 0, inclusive
+    `observation_end`) are those of Fader, Hardie & Lee (2005); see the module docstring.
+
+    Parameters
+    ----------
+    tx : pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow (any narwhals) frame
+        One row per transaction. Never modified. Frames of other engines, lazy ones
+        included, are summarised by their own engine; only the per-customer result is
+        collected (see the module docstring). There, string dates are parsed by the
+        engine, which stops at the first bad value (the error then has no row count).
+    customer : str
+        Column with the customer id (any hashable values, none missing).
+    date : str
+        Column with the transaction date: datetime64 (naive or time-zone aware), or
+        strings / date objects, which are parsed strictly (see `date_format`).
+    amount : str, optional
+        Column with the transaction value (finite numbers). Adds ``monetary_value``.
+    observation_end : date-like, optional
+        Last day of the observation window, inclusive. Default: the last transaction day.
+        Transactions after it are outside the window and are not used.
+    unit : {"D", "W", "M", "Y"} or float, default "W"
+        Time unit of ``recency`` and ``T``: days, weeks (7 days), months (30.4375 days),
+        years (365.25 days), or a positive number of days.
+    allow_returns : bool, default False
+        Accept negative amounts; they are netted with the customer's other transactions
+        of the same day. A day with a transaction row is a purchase day even if its net
+        amount is <= 0, so ``monetary_value`` may be negative; remove return-only rows
+        first if they should not count as purchases.
+    date_format : str, optional
+        strftime format for string dates (default: the format inferred from most of the
+        first 1,000 values; ``"ISO8601"`` for ISO strings of varying precision).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by customer id (sorted when the ids are sortable), one row per customer
+        with a purchase on or before `observation_end`; columns ``frequency`` (int64),
+        ``recency``, ``T`` and, if `amount` is given, ``monetary_value`` (float64).
+        Customers first seen on `observation_end` itself have ``T = 0``: they are kept
+        (no customer disappears without notice); they add nothing to a model's
+        likelihood and get the new-customer predictions.
+
+    Raises
+    ------
+    DataError
+        Missing column, empty log, missing customer ids or dates, unparseable dates,
+        non-numeric / missing / infinite / negative amounts, `observation_end` before
+        the first transaction, or an aware `observation_end` with naive dates.
+
+    Examples
+    --------
+    >>> tx = pd.DataFrame({
+    ...     "id": [1, 1, 1, 2],
+    ...     "day": pd.to_datetime(["2020-01-01", "2020-01-08", "2020-01-08", "2020-01-15"]),
+    ...     "usd": [10.0, 5.0, 7.0, 3.0]})
+    >>> rfm_summary(tx, "id", "day", "usd", observation_end="2020-01-29")
+    ... # doctest: +NORMALIZE_WHITESPACE
+        frequency  recency    T  monetary_value
+    id
+    1           1      1.0  4.0            12.0
+    2           0      0.0  2.0             0.0
+    """
+    days = unit_days(unit)
+    checks = dict(allow_returns=allow_returns, date_format=date_format)
+    if isinstance(tx, pd.DataFrame):  # the vectorised numpy path (see module docstring)
+        d = prepare(tx, customer, date, amount, observation_end, **checks)
+        stats = per_customer(d.codes, d.day, d.amount, len(d.ids))
+        ids, end_day = d.ids, d.end_day
+    else:  # any other engine, in that engine
+        log = engine_transactions(tx, customer, date, amount, **checks)
+        end_day = _engine_end(log, date, observation_end)
+        ids, stats, _ = _engine_stats(log, customer, end_day, None, amount is not None)
+    return pd.DataFrame(_rfm_frame(stats, end_day, days), index=ids)
+
+
+def calibration_holdout(
+    tx: pd.DataFrame,
+    customer: str,
+    date: str,
+    amount: str | None = None,
+    calibration_end: object = None,
+    observation_end: object = None,
+    unit: str | float = "W",
+    *,
+    allow_returns: bool = False,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """RFM frame for a calibration period plus what each customer did in the holdout.
+
+    The calibration period runs to `calibration_end` (inclusive), the holdout from the
+    next day to `observation_end` (inclusive). Only customers whose first purchase falls
+    in the calibration period are included; customers first seen in the holdout are not
+    (by definition they are not in the calibration cohort). Same-day purchases are merged
+    in both periods, as in :func:`rfm_summary`.
+
+    Parameters
+    ----------
+    tx, customer, date, amount, unit, allow_returns, date_format
+        As in :func:`rfm_summary`.
+    calibration_end : date-like
+        Last day of the calibration period (required).
+    observation_end : date-like, optional
+        Last day of the holdout period. Default: the last transaction day.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by customer id: ``frequency``, ``recency``, ``T`` (and
+        ``monetary_value``) of the calibration period, ``frequency_holdout`` (number of
+        distinct purchase days in the holdout, int64), ``monetary_value_holdout`` (mean
+        amount of those days, 0 if none; only with `amount`) and ``duration_holdout``
+        (length of the holdout, ``(observation_end - calibration_end) / unit``).
+
+    Raises
+    ------
+    DataError
+        As :func:`rfm_summary`, and when `calibration_end` is not before
+        `observation_end` or before the first transaction.
+
+    Examples
+    --------
+    >>> tx = pd.DataFrame({
+    ...     "id": [1, 1, 1, 2],
+    ...     "day": pd.to_datetime(["2020-01-01", "2020-01-08", "2020-01-20", "2020-01-15"]),
+    ...     "usd": [10.0, 5.0, 7.0, 3.0]})
+    >>> cal = calibration_holdout(tx, "id", "day", "usd", calibration_end="2020-01-15",
+    ...                           observation_end="2020-01-29", unit="D")
+    >>> cal.iloc[:, :4]  # doctest: +NORMALIZE_WHITESPACE
+        frequency  recency     T  monetary_value
+    id
+    1           1      7.0  14.0             5.0
+    2           0      0.0   0.0             0.0
+    >>> cal.iloc[:, 4:]  # doctest: +NORMALIZE_WHITESPACE
+        frequency_holdout  monetary_value_holdout  duration_holdout
+    id
+    1                   1                     7.0              14.0
+    2                   0                     0.0              14.0
+
+    Customer 2 was first seen on `calibration_end`, so T = 0 (see :func:`rfm_summary`).
+    """
+    if calibration_end is None:
+        raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
+    days = unit_days(unit)
+    checks = dict(allow_returns=allow_returns, date_format=date_format)
+    if not isinstance(tx, pd.DataFrame):  # any other engine, in that engine
+        log = engine_transactions(tx, customer, date, amount, **checks)
+        end_day = _engine_end(log, date, observation_end)
+        cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", log.tz))
+
+        def in_window() -> int:
+            if end_day >= log.last_day:
+                return log.n_rows
+            inside = log.frame.select((nw.col(DAY) <= _as_date(end_day)).cast(nw.Int64).sum())
+            return int(inside.collect().item())
+
+        error = _calibration_errors(date, cal_day, end_day, log.first_day, in_window)
+        if error is not None:
+            raise error
+        ids, cal, hold = _engine_stats(log, customer, end_day, cal_day, amount is not None)
+        return _holdout_frame(ids, cal, hold, cal_day, end_day, days)
+    d = prepare(tx, customer, date, amount, observation_end, **checks)
+    cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", d.tz))
+    error = _calibration_errors(date, cal_day, d.end_day, int(d.day.min()), lambda: len(d.day))
+    if error is not None:
+        raise error
+    in_cal = d.day <= cal_day
+    n = len(d.ids)
+    periods = []
+    for rows in (in_cal, ~in_cal):
+        amounts = d.amount[rows] if d.amount is not None else None
+        periods.append(per_customer(d.codes[rows], d.day[rows], amounts, n))
+    return _holdout_frame(d.ids, *periods, cal_day, d.end_day, days)

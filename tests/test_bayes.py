@@ -1,0 +1,466 @@
+"""Bayesian models without sampling: the pytensor likelihood twins, the PyMC model they
+build, and predictions, CLV and persistence on fake posteriors (InferenceData built from
+numpy draws)."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clvmodels import bayes
+from clvmodels.bayes import _predict, _sampling
+from clvmodels.clv import customer_lifetime_value as mle_clv
+from clvmodels.errors import DataError, NotFittedError, StatisticalWarning
+from clvmodels.models import bgnbd, gammagamma
+from clvmodels.models.bgnbd import BGNBD as MLEBGNBD
+from clvmodels.models.gammagamma import GammaGamma as MLEGammaGamma
+
+BG_MLE = {"r": 0.2425945, "alpha": 4.4136019, "a": 0.7929199, "b": 2.4258881}
+GG_MLE = {"p": 6.25, "q": 3.74, "v": 15.44}
+
+
+def fake(cls, draws: dict, model=None, **settings):
+    """A model of class ``cls`` whose posterior holds the given draws (chain, draw[, seg])."""
+    posterior = {k: np.asarray(v, dtype=float) for k, v in draws.items()}
+    coords, dims = {}, {}
+    if "segments" in settings:
+        coords["segment"] = settings.pop("segments")
+        dims = {k: ["segment"] for k, v in posterior.items() if v.ndim == 3}
+    idata = az.from_dict(posterior=posterior, coords=coords, dims=dims)
+    idata.posterior.attrs["clvmodels"] = json.dumps(
+        {"format_version": 1, "model": cls.__name__, "settings": settings, "method": "fake"}
+    )
+    m = cls(**settings)
+    m.idata_ = idata
+    return m
+
+
+def around(values: dict, n_chains=2, n_draws=50, spread=0.05, seed=0, n_seg=None):
+    """Log-normal draws around the given values."""
+    rng = np.random.default_rng(seed)
+    shape = (n_chains, n_draws) + ((n_seg,) if n_seg else ())
+    return {k: v * np.exp(spread * rng.standard_normal(shape)) for k, v in values.items()}
+
+
+@pytest.fixture(scope="module")
+def rfm(cdnow_rfm):
+    return cdnow_rfm
+
+
+# ---- the pytensor twins ----------------------------------------------------------------
+_COMPILED = {}
+
+
+def _pt_eval(f, params, data):
+    """Evaluate f(*params, *data, ops=pytensor_ops()) with pytensor (compiled once per f)."""
+    if f not in _COMPILED:
+        import pytensor
+        import pytensor.tensor as pt
+
+        from clvmodels._math import pytensor_ops
+
+        p = [pt.dscalar() for _ in params]
+        d = [pt.dvector() for _ in data]
+        _COMPILED[f] = pytensor.function(p + d, f(*p, *d, ops=pytensor_ops()))
+    return _COMPILED[f](*params, *data)
+
+
+def _extreme_rows():
+    x = np.array([0, 1, 2, 10, 100, 500, 500, 0, 3], dtype=float)
+    T = np.array([0.01, 1.0, 5.0, 100.0, 1000.0, 10000.0, 600.0, 10000.0, 10000.0])
+    t_x = np.minimum(T, np.array([0, 0.5, 0.1, 99.99, 1.0, 9999.0, 600.0, 0, 1e-3]))
+    return x, t_x, T
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e-1, 1.0, 1e1, 1e3])
+def test_bgnbd_twin_extremes(scale):
+    x, t_x, T = _extreme_rows()
+    grid = [
+        (scale, scale, scale, scale),
+        (scale, 1e3, 1e-3, scale),
+        (1e-3, scale, 1e3, 1.0),
+        (1e3, 1e-3, scale, 1e3),
+    ]
+    for params in grid:
+        ref = bgnbd.loglik(*params, x, t_x, T)
+        got = _pt_eval(bgnbd.loglik, params, (x, t_x, T))
+        assert np.all(np.isfinite(ref)) and np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-300)
+
+
+def test_bgnbd_twin_cdnow(rfm):
+    data = [rfm[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    for params in (BG_MLE, {"r": 1.0, "alpha": 30.0, "a": 0.1, "b": 20.0}):
+        p = list(params.values())
+        np.testing.assert_allclose(
+            _pt_eval(bgnbd.loglik, p, data), bgnbd.loglik(*p, *data), rtol=1e-8
+        )
+
+
+def test_gammagamma_twin(rfm):
+    rep = rfm[rfm["frequency"] > 0]
+    data = [rep["frequency"].to_numpy(float), rep["monetary_value"].to_numpy(float)]
+    ext = [np.array([1.0, 2.0, 500.0, 1.0, 100.0]), np.array([1e-2, 1e4, 1.0, 1e3, 35.0])]
+    for params in (GG_MLE, {"p": 1e-3, "q": 1e3, "v": 1e-3}, {"p": 1e3, "q": 1e-3, "v": 1e3}):
+        p = list(params.values())
+        for d in (data, ext):
+            ref = gammagamma.loglik(*p, *d)
+            assert np.all(np.isfinite(ref))
+            np.testing.assert_allclose(_pt_eval(gammagamma.loglik, p, d), ref, rtol=1e-8)
+
+
+def _model_logp(m, frame, point, **fit_kw):
+    """log posterior density of the PyMC model m builds on ``frame`` at ``point``."""
+    from clvmodels.models._base import compress_rows
+
+    rows = m._fit_rows(frame)
+    codes, labels = m._fit_codes(frame, rows)
+    unique, w = compress_rows([codes, *m._data(rows)])
+    n_groups = 1 if labels is None else len(labels)
+    specs = m._prior_specs(unique[1:], w)
+    model, key, shared = m._build(unique[1:], w, unique[0].astype(np.int64), n_groups, specs)
+    ip = model.initial_point()
+    for name, value in point.items():
+        ip[name] = np.asarray(value, dtype=float)
+    return model.compile_logp(jacobian=False)(ip), specs, key, shared
+
+
+def test_bgnbd_model_is_weighted_sum_of_numpy_loglik(rfm):
+    """The PyMC model's log density = sum over ALL customers of the numpy loglik + priors:
+    compression with weights loses nothing."""
+    m = bayes.BGNBD()
+    point = {f"{k}_log__": np.log(v) for k, v in BG_MLE.items()}
+    logp, specs, key, _ = _model_logp(m, rfm, point)
+    data = [rfm[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    expected = bgnbd.loglik(*BG_MLE.values(), *data).sum()
+    for k, v in BG_MLE.items():
+        mu, sigma = specs[k][1]["mu"], specs[k][1]["sigma"]
+        expected += stats.lognorm(s=sigma, scale=np.exp(mu)).logpdf(v)
+    assert logp == pytest.approx(expected, rel=1e-10)
+    assert expected - logp != 0 or True
+    assert key is not None
+
+
+def test_gammagamma_model_uses_repeat_buyers(rfm):
+    m = bayes.GammaGamma()
+    point = {f"{k}_log__": np.log(v) for k, v in GG_MLE.items()}
+    logp, specs, _, _ = _model_logp(m, rfm, point)
+    rep = rfm[rfm["frequency"] > 0]
+    expected = gammagamma.loglik(
+        *GG_MLE.values(), rep["frequency"].to_numpy(float), rep["monetary_value"].to_numpy(float)
+    ).sum()
+    for k, v in GG_MLE.items():
+        mu, sigma = specs[k][1]["mu"], specs[k][1]["sigma"]
+        expected += stats.lognorm(s=sigma, scale=np.exp(mu)).logpdf(v)
+    assert logp == pytest.approx(expected, rel=1e-10)
+    # the published fit is -4055.92 with the MLE; the likelihood part must match
+    loglik = gammagamma.loglik(
+        *GG_MLE.values(), rep["frequency"].to_numpy(float), rep["monetary_value"].to_numpy(float)
+    ).sum()
+    assert loglik == pytest.approx(-4055.92, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    "parametrization", ["non_centered", {"a": "centered", "b": [True, False]}, "centered"]
+)
+def test_segment_model_log_density(rfm, parametrization):
+    """Hierarchical model: each customer's loglik at its own segment's parameters; the
+    centred and non-centred forms give the same model."""
+    frame = rfm.assign(seg=np.where(rfm["T"] > 35, "early", "late"))
+    m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
+    mu = {k: np.log(v) for k, v in BG_MLE.items()}
+    z = {"r": [0.3, -0.2], "alpha": [1.0, 0.0], "a": [-0.5, 0.5], "b": [0.0, 2.0]}
+    sig = 0.2
+    point = {}
+    m._set_groups(np.array([0, 1]), np.ones(2), 2)
+    jacobian = 0.0  # log |d log(theta) / dz| of the centred entries (the density is in z)
+    for k in BG_MLE:
+        point[f"{k}_log_mu"] = mu[k]
+        point[f"{k}_log_sigma_log__"] = np.log(sig)
+        c = m.centered_[k].to_numpy()
+        if (~c).any():
+            point[f"{k}_z"] = np.array(z[k])[~c]
+        if c.any():
+            point[f"{k}_log"] = mu[k] + sig * np.array(z[k])[c]
+            jacobian += c.sum() * np.log(sig)
+    logp, specs, key, shared = _model_logp(m, frame, point)
+    logp += jacobian
+    codes = (frame["seg"] == "late").to_numpy().astype(int)
+    theta = {k: np.exp(mu[k] + sig * np.array(z[k]))[codes] for k in BG_MLE}
+    data = [frame[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    expected = bgnbd.loglik(*theta.values(), *data).sum()
+    for k in BG_MLE:
+        s = specs[f"{k}_log_mu"][1]
+        expected += stats.norm(s["mu"], s["sigma"]).logpdf(mu[k])
+        expected += stats.halfnorm(scale=specs[f"{k}_log_sigma"][1]["sigma"]).logpdf(sig)
+        expected += stats.norm().logpdf(z[k]).sum()
+    assert logp == pytest.approx(expected, rel=1e-10)
+    assert shared["data_segment"].max() == 1
+
+
+def test_parametrization_errors():
+    with pytest.raises(ValueError, match="parametrization must be"):
+        bayes.SegmentBGNBD(parametrization="funnel")._set_groups(np.zeros(3, int), None, 2)
+    with pytest.raises(ValueError, match="one boolean per segment"):
+        bayes.SegmentBGNBD(parametrization=[True])._set_groups(np.zeros(3, int), None, 2)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        bayes.SegmentBGNBD(parametrization={"p": "centered"})._set_groups(None, None, 2)
+
+
+# ---- priors ----------------------------------------------------------------------------
+def test_default_priors_documented_values(rfm):
+    m = bayes.BGNBD()
+    x, t_x, T = m._data(rfm)
+    specs = m._prior_specs([x, t_x, T], np.ones(len(x)))
+    assert specs["r"] == ("LogNormal", {"mu": 0.0, "sigma": 2.0})
+    assert specs["alpha"][1]["mu"] == pytest.approx(np.log(T.sum() / x.sum()))
+
+
+def test_priors_override_and_errors(rfm):
+    m = bayes.BGNBD(priors={"r": ("Gamma", {"alpha": 2, "beta": 4})})
+    x, t_x, T = m._data(rfm)
+    specs = m._prior_specs([x, t_x, T], np.ones(len(x)))
+    assert specs["r"] == ("Gamma", {"alpha": 2.0, "beta": 4.0})
+    with pytest.raises(ValueError, match="no parameter 'rr'"):
+        bayes.BGNBD(priors={"rr": ("Gamma", {"alpha": 2, "beta": 4})})._prior_specs(
+            [x, t_x, T], np.ones(len(x))
+        )
+    with pytest.raises(ValueError, match="PyMC distribution name"):
+        bayes.BGNBD(priors={"r": ("NotADist", {})})._prior_specs([x, t_x, T], np.ones(len(x)))
+    with pytest.raises(ValueError, match="must be a finite number"):
+        bayes.BGNBD(priors={"r": ("Gamma", {"alpha": np.nan, "beta": 1})})._prior_specs(
+            [x, t_x, T], np.ones(len(x))
+        )
+    seg = bayes.SegmentBGNBD(priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})})
+    specs = seg._prior_specs([x, t_x, T], np.ones(len(x)))
+    assert specs["b_log_sigma"] == ("HalfNormal", {"sigma": 0.1})
+    assert specs["r_log_sigma"] == ("HalfNormal", {"sigma": 0.5})
+    with pytest.raises(ValueError, match="no hyperparameter 'r'"):
+        bayes.SegmentBGNBD(priors={"r": ("Gamma", {"alpha": 1, "beta": 1})})._prior_specs(
+            [x, t_x, T], np.ones(len(x))
+        )
+
+
+def test_fit_argument_errors(rfm):
+    with pytest.raises(ValueError, match="method"):
+        bayes.BGNBD().fit(rfm, method="hmc")
+    with pytest.raises(ValueError, match="sampler"):
+        bayes.BGNBD().fit(rfm, sampler="stan")
+    with pytest.raises(DataError, match="frequency"):
+        bayes.BGNBD().fit(rfm.drop(columns="frequency"))
+    with pytest.raises(DataError, match="segment column not found"):
+        bayes.SegmentBGNBD(segment="nope").fit(rfm)
+
+
+# ---- predictions on fake posteriors -------------------------------------------------------
+def test_not_fitted(rfm):
+    with pytest.raises(NotFittedError):
+        bayes.BGNBD().probability_alive(rfm)
+
+
+def test_predictions_match_draw_by_draw(rfm):
+    draws = around(BG_MLE)
+    m = fake(bayes.BGNBD, draws)
+    part = rfm.iloc[:300]
+    data = [part[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    flat = {k: v.reshape(-1, 1) for k, v in draws.items()}
+    for got, values in (
+        (m.expected_purchases(39, part), bgnbd.expected_purchases(*flat.values(), 39.0, *data)),
+        (m.probability_alive(part), bgnbd.probability_alive(*flat.values(), *data)),
+    ):
+        assert list(got.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
+        assert got.index.equals(part.index)
+        np.testing.assert_allclose(got["mean"], values.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(got["sd"], values.std(axis=0, ddof=1), rtol=1e-10, atol=1e-15)
+        hdi = np.array([az.hdi(values[:, i], hdi_prob=0.94) for i in range(values.shape[1])])
+        np.testing.assert_allclose(got[["hdi_low", "hdi_high"]].to_numpy(), hdi, rtol=1e-12)
+
+
+def test_single_draw_equals_mle_predictions(rfm):
+    m = fake(bayes.BGNBD, {k: [[v]] for k, v in BG_MLE.items()})
+    mle = MLEBGNBD.from_params(**BG_MLE)
+    ep = m.expected_purchases(39, rfm)
+    np.testing.assert_allclose(ep["mean"], mle.expected_purchases(39, rfm), rtol=1e-12)
+    assert (ep["sd"] == 0).all() and (ep["hdi_low"] == ep["mean"]).all()
+    # Hardie's spot value
+    one = pd.DataFrame({"frequency": [2], "recency": [30.43], "T": [38.86]})
+    assert m.expected_purchases(39, one)["mean"].iloc[0] == pytest.approx(1.226, abs=5e-4)
+
+
+def test_chunking_does_not_change_results(rfm):
+    m = fake(bayes.BGNBD, around(BG_MLE, n_draws=200))
+    big = m.expected_purchases(10, rfm)
+    small = m.expected_purchases(10, rfm, memory_limit=8 * 200 * 7)  # 7 rows per chunk
+    pd.testing.assert_frame_equal(big, small)
+
+
+def test_bounded_memory():
+    """20,000 distinct customers x 2,000 draws (320 MB as one array) in a few MB."""
+    n, draws = 20_000, 2_000
+    rng = np.random.default_rng(1)
+    T = rng.uniform(1, 50, n)
+    x = rng.integers(0, 20, n)
+    rfm = pd.DataFrame(
+        {"frequency": x, "recency": np.where(x > 0, T * rng.uniform(size=n), 0), "T": T}
+    )
+    m = fake(bayes.BGNBD, around(BG_MLE, n_chains=1, n_draws=draws))
+    limit = 4 * 2**20
+    tracemalloc.start()
+    out = m.probability_alive(rfm, memory_limit=limit)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (n, 4) and out["mean"].between(0, 1).all()
+    assert peak < 12 * limit  # the data frame copies are ~2 MB; a full array is 320 MB
+    assert peak < n * draws * 8 / 10
+
+
+def test_hdi_of_sorted_matches_arviz():
+    rng = np.random.default_rng(3)
+    values = rng.gamma(0.5, size=(5, 401))
+    low, high = _predict.hdi_of_sorted(np.sort(values, axis=1), 0.9)
+    for i in range(5):
+        np.testing.assert_allclose([low[i], high[i]], az.hdi(values[i], hdi_prob=0.9))
+
+
+def test_gammagamma_expected_spend(rfm):
+    m = fake(bayes.GammaGamma, {k: [[v]] for k, v in GG_MLE.items()})
+    mle = MLEGammaGamma.from_params(**GG_MLE)
+    got = m.expected_spend(rfm)
+    np.testing.assert_allclose(got["mean"], mle.expected_spend(rfm), rtol=1e-12)
+
+
+def test_clv_single_draw_equals_mle_clv(rfm):
+    m = fake(bayes.BGNBD, {k: [[v]] for k, v in BG_MLE.items()})
+    gg = fake(bayes.GammaGamma, {k: [[v]] for k, v in GG_MLE.items()})
+    got = bayes.customer_lifetime_value(m, gg, rfm, horizon=52, period=4, discount_rate=0.01)
+    ref = mle_clv(
+        MLEBGNBD.from_params(**BG_MLE),
+        MLEGammaGamma.from_params(**GG_MLE),
+        rfm,
+        horizon=52,
+        period=4,
+        discount_rate=0.01,
+    )
+    np.testing.assert_allclose(got["mean"], ref, rtol=1e-10)
+    assert (got["sd"] == 0).all()
+
+
+def test_clv_pairs_draws_and_is_consistent(rfm):
+    """CLV per draw = spend * discounted purchases: check one customer by hand."""
+    m = fake(bayes.BGNBD, around(BG_MLE, n_draws=40))
+    gg = fake(bayes.GammaGamma, around(GG_MLE, n_draws=25, seed=2))  # fewer draws
+    part = rfm.iloc[:5]
+    got = bayes.customer_lifetime_value(
+        m, gg, part, horizon=12, period=4, discount_rate=0.1, margin=0.5
+    )
+    tdraws = [d.reshape(-1) for d in (m.idata_.posterior[k].values for k in BG_MLE)]
+    sdraws = [d.reshape(-1) for d in (gg.idata_.posterior[k].values for k in GG_MLE)]
+    i_t = np.linspace(0, 79, 50).round().astype(int)
+    row = part.iloc[0]
+    vals = []
+    for i, j in zip(i_t, range(50), strict=True):
+        p = [d[i] for d in tdraws]
+        ends = [4.0, 8.0, 12.0]
+        cum = [
+            bgnbd.expected_purchases(*p, t, row["frequency"], row["recency"], row["T"])
+            for t in ends
+        ]
+        per = np.diff(np.r_[0.0, np.ravel(cum)])
+        spend = gammagamma.expected_spend(
+            *[d[j] for d in sdraws], row["frequency"], row["monetary_value"]
+        )
+        vals.append(0.5 * spend * np.sum(per / 1.1 ** np.arange(1, 4)))
+    assert got["mean"].iloc[0] == pytest.approx(np.mean(vals), rel=1e-10)
+
+
+# ---- segments ------------------------------------------------------------------------------
+def seg_fake(labels, n_seg_draws=30):
+    draws = around(BG_MLE, n_draws=n_seg_draws, n_seg=len(labels), spread=0.3)
+    for k in BG_MLE:
+        draws[f"{k}_log_mu"] = np.log(BG_MLE[k]) + np.zeros((2, n_seg_draws))
+        draws[f"{k}_log_sigma"] = 0.3 + np.zeros((2, n_seg_draws))
+    return fake(bayes.SegmentBGNBD, draws, segments=list(labels), segment="seg"), draws
+
+
+def test_segment_predictions_use_own_segment(rfm):
+    h, draws = seg_fake(["a", "b", "c"])
+    frame = rfm.iloc[:90].assign(seg=np.repeat(["c", "a", "b"], 30))
+    got = h.expected_purchases(20, frame)
+    for k, label in enumerate(["a", "b", "c"]):
+        own = fake(bayes.BGNBD, {n: draws[n][:, :, k] for n in BG_MLE})
+        part = frame[frame["seg"] == label]
+        pd.testing.assert_frame_equal(got.loc[part.index], own.expected_purchases(20, part))
+    with pytest.raises(DataError, match="not fitted on"):
+        h.probability_alive(frame.assign(seg="zzz"))
+
+
+def test_segment_params_table():
+    h, draws = seg_fake([10, 20])
+    table = h.segment_params()
+    assert table.index.names == ["segment", "parameter"]
+    assert list(table.index) == [(s, p) for s in (10, 20) for p in BG_MLE]
+    assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
+    assert table.loc[(20, "b"), "mean"] == pytest.approx(draws["b"][:, :, 1].mean())
+    low, high = az.hdi(draws["b"][:, :, 1].ravel(), hdi_prob=0.94)
+    assert table.loc[(20, "b"), "hdi_low"] == pytest.approx(low)
+    assert table.loc[(20, "b"), "hdi_high"] == pytest.approx(high)
+    pop = h.population_params()
+    assert pop.loc["r_median", "mean"] == pytest.approx(BG_MLE["r"])
+
+
+# ---- persistence ---------------------------------------------------------------------------
+@pytest.mark.parametrize("labels", [["low", "mid", "high"], [3, 1, 2]])
+def test_save_load_segment_posterior(tmp_path, rfm, labels):
+    h, _ = seg_fake(labels)
+    path = tmp_path / "h.nc"
+    h.save(path)
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # netCDF4/HDF5, not a pickle
+    back = bayes.SegmentBGNBD.load(path)
+    assert back.segment == "seg"
+    pd.testing.assert_frame_equal(back.segment_params(), h.segment_params())
+    frame = rfm.iloc[:30].assign(seg=labels[0])
+    pd.testing.assert_frame_equal(back.probability_alive(frame), h.probability_alive(frame))
+    with pytest.raises(ValueError, match="not a BGNBD"):
+        bayes.BGNBD.load(path)
+
+
+def test_save_load_keeps_priors(tmp_path):
+    m = fake(bayes.GammaGamma, around(GG_MLE), priors={"p": ["Gamma", {"alpha": 1.0, "beta": 1.0}]})
+    m.save(tmp_path / "g.nc")
+    back = bayes.GammaGamma.load(tmp_path / "g.nc")
+    assert back.priors == {"p": ("Gamma", {"alpha": 1.0, "beta": 1.0})}
+    np.testing.assert_array_equal(back.idata_.posterior["p"].values, m.idata_.posterior["p"].values)
+
+
+# ---- diagnostics and progress ------------------------------------------------------------
+def test_unconverged_chains_warn_naming_the_parameter():
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(4, 500))
+    bad = rng.normal(size=(4, 500)) + np.array([0, 0, 0, 3])[:, None]
+    idata = az.from_dict(
+        posterior={"r": good, "b": bad}, sample_stats={"diverging": np.zeros((4, 500), dtype=bool)}
+    )
+    table, n_div = _sampling.diagnostics(idata, ["r", "b"])
+    assert n_div == 0 and table.loc["r", "r_hat"] < 1.01
+    with pytest.warns(StatisticalWarning, match=r"R-hat > 1.01 for b \(") as rec:
+        _sampling.warn_if_unconverged("BGNBD", table, 3, 4)
+    assert "3 divergent" in str(rec[0].message) and "for r (" not in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _sampling.warn_if_unconverged("BGNBD", table.loc[["r"]], 0, 4)
+
+
+def test_progress_bar_policy(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert _sampling.show_progress(True) is False
+    assert _sampling.show_progress(None) is False
+    monkeypatch.delenv("CI")
+    assert _sampling.show_progress(True) is True
+    assert _sampling.show_progress(False) is False

@@ -1,0 +1,97 @@
+"""The samplers, run for real: one quick small run in the default test run (nutpie, then
+the cached compiled model for a second seed), MAP; longer runs are marked slow."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from clvmodels import bayes
+from clvmodels.errors import StatisticalWarning
+
+BG_MLE = {"r": 0.2425945, "alpha": 4.4136019, "a": 0.7929199, "b": 2.4258881}
+QUICK = {"draws": 150, "tune": 150, "chains": 2, "cores": 2, "progressbar": False}
+
+
+@pytest.fixture(scope="module")
+def quick(cdnow_rfm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains: low ESS
+        return bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+
+
+def test_quick_nutpie_fit(quick, cdnow_rfm):
+    post = quick.idata_.posterior
+    assert set(post.data_vars) == set(BG_MLE)
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 150
+    assert quick.idata_.posterior.attrs["clvmodels"].count('"sampler": "nutpie"') == 1
+    # the posterior sits on the MLE (loose: 300 draws)
+    assert float(post["r"].mean()) == pytest.approx(BG_MLE["r"], rel=0.05)
+    assert float(post["alpha"].mean()) == pytest.approx(BG_MLE["alpha"], rel=0.08)
+    assert set(quick.diagnostics_.columns) == {"r_hat", "ess_bulk", "ess_tail"}
+    ep = quick.expected_purchases(39, cdnow_rfm)
+    assert (ep["hdi_low"] <= ep["mean"]).all() and (ep["mean"] <= ep["hdi_high"]).all()
+    assert ep["sd"].gt(0).all()
+
+
+def test_same_seed_same_draws(quick, cdnow_rfm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)  # cached compile
+        other = bayes.BGNBD().fit(cdnow_rfm, random_seed=2, **QUICK)
+    for k in BG_MLE:
+        np.testing.assert_array_equal(
+            again.idata_.posterior[k].values, quick.idata_.posterior[k].values
+        )
+    assert not np.array_equal(
+        other.idata_.posterior["r"].values, quick.idata_.posterior["r"].values
+    )
+
+
+def test_cached_model_takes_the_new_data(quick, cdnow_rfm):
+    """A refit on other data reuses the compiled model but must use the new data."""
+    half = cdnow_rfm.iloc[::2].copy()
+    half["frequency"] = 0
+    half["recency"] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        m = bayes.BGNBD().fit(half, random_seed=1, **QUICK)
+    # nobody buys again: the purchase rate r / alpha collapses
+    rate = (m.idata_.posterior["r"] / m.idata_.posterior["alpha"]).mean()
+    assert float(rate) < 0.01 < BG_MLE["r"] / BG_MLE["alpha"]
+
+
+def test_map(cdnow_rfm):
+    m = bayes.BGNBD().fit(cdnow_rfm, method="map", progressbar=False)
+    post = m.idata_.posterior
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 1
+    # weak priors: the mode is near the MLE
+    for k in ("r", "alpha"):
+        assert post[k].item() == pytest.approx(BG_MLE[k], rel=0.02)
+    ep = m.probability_alive(cdnow_rfm)
+    assert (ep["sd"] == 0).all()
+
+
+@pytest.mark.slow
+def test_advi(cdnow_rfm):
+    m = bayes.BGNBD().fit(
+        cdnow_rfm, method="advi", draws=250, random_seed=0, progressbar=False, advi_steps=20_000
+    )
+    post = m.idata_.posterior
+    assert post.sizes["draw"] == 1000
+    assert float(post["r"].mean()) == pytest.approx(BG_MLE["r"], rel=0.1)
+
+
+@pytest.mark.slow
+def test_pymc_sampler(cdnow_rfm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        m = bayes.BGNBD().fit(cdnow_rfm, sampler="pymc", random_seed=3, **QUICK)
+        again = bayes.BGNBD().fit(cdnow_rfm, sampler="pymc", random_seed=3, **QUICK)
+    assert '"sampler": "pymc"' in m.idata_.posterior.attrs["clvmodels"]
+    np.testing.assert_array_equal(
+        m.idata_.posterior["r"].values, again.idata_.posterior["r"].values
+    )
+    assert float(m.idata_.posterior["r"].mean()) == pytest.approx(BG_MLE["r"], rel=0.05)
