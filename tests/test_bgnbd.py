@@ -130,3 +130,33 @@ def test_extremes_are_finite_without_warnings(r, alpha, a, b):
         assert np.all(np.isfinite(arr))
     assert np.all((alive >= 0) & (alive <= 1))
     assert np.all(out[3] >= 0)
+
+
+def test_hessian_matches_finite_differences_of_gradient(cdnow_rfm):
+    x, t_x, T = (cdnow_rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    theta = np.array(list(FULL.values()))
+    grad, hess = bgnbd.loglik_grad_and_hessian(*theta, x, t_x, T)
+    np.testing.assert_allclose(grad, np.column_stack(bgnbd.loglik_grad(*theta, x, t_x, T)),
+                               rtol=1e-12, atol=1e-12)
+    total = hess.sum(axis=0)
+    for j in range(4):
+        h = 1e-6 * theta[j]
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        fd = (np.column_stack(bgnbd.loglik_grad(*up, x, t_x, T)).sum(axis=0)
+              - np.column_stack(bgnbd.loglik_grad(*down, x, t_x, T)).sum(axis=0)) / (2 * h)
+        np.testing.assert_allclose(total[:, j], fd, rtol=1e-5, atol=1e-3)
+
+
+def test_trigamma_shift_matches_polygamma():
+    from scipy import special
+
+    from clvmodels._math import trigamma_shift
+
+    x = np.array([0.0, 1, 2, 7, 150, 3000])
+    for base in (1e-3, 0.24, 3.2, 1e3):
+        expected = special.polygamma(1, base) - special.polygamma(1, base + x)
+        np.testing.assert_allclose(trigamma_shift(base, x), expected, rtol=1e-11, atol=1e-300)
+    np.testing.assert_allclose(trigamma_shift(0.5, np.array([0.5, 2.5])),
+                               special.polygamma(1, 0.5) - special.polygamma(1, [1.0, 3.0]))

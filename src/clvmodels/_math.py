@@ -62,3 +62,18 @@ def log1mexp(x):
     out[small] = np.log(-np.expm1(x[small]))
     out[~small] = np.log1p(-np.exp(x[~small]))
     return out
+
+
+def trigamma_shift(base: float, x) -> np.ndarray:
+    """psi1(base) - psi1(base + x) for whole numbers x >= 0 and a scalar ``base``.
+
+    By the recurrence psi1(z + 1) = psi1(z) - 1/z^2 (DLMF 5.15.5) this is the finite sum
+    sum_{k<x} 1/(base + k)^2, read from one cumulative table (scipy's polygamma goes
+    through the Hurwitz zeta function and is ~20x slower). Other x fall back to polygamma.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.size and x.min() >= 0 and x.max() <= 1e6 and np.array_equal(x, np.floor(x)):
+        steps = 1.0 / (base + np.arange(int(x.max()), dtype=float)) ** 2
+        table = np.concatenate(([0.0], np.cumsum(steps)))
+        return table[x.astype(np.int64)]
+    return special.polygamma(1, base) - special.polygamma(1, base + x)

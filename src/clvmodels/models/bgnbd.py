@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .._math import NUMPY
+from .._math import NUMPY, trigamma_shift
 from ._base import unique_rows
 from ._btyd import TransactionModel
 from ._hyp2f1 import log_hyp2f1
@@ -72,6 +72,44 @@ def loglik_grad(r, alpha, a, b, x, t_x, T):
     d_a = psi(a + b) - psi(a + b + x) + w / a
     d_b = psi(a + b) - psi(b) - psi(a + b + x) + psi(b + x) - w / (b + xs - 1.0)
     return d_r, d_alpha, d_a, d_b
+
+
+def loglik_grad_and_hessian(r, alpha, a, b, x, t_x, T):
+    r"""Gradient (n, 4) and Hessian (n, 4, 4) of :func:`loglik` w.r.t. (r, alpha, a, b).
+
+    :func:`loglik` is :math:`\ell = \log L_1 + \delta_{x>0}\,\mathrm{softplus}(d)`
+    ([1]_ eq. (6)), so with :math:`w = \delta_{x>0}\sigma(d)`:
+    :math:`\nabla\ell = \nabla\log L_1 + w\nabla d` and
+    :math:`\nabla^2\ell = \nabla^2\log L_1 + w\nabla^2 d + w(1-w)\nabla d\,\nabla d^T`.
+    Both pieces are sums of log-gamma and log terms with closed-form derivatives
+    (trigamma :math:`\psi_1` for the second ones); (r, alpha) and (a, b) only meet in d.
+    """
+    psi = special.digamma
+    x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
+    xs = np.maximum(x, 1.0)
+    inv_T, inv_t = 1.0 / (alpha + T), 1.0 / (alpha + t_x)
+    d = _log_odds_dead(r, alpha, a, b, x, t_x, T)
+    w = np.where(x > 0, special.expit(d), 0.0)
+    # gradient of d, and of log L1
+    dd = np.stack([np.log(alpha + T) - np.log(alpha + t_x), (r + x) * (inv_T - inv_t),
+                   np.full_like(x, 1.0 / a), -1.0 / (b + xs - 1.0)], axis=-1)
+    psi_abx = psi(a + b + x)
+    g1 = np.stack([psi(r + x) - psi(r) + np.log(alpha) - np.log(alpha + T),
+                   r / alpha - (r + x) * inv_T,
+                   psi(a + b) - psi_abx,
+                   psi(a + b) - psi(b) - psi_abx + psi(b + x)], axis=-1)
+    grad = g1 + w[..., None] * dd
+    hess = np.zeros(x.shape + (4, 4))
+    tri_ab = trigamma_shift(a + b, x)  # psi1(a+b) - psi1(a+b+x)
+    hess[..., 0, 0] = -trigamma_shift(r, x)
+    hess[..., 0, 1] = hess[..., 1, 0] = 1.0 / alpha - inv_T + w * (inv_T - inv_t)
+    hess[..., 1, 1] = (-r / alpha**2 + (r + x) * inv_T**2
+                       - w * (r + x) * (inv_T**2 - inv_t**2))
+    hess[..., 2, 2] = tri_ab - w / a**2
+    hess[..., 2, 3] = hess[..., 3, 2] = tri_ab
+    hess[..., 3, 3] = tri_ab - trigamma_shift(b, x) + w / (b + xs - 1.0) ** 2
+    hess += (w * (1.0 - w))[..., None, None] * dd[..., :, None] * dd[..., None, :]
+    return grad, hess
 
 
 def probability_alive(r, alpha, a, b, x, t_x, T):
@@ -211,3 +249,6 @@ class BGNBD(TransactionModel):
 
     def _expected_path(self, p, times, x, t_x, T):
         return expected_purchases_path(*p, times, x, t_x, T)
+
+    def _loglik_grad_and_hessian(self, params, *data):
+        return loglik_grad_and_hessian(*params, *data)
