@@ -30,10 +30,11 @@ warnings.filterwarnings("ignore", module="lifetimes")
 warnings.filterwarnings("ignore", message="pkg_resources")
 
 import lifetimes  # noqa: E402
+from bench_scale import TRUE_BG, simulate_days  # noqa: E402
 
 import clvmodels as cm  # noqa: E402
 
-TRUTH = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+TRUTH = dict(TRUE_BG, alpha=TRUE_BG["alpha"] / 7)  # per week
 
 
 def timed(fn, repeats: int):
@@ -52,13 +53,10 @@ def cdnow():
 
 
 def simulated(n: int, seed: int = 2024) -> pd.DataFrame:
-    """n customers acquired uniformly over 730 days, observed to day 730, whole days."""
-    rng = np.random.default_rng(seed)
-    age_days = rng.integers(1, 731, n).astype(float)
-    truth_days = dict(TRUTH, alpha=TRUTH["alpha"] * 7)
-    sim = cm.BGNBD.from_params(**truth_days).simulate(n, age_days, random_state=seed)
-    days = np.floor(sim["recency"].to_numpy())
-    return sim.assign(recency=days / 7, T=age_days / 7)
+    """n customers acquired over two years, in whole days as real logs are (first purchase
+    at a uniform time of its day: see bench_scale.simulate_days), converted to weeks."""
+    days = simulate_days(n, seed)
+    return days.assign(recency=days["recency"] / 7, T=days["T"] / 7)
 
 
 def max_rel_error(params: pd.Series) -> float:

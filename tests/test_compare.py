@@ -37,10 +37,15 @@ def tx():
 
 @pytest.fixture(scope="module")
 def cal(tx):
-    out = cm.calibration_holdout(tx, "customer_id", "date", "amount",
-                                 calibration_end="1997-09-30", observation_end="1998-06-30")
-    out["cohort"] = acquisition_cohorts(tx, customer="customer_id", date="date").reindex(
-        out.index)
+    out = cm.calibration_holdout(
+        tx,
+        "customer_id",
+        "date",
+        "amount",
+        calibration_end="1997-09-30",
+        observation_end="1998-06-30",
+    )
+    out["cohort"] = acquisition_cohorts(tx, customer="customer_id", date="date").reindex(out.index)
     return out
 
 
@@ -98,44 +103,75 @@ def test_naive_holdout_is_own_rate_times_horizon():
 def test_formula_holdout_by_hand():
     # window 2020-01-01 .. 2020-07-01 (183 days incl.), customers A (3 purchase days,
     # one with two rows) and B (1), holdout 2020-07-02 .. 2020-12-31
-    tx = pd.DataFrame({
-        "who": ["A", "A", "A", "A", "B", "A", "B"],
-        "when": ["2020-01-01 09:00", "2020-02-01 08:30", "2020-02-01 15:00", "2020-06-01 23:59",
-                 "2020-03-01 00:00", "2020-08-01 12:00", "2020-09-09 18:00"],
-        "usd": [10.0, 5.0, 5.0, 20.0, 40.0, 7.0, 9.0],
-        "grp": ["x", "x", "x", "x", "y", "x", "y"],
-    })
-    cal = cm.calibration_holdout(tx, "who", "when", "usd", calibration_end="2020-07-01",
-                                 unit="D")
+    tx = pd.DataFrame(
+        {
+            "who": ["A", "A", "A", "A", "B", "A", "B"],
+            "when": [
+                "2020-01-01 09:00",
+                "2020-02-01 08:30",
+                "2020-02-01 15:00",
+                "2020-06-01 23:59",
+                "2020-03-01 00:00",
+                "2020-08-01 12:00",
+                "2020-09-09 18:00",
+            ],
+            "usd": [10.0, 5.0, 5.0, 20.0, 40.0, 7.0, 9.0],
+            "grp": ["x", "x", "x", "x", "y", "x", "y"],
+        }
+    )
+    cal = cm.calibration_holdout(tx, "who", "when", "usd", calibration_end="2020-07-01", unit="D")
     years_window = 183 / 365.25
     years_holdout = float(cal["duration_holdout"].iloc[0]) / 365.25
-    pred = formula_holdout(tx, cal, customer="who", date="when", amount="usd",
-                           calibration_end="2020-07-01", unit="D")
+    pred = formula_holdout(
+        tx, cal, customer="who", date="when", amount="usd", calibration_end="2020-07-01", unit="D"
+    )
     freq = 4 / 2 / years_window  # 4 purchase days, 2 customers
     value = 80.0 / 4  # average purchase value
     np.testing.assert_allclose(pred["purchases"], freq * years_holdout)
     np.testing.assert_allclose(pred["revenue"], freq * value * years_holdout)
-    seg = formula_holdout(tx, cal, customer="who", date="when", amount="usd",
-                          calibration_end="2020-07-01", unit="D", segment="grp")
+    seg = formula_holdout(
+        tx,
+        cal,
+        customer="who",
+        date="when",
+        amount="usd",
+        calibration_end="2020-07-01",
+        unit="D",
+        segment="grp",
+    )
     np.testing.assert_allclose(seg.loc["A", "purchases"], 3 / years_window * years_holdout)
     np.testing.assert_allclose(seg.loc["B", "revenue"], 40.0 / years_window * years_holdout)
     # the segment may also be a column of the frame only
     only_cal = cal.assign(grp=["x", "y"])
-    seg2 = formula_holdout(tx.drop(columns="grp"), only_cal, customer="who", date="when",
-                           amount="usd", calibration_end="2020-07-01", unit="D",
-                           segment="grp")
+    seg2 = formula_holdout(
+        tx.drop(columns="grp"),
+        only_cal,
+        customer="who",
+        date="when",
+        amount="usd",
+        calibration_end="2020-07-01",
+        unit="D",
+        segment="grp",
+    )
     pd.testing.assert_frame_equal(seg, seg2)
     assert list(seg.attrs["formula"].index) == ["x", "y"]
 
 
 def test_formula_holdout_on_cdnow_totals(tx, cal):
-    pred = formula_holdout(tx, cal, customer="customer_id", date="date", amount="amount",
-                           calibration_end="1997-09-30")
+    pred = formula_holdout(
+        tx, cal, customer="customer_id", date="date", amount="amount", calibration_end="1997-09-30"
+    )
     # 4,814 purchase days of 2,357 customers over 273 days, extrapolated over 273 days
     assert pred["purchases"].sum() == pytest.approx(4814 * 273 / 273, rel=1e-12)
-    per_segment = formula_holdout(tx, cal, customer="customer_id", date="date",
-                                  amount="amount", calibration_end="1997-09-30",
-                                  segment="cohort")
+    per_segment = formula_holdout(
+        tx,
+        cal,
+        customer="customer_id",
+        date="date",
+        amount="amount",
+        calibration_end="1997-09-30",
+        segment="cohort",
+    )
     # per-segment rates reallocate the same total
     assert per_segment["purchases"].sum() == pytest.approx(pred["purchases"].sum())
     assert per_segment["purchases"].nunique() == 3
@@ -144,8 +180,9 @@ def test_formula_holdout_on_cdnow_totals(tx, cal):
 # ---- compare ----------------------------------------------------------------------------
 def test_compare_metrics_by_hand():
     cal = small_cal()
-    pred = pd.DataFrame({"purchases": [0.5, 1.0, 2.0, 0.0],
-                         "revenue": [5.0, 10.0, 60.0, 0.0]}, index=cal.index)
+    pred = pd.DataFrame(
+        {"purchases": [0.5, 1.0, 2.0, 0.0], "revenue": [5.0, 10.0, 60.0, 0.0]}, index=cal.index
+    )
     table = cm.compare(cal, {"mine": pred})
     assert list(table.index) == ["mine", "actual"]
     row = table.loc["mine"]
@@ -161,7 +198,8 @@ def test_compare_metrics_by_hand():
     assert row["revenue_mae"] == pytest.approx(np.abs(rev_err).mean())
     assert row["revenue_bias"] == pytest.approx(rev_err.mean())
     assert row["revenue_spearman"] == pytest.approx(
-        stats.spearmanr([5.0, 10.0, 60.0, 0.0], actual_rev).statistic)
+        stats.spearmanr([5.0, 10.0, 60.0, 0.0], actual_rev).statistic
+    )
     # top 25% by predicted revenue = customer 13 -> 30 / 54
     assert row["top10_revenue_share"] == pytest.approx(0.4 * 30 / 54)
     assert row["top20_revenue_share"] == pytest.approx(0.8 * 30 / 54)
@@ -194,18 +232,25 @@ def test_compare_models_use_their_predictions(cal):
 
 
 def test_compare_per_segment_mapping_and_table(cal):
-    models = {s: cm.BGNBD.from_params(**{**BG, "r": BG["r"] * (1 + k)})
-              for k, s in enumerate(sorted(cal["cohort"].unique()))}
+    models = {
+        s: cm.BGNBD.from_params(**{**BG, "r": BG["r"] * (1 + k)})
+        for k, s in enumerate(sorted(cal["cohort"].unique()))
+    }
     with pytest.raises(ValueError, match="segment="):
         cm.compare(cal, {"separate": models})
     table = cm.compare(cal, {"separate": models}, segment="cohort")
     assert table.index.names == ["segment", "method"]
-    assert list(table.index.get_level_values(0).unique()) == ["all", "1997-01", "1997-02",
-                                                              "1997-03"]
+    assert list(table.index.get_level_values(0).unique()) == [
+        "all",
+        "1997-01",
+        "1997-02",
+        "1997-03",
+    ]
     for s, model in models.items():
         part = cal[cal["cohort"] == s]
         assert table.loc[(s, "separate"), "purchases_predicted"] == pytest.approx(
-            model.expected_purchases(39.0, part).sum())
+            model.expected_purchases(39.0, part).sum()
+        )
         assert table.loc[(s, "separate"), "customers"] == len(part)
     flat = cm.compare(cal, {"separate": models}, segment="cohort", by_segment=False)
     assert list(flat.index) == ["separate", "actual"]
@@ -235,7 +280,8 @@ def _fake(cls, draws: dict, segments=None, **settings):
         dims = {k: ["segment"] for k in posterior}
     idata = az.from_dict(posterior=posterior, coords=coords, dims=dims)
     idata.posterior.attrs["clvmodels"] = json.dumps(
-        {"format_version": 1, "model": cls.__name__, "settings": settings, "method": "fake"})
+        {"format_version": 1, "model": cls.__name__, "settings": settings, "method": "fake"}
+    )
     model = cls(**settings)
     model.idata_ = idata
     return model
@@ -249,17 +295,20 @@ def test_bayesian_methods_reduce_to_their_parameters(cal):
     b_bg, b_gg = _fake(bayes.BGNBD, const), _fake(bayes.GammaGamma, spend)
     bg, gg = cm.BGNBD.from_params(**BG), cm.GammaGamma.from_params(**GG)
     preds = holdout_predictions(cal, {"mle": (bg, gg), "bayes": (b_bg, b_gg)})
-    np.testing.assert_allclose(preds["bayes"]["purchases"], preds["mle"]["purchases"],
-                               rtol=1e-9)
+    np.testing.assert_allclose(preds["bayes"]["purchases"], preds["mle"]["purchases"], rtol=1e-9)
     np.testing.assert_allclose(preds["bayes"]["revenue"], preds["mle"]["revenue"], rtol=1e-9)
     # hierarchical: one parameter set per segment, equal to the separate fits
     labels = sorted(cal["cohort"].unique())
     scale = np.array([0.5, 1.0, 2.0])
-    draws = {k: np.broadcast_to(v * (scale if k == "r" else 1.0), (2, 50, 3)).copy()
-             for k, v in BG.items()}
+    draws = {
+        k: np.broadcast_to(v * (scale if k == "r" else 1.0), (2, 50, 3)).copy()
+        for k, v in BG.items()
+    }
     h_bg = _fake(bayes.SegmentBGNBD, draws, segments=labels, segment="cohort")
-    separate = {s: cm.BGNBD.from_params(**{**BG, "r": BG["r"] * f})
-                for s, f in zip(labels, scale, strict=True)}
+    separate = {
+        s: cm.BGNBD.from_params(**{**BG, "r": BG["r"] * f})
+        for s, f in zip(labels, scale, strict=True)
+    }
     both = holdout_predictions(cal, {"h": h_bg, "sep": separate}, segment="cohort")
     np.testing.assert_allclose(both["h"]["purchases"], both["sep"]["purchases"], rtol=1e-9)
     est = segment_estimates(cal, {"h": h_bg, "sep": separate}, "cohort", n_draws=40)
@@ -272,8 +321,7 @@ def test_bayesian_methods_reduce_to_their_parameters(cal):
 # ---- segment estimates --------------------------------------------------------------------
 def test_segment_estimates_intervals(cal):
     fits = {s: cm.BGNBD().fit(part) for s, part in cal.groupby("cohort")}
-    est = segment_estimates(cal, {"sep": fits, "naive": naive_holdout(cal)}, "cohort",
-                            n_draws=60)
+    est = segment_estimates(cal, {"sep": fits, "naive": naive_holdout(cal)}, "cohort", n_draws=60)
     assert est.index.names == ["segment", "method"]
     assert set(est.index.get_level_values("method")) == {"sep", "naive", "actual"}
     sep = est.xs("sep", level="method")
@@ -286,14 +334,16 @@ def test_segment_estimates_intervals(cal):
     assert "actual" not in ahead.index.get_level_values("method")
     np.testing.assert_allclose(
         ahead.loc[("1997-01", "sep"), "mean"],
-        fits["1997-01"].expected_purchases(52.0, cal[cal["cohort"] == "1997-01"]).mean())
+        fits["1997-01"].expected_purchases(52.0, cal[cal["cohort"] == "1997-01"]).mean(),
+    )
 
 
 # ---- tracking data and cohorts -------------------------------------------------------------
 def test_repeat_purchases_over_time(tx, cal):
     bg = cm.BGNBD.from_params(**BG)
-    track = repeat_purchases_over_time(tx, {"bg": bg}, customer="customer_id", date="date",
-                                       calibration_end="1997-09-30")
+    track = repeat_purchases_over_time(
+        tx, {"bg": bg}, customer="customer_id", date="date", calibration_end="1997-09-30"
+    )
     assert track.index[0] == pd.Timestamp("1997-01-01")
     assert (np.diff(track.index.values).astype("timedelta64[D]").astype(int) == 7).all()
     # every repeat purchase day of the cohort, calibration + holdout
@@ -305,17 +355,26 @@ def test_repeat_purchases_over_time(tx, cal):
 
 
 def test_repeat_purchases_leave_out_late_customers():
-    tx = pd.DataFrame({"c": [1, 1, 2, 2], "d": pd.to_datetime(
-        ["2021-01-01", "2021-01-09", "2021-02-01", "2021-02-03"])})
-    track = repeat_purchases_over_time(tx, cm.BGNBD.from_params(**BG), customer="c",
-                                       date="d", calibration_end="2021-01-15")
+    tx = pd.DataFrame(
+        {
+            "c": [1, 1, 2, 2],
+            "d": pd.to_datetime(["2021-01-01", "2021-01-09", "2021-02-01", "2021-02-03"]),
+        }
+    )
+    track = repeat_purchases_over_time(
+        tx, cm.BGNBD.from_params(**BG), customer="c", date="d", calibration_end="2021-01-15"
+    )
     assert track["actual"].sum() == 1  # customer 2 joined after the calibration end
     assert track.loc["2021-01-08", "actual"] == 1
 
 
 def test_acquisition_cohorts():
-    tx = pd.DataFrame({"c": [1, 2, 3, 3], "d": pd.to_datetime(
-        ["2021-01-05", "2021-03-01", "2022-12-31", "2023-01-02"])})
+    tx = pd.DataFrame(
+        {
+            "c": [1, 2, 3, 3],
+            "d": pd.to_datetime(["2021-01-05", "2021-03-01", "2022-12-31", "2023-01-02"]),
+        }
+    )
     months = acquisition_cohorts(tx, customer="c", date="d", max_cohorts=3)
     assert months.to_dict() == {1: "2021-01", 2: "2021-03", 3: "2022-12"}
     quarters = acquisition_cohorts(tx, customer="c", date="d", max_cohorts=2)

@@ -32,7 +32,9 @@ def code_of(nb) -> str:
     # IPython magics are not Python
     return "\n".join(
         "\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith("%"))
-        for c in nb.cells if c.cell_type == "code")
+        for c in nb.cells
+        if c.cell_type == "code"
+    )
 
 
 def test_all_notebooks_present():
@@ -57,8 +59,7 @@ def test_notebook_structure(name):
 def test_notebooks_use_only_the_public_api(name):
     tree = ast.parse(code_of(read(name)))
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-                "clvmodels"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clvmodels"):
             assert node.module in PUBLIC_MODULES, node.module
             for alias in node.names:
                 assert not alias.name.startswith("_"), alias.name
@@ -69,8 +70,11 @@ def test_notebooks_use_only_the_public_api(name):
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if node.value.id in {"cm", "plotting", "bayes", "bayesian", "report"}:
                 assert not node.attr.startswith("_"), f"{node.value.id}.{node.attr}"
-    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-            and isinstance(n.value, ast.Name) and n.value.id == "cm"}
+    used = {
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "cm"
+    }
     assert used <= set(clvmodels.__all__) | {"datasets"}, used - set(clvmodels.__all__)
 
 
@@ -80,9 +84,14 @@ def test_notebook_runs_top_to_bottom(tmp_path, name):
     import papermill as pm
 
     out = tmp_path / f"{name}.ipynb"
-    nb = pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out),
-                             parameters=FAST[name], kernel_name="python3",
-                             progress_bar=False, cwd=str(tmp_path))
+    nb = pm.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(out),
+        parameters=FAST[name],
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     # no stray warnings or tracebacks in the report a manager reads

@@ -28,8 +28,7 @@ def tx():
 
 @pytest.fixture(scope="module")
 def cal(tx):
-    return cm.calibration_holdout(tx, "customer_id", "date", "amount",
-                                  calibration_end="1997-09-30")
+    return cm.calibration_holdout(tx, "customer_id", "date", "amount", calibration_end="1997-09-30")
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +88,28 @@ def test_holdout_by_frequency(cal, bg):
 
 @pytest.mark.parametrize("kind", ["expected_purchases", "probability_alive"])
 def test_frequency_recency_heatmap(cal, bg, kind):
-    ax = plotting.plot_frequency_recency(bg, kind=kind, t=52, T=39.0, max_frequency=10,
-                                         n_recency=40)
+    ax = plotting.plot_frequency_recency(
+        bg, kind=kind, t=52, T=39.0, max_frequency=10, n_recency=40
+    )
     image = ax.images[0].get_array()
     assert image.shape == (11, 40)
     assert np.ma.getmaskarray(image)[0, 1:].all() or np.isnan(image[0, 1:]).all()
     grid = pd.DataFrame({"frequency": [4], "recency": [39.0], "T": [39.0]})
-    value = (bg.expected_purchases(52, grid) if kind == "expected_purchases"
-             else bg.probability_alive(grid)).iloc[0]
+    value = (
+        bg.expected_purchases(52, grid)
+        if kind == "expected_purchases"
+        else bg.probability_alive(grid)
+    ).iloc[0]
     assert image[4, -1] == pytest.approx(value)
     assert "recency" in ax.get_xlabel() and "frequency" in ax.get_ylabel()
     # a colour bar was added to the figure
     assert len(ax.figure.axes) == 2
     # ranges from an RFM frame
     ax2 = plotting.plot_frequency_recency(bg, kind=kind, rfm=cal)
-    assert ax2.images[0].get_array().shape[0] == max(5, int(np.ceil(
-        cal["frequency"].quantile(0.99)))) + 1
+    assert (
+        ax2.images[0].get_array().shape[0]
+        == max(5, int(np.ceil(cal["frequency"].quantile(0.99)))) + 1
+    )
     with pytest.raises(ValueError, match="kind"):
         plotting.plot_frequency_recency(bg, kind="clv", rfm=cal)
 
@@ -123,8 +128,9 @@ def test_purchase_distribution(cal, bg):
 
 
 def test_alive_history(tx, bg):
-    ax = plotting.plot_alive_history(bg, tx, 1, customer="customer_id", date="date",
-                                     observation_end="1998-06-30")
+    ax = plotting.plot_alive_history(
+        bg, tx, 1, customer="customer_id", date="date", observation_end="1998-06-30"
+    )
     line = ax.get_lines()[0]
     y = line.get_ydata()
     x = pd.to_datetime(line.get_xdata())
@@ -141,12 +147,16 @@ def test_alive_history(tx, bg):
 
 def test_segment_forest():
     est = pd.DataFrame(
-        {"mean": [1.0, 1.2, 0.9, 2.0, 2.1, 1.8], "low": [np.nan, 1.0, np.nan, np.nan, 1.9,
-                                                        np.nan],
-         "high": [np.nan, 1.4, np.nan, np.nan, 2.3, np.nan], "customers": [10, 10, 10, 50,
-                                                                          50, 50]},
-        index=pd.MultiIndex.from_product([["A", "B"], ["formula", "model", "actual"]],
-                                         names=["segment", "method"]))
+        {
+            "mean": [1.0, 1.2, 0.9, 2.0, 2.1, 1.8],
+            "low": [np.nan, 1.0, np.nan, np.nan, 1.9, np.nan],
+            "high": [np.nan, 1.4, np.nan, np.nan, 2.3, np.nan],
+            "customers": [10, 10, 10, 50, 50, 50],
+        },
+        index=pd.MultiIndex.from_product(
+            [["A", "B"], ["formula", "model", "actual"]], names=["segment", "method"]
+        ),
+    )
     ax = plotting.plot_segment_forest(est)
     assert [c.get_label() for c in ax.containers] == ["formula", "model", "actual"]
     model = ax.containers[1]
@@ -160,8 +170,13 @@ def test_segment_forest():
 
 
 def test_clv_distribution_with_intervals():
-    clv = pd.DataFrame({"mean": [5.0, 50.0, 1.0, 20.0], "hdi_low": [2.0, 30.0, 0.0, 10.0],
-                        "hdi_high": [9.0, 80.0, 3.0, 35.0]})
+    clv = pd.DataFrame(
+        {
+            "mean": [5.0, 50.0, 1.0, 20.0],
+            "hdi_low": [2.0, 30.0, 0.0, 10.0],
+            "hdi_high": [9.0, 80.0, 3.0, 35.0],
+        }
+    )
     ax = plotting.plot_clv_distribution(clv, formula={"formula": 12.0})
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), [50.0, 20.0, 5.0, 1.0])
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [12.5, 37.5, 62.5, 87.5])

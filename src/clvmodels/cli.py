@@ -40,14 +40,19 @@ def _summary(args: argparse.Namespace) -> int:
         tx = _read_log(args.transactions)
         source = args.transactions
         customer, date, amount = args.customer, args.date, args.amount
-    rfm = rfm_summary(tx, customer=customer, date=date, amount=amount,
-                      observation_end=args.observation_end, unit=args.unit)
+    rfm = rfm_summary(
+        tx,
+        customer=customer,
+        date=date,
+        amount=amount,
+        observation_end=args.observation_end,
+        unit=args.unit,
+    )
     print(f"Data: {source}")
     print(f"{len(tx):,} transactions, {len(rfm):,} customers; time unit {args.unit!r}\n")
     print("RFM summary statistics")
     print(rfm.describe().T.round(2).to_string(), "\n")
-    formula = formula_clv(tx, customer=customer, date=date, amount=amount,
-                          segment=args.segment)
+    formula = formula_clv(tx, customer=customer, date=date, amount=amount, segment=args.segment)
     print("The formula: avg purchase value x purchase frequency x lifespan")
     print(formula.round(2).to_string(), "\n")
     with warnings.catch_warnings(record=True) as caught:
@@ -57,8 +62,10 @@ def _summary(args: argparse.Namespace) -> int:
         zero = (rfm["frequency"] > 0) & (rfm["monetary_value"] <= 0)
         gg = GammaGamma().fit(rfm[~zero])
     if zero.any():
-        print(f"note: {int(zero.sum())} repeat buyers with zero average spend are left out "
-              "of the Gamma-Gamma fit\n")
+        print(
+            f"note: {int(zero.sum())} repeat buyers with zero average spend are left out "
+            "of the Gamma-Gamma fit\n"
+        )
     print("BG/NBD (maximum likelihood)")
     print(bg.summary().round(4).to_string(), "\n")
     print("Gamma-Gamma (maximum likelihood)")
@@ -67,11 +74,14 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"warning: {w.message}")
     per_year = {"D": 365.25, "W": 52.0, "M": 12.0, "Y": 1.0}.get(args.unit)
     if per_year is not None:
-        clv = customer_lifetime_value(bg, gg, rfm, horizon=per_year, period=per_year / 12,
-                                      discount_rate=0.01)
-        print(f"Model CLV, next year, 1% per month discount: mean {clv.mean():.2f}, "
-              f"total {clv.sum():,.0f}; formula CLV (all, per customer): "
-              f"{formula['clv'].iloc[0]:.2f}")
+        clv = customer_lifetime_value(
+            bg, gg, rfm, horizon=per_year, period=per_year / 12, discount_rate=0.01
+        )
+        print(
+            f"Model CLV, next year, 1% per month discount: mean {clv.mean():.2f}, "
+            f"total {clv.sum():,.0f}; formula CLV (all, per customer): "
+            f"{formula['clv'].iloc[0]:.2f}"
+        )
     return 0
 
 
@@ -84,21 +94,30 @@ def _print_report_summary(s: dict) -> None:
     if "holdout" not in s:
         return
     a = s["actual"]
-    print(f"\nHoldout {s['holdout_start']} to {s['holdout_end']} "
-          f"({s['holdout_weeks']:.1f} weeks), {s['customers']:,} customers: actual "
-          f"{a['purchases']:,.0f} purchases, revenue {_money(a['revenue'])}")
-    print(f"  {'method':<28}{'purchases':>11}{'error':>9}{'revenue':>13}{'error':>9}"
-          f"{'MAE/customer':>14}")
+    print(
+        f"\nHoldout {s['holdout_start']} to {s['holdout_end']} "
+        f"({s['holdout_weeks']:.1f} weeks), {s['customers']:,} customers: actual "
+        f"{a['purchases']:,.0f} purchases, revenue {_money(a['revenue'])}"
+    )
+    print(
+        f"  {'method':<28}{'purchases':>11}{'error':>9}{'revenue':>13}{'error':>9}"
+        f"{'MAE/customer':>14}"
+    )
     for name, m in s["holdout"].items():
         rev = m.get("revenue_predicted")
         rev_txt = _money(rev) if rev is not None else "-"
-        rev_err = (f"{m['revenue_error_pct']:+.1f}%" if m.get("revenue_error_pct")
-                   is not None else "-")
+        rev_err = (
+            f"{m['revenue_error_pct']:+.1f}%" if m.get("revenue_error_pct") is not None else "-"
+        )
         mae = f"{m['revenue_mae']:.2f}" if m.get("revenue_mae") is not None else "-"
-        print(f"  {name:<28}{m['purchases_predicted']:>11,.0f}"
-              f"{m['purchases_error_pct']:>+8.1f}%{rev_txt:>13}{rev_err:>9}{mae:>14}")
+        print(
+            f"  {name:<28}{m['purchases_predicted']:>11,.0f}"
+            f"{m['purchases_error_pct']:>+8.1f}%{rev_txt:>13}{rev_err:>9}{mae:>14}"
+        )
     for line in s.get("conclusions", []):
         print(f"- {line}")
+    for line in s.get("notes", []):
+        print(f"note: {line.replace('`', '')}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -109,11 +128,22 @@ def _report(args: argparse.Namespace) -> int:
         draws, tune, chains = draws or 100, tune or 100, chains or 2
     try:
         summary = run_report(
-            args.transactions, customer=args.customer, date=args.date, amount=args.amount,
-            segment=args.segment, calibration_end=args.calibration_end,
-            observation_end=args.observation_end, out=args.out, draws=draws, tune=tune,
-            chains=chains, bayes=not args.no_bayes, seed=args.seed,
-            show_code=args.show_code, progress=not args.no_progress,
+            args.transactions,
+            customer=args.customer,
+            date=args.date,
+            amount=args.amount,
+            segment=args.segment,
+            calibration_end=args.calibration_end,
+            observation_end=args.observation_end,
+            out=args.out,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            bayes=not args.no_bayes,
+            hierarchical=True if args.hierarchical else None,
+            seed=args.seed,
+            show_code=args.show_code,
+            progress=not args.no_progress,
             keep_notebook=args.keep_notebook,
         )
     except RuntimeError as exc:
@@ -132,42 +162,91 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", default="date", help="date column")
     s.add_argument("--amount", default="amount", help="amount column")
     s.add_argument("--segment", default=None, help="optional segment column for the formula")
-    s.add_argument("--observation-end", default=None,
-                   help="last day of observation (default: the last transaction day)")
+    s.add_argument(
+        "--observation-end",
+        default=None,
+        help="last day of observation (default: the last transaction day)",
+    )
     s.add_argument("--unit", default="W", help="time unit: D, W, M, Y or a number of days")
     s.set_defaults(func=_summary)
 
-    r = sub.add_parser("report", help="HTML report: the formula vs the models on a holdout",
-                       description="Run the report notebook on a transaction log (CDNOW by "
-                       "default) and write one self-contained HTML file.")
-    r.add_argument("--transactions", metavar="FILE",
-                   help="CSV or Parquet transaction log (default: CDNOW master)")
-    r.add_argument("--customer", default="customer_id", metavar="COL",
-                   help="customer id column (default: customer_id)")
-    r.add_argument("--date", default="date", metavar="COL",
-                   help="transaction date column; times of day are ignored (default: date)")
-    r.add_argument("--amount", default="amount", metavar="COL",
-                   help="transaction amount column (default: amount)")
-    r.add_argument("--segment", default=None, metavar="COL",
-                   help="segment column, one per customer (default: acquisition cohort)")
-    r.add_argument("--calibration-end", default=None, metavar="DATE",
-                   help="last day of the calibration period (default: the middle of the "
-                   "data, holdout at most one year)")
-    r.add_argument("--observation-end", default=None, metavar="DATE",
-                   help="last day of the data (default: the last transaction day)")
-    r.add_argument("--out", default="report.html", metavar="FILE",
-                   help="HTML file to write (default: report.html)")
+    r = sub.add_parser(
+        "report",
+        help="HTML report: the formula vs the models on a holdout",
+        description="Run the report notebook on a transaction log (CDNOW by "
+        "default) and write one self-contained HTML file.",
+    )
+    r.add_argument(
+        "--transactions",
+        metavar="FILE",
+        help="CSV or Parquet transaction log (default: CDNOW master)",
+    )
+    r.add_argument(
+        "--customer",
+        default="customer_id",
+        metavar="COL",
+        help="customer id column (default: customer_id)",
+    )
+    r.add_argument(
+        "--date",
+        default="date",
+        metavar="COL",
+        help="transaction date column; times of day are ignored (default: date)",
+    )
+    r.add_argument(
+        "--amount",
+        default="amount",
+        metavar="COL",
+        help="transaction amount column (default: amount)",
+    )
+    r.add_argument(
+        "--segment",
+        default=None,
+        metavar="COL",
+        help="segment column, one per customer (default: acquisition cohort)",
+    )
+    r.add_argument(
+        "--calibration-end",
+        default=None,
+        metavar="DATE",
+        help="last day of the calibration period (default: the middle of the "
+        "data, holdout at most one year)",
+    )
+    r.add_argument(
+        "--observation-end",
+        default=None,
+        metavar="DATE",
+        help="last day of the data (default: the last transaction day)",
+    )
+    r.add_argument(
+        "--out",
+        default="report.html",
+        metavar="FILE",
+        help="HTML file to write (default: report.html)",
+    )
     r.add_argument("--draws", type=int, default=None, help="posterior draws per chain")
     r.add_argument("--tune", type=int, default=None, help="tuning steps per chain")
     r.add_argument("--chains", type=int, default=None, help="chains")
-    r.add_argument("--fast", action="store_true",
-                   help="quick, rough posteriors (100 draws, 100 tuning steps, 2 chains)")
-    r.add_argument("--no-bayes", action="store_true",
-                   help="maximum-likelihood models only (no Bayesian or hierarchical model)")
+    r.add_argument(
+        "--fast",
+        action="store_true",
+        help="quick, rough posteriors (100 draws, 100 tuning steps, 2 chains)",
+    )
+    r.add_argument(
+        "--no-bayes",
+        action="store_true",
+        help="maximum-likelihood models only (no Bayesian or hierarchical model)",
+    )
+    r.add_argument(
+        "--hierarchical",
+        action="store_true",
+        help="fit the hierarchical model also on more than 10,000 customers (slow)",
+    )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument("--show-code", action="store_true", help="keep the code in the HTML")
-    r.add_argument("--keep-notebook", default=None, metavar="FILE",
-                   help="also save the executed notebook")
+    r.add_argument(
+        "--keep-notebook", default=None, metavar="FILE", help="also save the executed notebook"
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_report)
     return parser

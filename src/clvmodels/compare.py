@@ -64,8 +64,9 @@ _HOLDOUT_COLUMNS = ("frequency", "recency", "T", "frequency_holdout", "duration_
 
 # ---- the formula's holdout predictions ------------------------------------------------
 def _check_holdout_frame(cal: pd.DataFrame, revenue: bool = False) -> None:
-    need = list(_HOLDOUT_COLUMNS) + (["monetary_value", "monetary_value_holdout"]
-                                     if revenue else [])
+    need = list(_HOLDOUT_COLUMNS) + (
+        ["monetary_value", "monetary_value_holdout"] if revenue else []
+    )
     missing = [c for c in need if c not in cal.columns]
     if missing:
         raise DataError(
@@ -75,8 +76,9 @@ def _check_holdout_frame(cal: pd.DataFrame, revenue: bool = False) -> None:
         )
 
 
-def _segment_of(cal: pd.DataFrame, tx: pd.DataFrame | None, customer: str | None,
-                segment: str) -> pd.Series:
+def _segment_of(
+    cal: pd.DataFrame, tx: pd.DataFrame | None, customer: str | None, segment: str
+) -> pd.Series:
     """Each customer's segment: the column of `cal` if present, else from `tx`."""
     if segment in cal.columns:
         return cal[segment]
@@ -143,16 +145,16 @@ def formula_holdout(
     _check_holdout_frame(cal)
     if segment is not None and segment not in tx.columns:
         if segment not in cal.columns:
-            raise DataError(segment, "segment column not found in the frame or the "
-                            "transactions")
+            raise DataError(segment, "segment column not found in the frame or the transactions")
         # customers outside `cal` were first seen after calibration_end: none of their
         # transactions enters the calibration-period formula
         tx = tx[tx[customer].isin(cal.index)]
         tx = tx.assign(**{segment: tx[customer].map(cal[segment])})
     # the lifespan does not enter the holdout prediction; passing one avoids estimating
     # it from a calibration period that may be shorter than the year the estimate needs
-    table = formula_clv(tx, customer, date, amount, segment=segment, lifespan=1.0,
-                        observation_end=calibration_end)
+    table = formula_clv(
+        tx, customer, date, amount, segment=segment, lifespan=1.0, observation_end=calibration_end
+    )
     years = cal["duration_holdout"].to_numpy(float) * unit_days(unit) / _YEAR_DAYS
     if segment is None:
         row = np.zeros(len(cal), dtype=np.int64)
@@ -160,8 +162,9 @@ def formula_holdout(
         labels = _segment_of(cal, tx, customer, segment)
         row = table.index.get_indexer(labels.to_numpy())
         if (row < 0).any():
-            raise DataError(segment, "has segments without calibration transactions",
-                            int((row < 0).sum()))
+            raise DataError(
+                segment, "has segments without calibration transactions", int((row < 0).sum())
+            )
     out = pd.DataFrame(
         {
             "purchases": table["purchase_frequency"].to_numpy()[row] * years,
@@ -190,10 +193,12 @@ def naive_holdout(cal: pd.DataFrame) -> pd.DataFrame:
     T = cal["T"].to_numpy(float)
     rate = np.divide(x, T, out=np.zeros(len(cal)), where=T > 0)
     purchases = rate * cal["duration_holdout"].to_numpy(float)
-    value = (cal["monetary_value"].to_numpy(float) if "monetary_value" in cal.columns
-             else np.full(len(cal), np.nan))
-    return pd.DataFrame({"purchases": purchases, "revenue": purchases * value},
-                        index=cal.index)
+    value = (
+        cal["monetary_value"].to_numpy(float)
+        if "monetary_value" in cal.columns
+        else np.full(len(cal), np.nan)
+    )
+    return pd.DataFrame({"purchases": purchases, "revenue": purchases * value}, index=cal.index)
 
 
 # ---- predictions of any method ----------------------------------------------------------
@@ -233,8 +238,9 @@ def _model_predictions(method, frame: pd.DataFrame) -> pd.DataFrame:
         if _is_bayesian(method) and _is_bayesian(spend):
             from .bayes import customer_lifetime_value
 
-            value = customer_lifetime_value(method, spend, part, horizon=float(h),
-                                            period=float(h), discount_rate=0.0)
+            value = customer_lifetime_value(
+                method, spend, part, horizon=float(h), period=float(h), discount_rate=0.0
+            )
             revenue[rows] = _mean_of(value)
         else:
             revenue[rows] = purchases[rows] * _mean_of(spend.expected_spend(part))
@@ -249,12 +255,12 @@ def _predictions(method, cal: pd.DataFrame, segment: str | None, name: str) -> p
             raise DataError("purchases", f"method {name!r}: predictions need this column")
         missing = int((~cal.index.isin(method.index)).sum())
         if missing:
-            raise DataError(None, f"method {name!r} has no prediction for some customers",
-                            missing)
+            raise DataError(None, f"method {name!r} has no prediction for some customers", missing)
         out = method.reindex(cal.index)
         revenue = out["revenue"] if "revenue" in out.columns else np.nan
-        return pd.DataFrame({"purchases": out["purchases"].astype(float),
-                             "revenue": revenue}, index=cal.index).astype(float)
+        return pd.DataFrame(
+            {"purchases": out["purchases"].astype(float), "revenue": revenue}, index=cal.index
+        ).astype(float)
     if isinstance(method, Mapping):
         if segment is None:
             raise ValueError(f"method {name!r} has one model per segment: pass segment=")
@@ -262,8 +268,11 @@ def _predictions(method, cal: pd.DataFrame, segment: str | None, name: str) -> p
         parts = []
         for label in pd.unique(labels):
             if label not in method:
-                raise DataError(segment, f"method {name!r} has no model for segment "
-                                f"{label!r}", int((labels == label).sum()))
+                raise DataError(
+                    segment,
+                    f"method {name!r} has no model for segment {label!r}",
+                    int((labels == label).sum()),
+                )
             parts.append(_model_predictions(method[label], cal[labels == label]))
         return pd.concat(parts).reindex(cal.index)
     return _model_predictions(method, cal)
@@ -300,10 +309,14 @@ def holdout_predictions(
     if segment is not None and segment not in cal.columns:
         raise DataError(segment, "segment column not found in the frame")
     frames = {name: _predictions(m, cal, segment, name) for name, m in methods.items()}
-    revenue = (cal["frequency_holdout"] * cal["monetary_value_holdout"]
-               if "monetary_value_holdout" in cal.columns else np.nan)
-    frames[ACTUAL] = pd.DataFrame({"purchases": cal["frequency_holdout"].astype(float),
-                                   "revenue": revenue}, index=cal.index).astype(float)
+    revenue = (
+        cal["frequency_holdout"] * cal["monetary_value_holdout"]
+        if "monetary_value_holdout" in cal.columns
+        else np.nan
+    )
+    frames[ACTUAL] = pd.DataFrame(
+        {"purchases": cal["frequency_holdout"].astype(float), "revenue": revenue}, index=cal.index
+    ).astype(float)
     return pd.concat(frames, axis=1, names=["method", "quantity"])
 
 
@@ -349,13 +362,13 @@ def _metrics(pred: pd.DataFrame, actual: pd.DataFrame, top: tuple[float, ...]) -
         out[f"{q}_bias"] = float(np.mean(err)) if len(err) else np.nan
         out[f"{q}_predicted"] = float(p.sum())
         out[f"{q}_actual"] = float(a.sum())
-        out[f"{q}_error_pct"] = (100.0 * (p.sum() / a.sum() - 1.0) if a.sum() > 0
-                                 else np.nan)
+        out[f"{q}_error_pct"] = 100.0 * (p.sum() / a.sum() - 1.0) if a.sum() > 0 else np.nan
         out[f"{q}_spearman"] = _spearman(p, a)
     ranking = pred["revenue"] if pred["revenue"].notna().all() else pred["purchases"]
     for f in top:
         out[f"top{round(100 * f)}_revenue_share"] = captured_share(
-            ranking.to_numpy(float), actual["revenue"].to_numpy(float), f)
+            ranking.to_numpy(float), actual["revenue"].to_numpy(float), f
+        )
     return out
 
 
@@ -440,8 +453,9 @@ def compare(
     if not by_segment:
         out = pd.DataFrame(rows, index=pd.Index([n for _, n in index], name="method"))
     else:
-        out = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(
-            index, names=["segment", "method"]))
+        out = pd.DataFrame(
+            rows, index=pd.MultiIndex.from_tuples(index, names=["segment", "method"])
+        )
     out["customers"] = out["customers"].astype(np.int64)
     return out
 
@@ -468,8 +482,9 @@ def _bayes_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int) -> 
     return np.asarray(values).mean(axis=1)
 
 
-def _mle_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int,
-                       rng: np.random.Generator) -> np.ndarray | None:
+def _mle_segment_draws(
+    model, frame: pd.DataFrame, t: float, n_draws: int, rng: np.random.Generator
+) -> np.ndarray | None:
     """Draws of the mean of E[Y(t)] from the normal approximation of the log-parameters."""
     cov = getattr(model, "cov_", None)
     if cov is None or not np.isfinite(cov.to_numpy()).all():
@@ -477,8 +492,7 @@ def _mle_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int,
     theta = model.params_.to_numpy()
     cov_log = cov.to_numpy() / np.outer(theta, theta)
     try:
-        logs = rng.multivariate_normal(np.log(theta), cov_log, size=n_draws,
-                                       check_valid="raise")
+        logs = rng.multivariate_normal(np.log(theta), cov_log, size=n_draws, check_valid="raise")
     except (ValueError, np.linalg.LinAlgError):
         return None
     names = list(model.params_.index)
@@ -554,8 +568,7 @@ def segment_estimates(
             low, high = _interval(draws, interval) if draws is not None else (np.nan, np.nan)
             rows.append({"mean": mean, "low": low, "high": high, "customers": int(mask.sum())})
             index.append((s, name))
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index,
-                                                              names=["segment", "method"]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["segment", "method"]))
 
 
 # ---- repeat purchases over calendar time (tracking plots) -------------------------------
@@ -604,8 +617,9 @@ def repeat_purchases_over_time(
     days = unit_days(unit)
     d = prepare(tx, customer, date, None, observation_end)
     n = len(d.ids)
-    cal_day = int(pd.Timestamp(calibration_end).to_datetime64().astype("datetime64[D]")
-                  .astype(np.int64))
+    cal_day = int(
+        pd.Timestamp(calibration_end).to_datetime64().astype("datetime64[D]").astype(np.int64)
+    )
     first = per_customer(d.codes, d.day, None, n)["first"]
     cohort = first <= cal_day
     if not cohort.any():
@@ -629,8 +643,9 @@ def repeat_purchases_over_time(
         e[alive] = np.asarray(model.expected_purchases_new(age[alive]), float)
         cumulative = e @ counts
         out[name] = np.diff(cumulative, prepend=0.0)
-    starts = (np.datetime64(start, "D") + np.ceil(np.arange(n_periods) * days)
-              .astype("timedelta64[D]"))
+    starts = np.datetime64(start, "D") + np.ceil(np.arange(n_periods) * days).astype(
+        "timedelta64[D]"
+    )
     frame = pd.DataFrame(out, index=pd.DatetimeIndex(starts, name="period_start"))
     frame.attrs["calibration_end"] = pd.Timestamp(np.datetime64(cal_day, "D"))
     frame.attrs["unit"] = unit
@@ -639,7 +654,11 @@ def repeat_purchases_over_time(
 
 # ---- segments every log has --------------------------------------------------------------
 def acquisition_cohorts(
-    tx: pd.DataFrame, *, customer: str, date: str, max_cohorts: int = 12,
+    tx: pd.DataFrame,
+    *,
+    customer: str,
+    date: str,
+    max_cohorts: int = 12,
     before: object = None,
 ) -> pd.Series:
     """Each customer's acquisition cohort: the month, quarter or year of the first purchase.

@@ -55,8 +55,11 @@ def _axes(ax):
 
 
 def _unit_name(unit) -> str:
-    return _UNIT_NAMES.get(unit, f"{unit_days(unit):g} days") if isinstance(unit, str) \
+    return (
+        _UNIT_NAMES.get(unit, f"{unit_days(unit):g} days")
+        if isinstance(unit, str)
         else f"{unit_days(unit):g} days"
+    )
 
 
 class _Palette:
@@ -112,9 +115,15 @@ def plot_repeat_purchases(
     """
     ax = _axes(ax)
     models = _models(models)
-    data = repeat_purchases_over_time(tx, models, customer=customer, date=date,
-                                      calibration_end=calibration_end,
-                                      observation_end=observation_end, unit=unit)
+    data = repeat_purchases_over_time(
+        tx,
+        models,
+        customer=customer,
+        date=date,
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+        unit=unit,
+    )
     if cumulative:
         data = data.cumsum()
     colors = _Palette([ACTUAL, *models])
@@ -124,14 +133,22 @@ def plot_repeat_purchases(
         ax.plot(x, data[name], color=colors(name), lw=1.5, ls="--", label=name)
     cal_end = data.attrs["calibration_end"]
     ax.axvline(cal_end, color="grey", ls=":", lw=1)
-    ax.annotate("end of calibration", xy=(cal_end, 1), xycoords=("data", "axes fraction"),
-                xytext=(4, -12), textcoords="offset points", fontsize=8, color="grey")
+    ax.annotate(
+        "end of calibration",
+        xy=(cal_end, 1),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -12),
+        textcoords="offset points",
+        fontsize=8,
+        color="grey",
+    )
     per = _unit_name(unit)
     ax.set_xlabel("period start")
-    ax.set_ylabel("cumulative repeat purchases" if cumulative
-                  else f"repeat purchases per {per}")
-    ax.set_title(("Cumulative repeat purchases" if cumulative
-                  else f"Repeat purchases per {per}") + ": actual vs model")
+    ax.set_ylabel("cumulative repeat purchases" if cumulative else f"repeat purchases per {per}")
+    ax.set_title(
+        ("Cumulative repeat purchases" if cumulative else f"Repeat purchases per {per}")
+        + ": actual vs model"
+    )
     ax.set_ylim(bottom=0)
     ax.legend(frameon=False)
     return ax
@@ -180,12 +197,20 @@ def plot_holdout_by_frequency(
     counts = np.bincount(group, minlength=max_frequency + 1)
     x = np.arange(max_frequency + 1)
     for name in [ACTUAL, *names]:
-        sums = np.bincount(group, weights=preds[name]["purchases"].to_numpy(float),
-                           minlength=max_frequency + 1)
+        sums = np.bincount(
+            group, weights=preds[name]["purchases"].to_numpy(float), minlength=max_frequency + 1
+        )
         mean = np.divide(sums, counts, out=np.full(len(x), np.nan), where=counts > 0)
-        ax.plot(x, mean, color=colors(name), marker="o", ms=4,
-                lw=2 if name == ACTUAL else 1.3, ls="-" if name == ACTUAL else "--",
-                label=name)
+        ax.plot(
+            x,
+            mean,
+            color=colors(name),
+            marker="o",
+            ms=4,
+            lw=2 if name == ACTUAL else 1.3,
+            ls="-" if name == ACTUAL else "--",
+            label=name,
+        )
     ax.set_xticks(x, [str(i) for i in x[:-1]] + [f"{max_frequency}+"])
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("mean purchases in the holdout")
@@ -221,8 +246,7 @@ def plot_frequency_recency(
         its colour bar.
     """
     if kind not in ("expected_purchases", "probability_alive"):
-        raise ValueError(f"kind must be 'expected_purchases' or 'probability_alive', "
-                         f"got {kind!r}")
+        raise ValueError(f"kind must be 'expected_purchases' or 'probability_alive', got {kind!r}")
     if T is None or max_frequency is None:
         if rfm is None:
             raise ValueError("pass rfm=, or both T= and max_frequency=")
@@ -235,8 +259,9 @@ def plot_frequency_recency(
     rec = np.linspace(0.0, float(T), n_recency)
     F, R = np.meshgrid(freq, rec, indexing="ij")
     valid = ~((F == 0) & (R > 0))
-    grid = pd.DataFrame({"frequency": F[valid], "recency": R[valid],
-                         "T": np.full(valid.sum(), float(T))})
+    grid = pd.DataFrame(
+        {"frequency": F[valid], "recency": R[valid], "T": np.full(valid.sum(), float(T))}
+    )
     values = np.full(F.shape, np.nan)
     if kind == "expected_purchases":
         values[valid] = _mean(model.expected_purchases(t, grid))
@@ -245,9 +270,15 @@ def plot_frequency_recency(
         values[valid] = _mean(model.probability_alive(grid))
         label = "P(alive)"
     step = rec[1] - rec[0] if n_recency > 1 else 1.0
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
-                      extent=(-step / 2, float(T) + step / 2, -0.5, max_frequency + 0.5),
-                      vmin=0.0, vmax=1.0 if kind == "probability_alive" else None)
+    image = ax.imshow(
+        values,
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        extent=(-step / 2, float(T) + step / 2, -0.5, max_frequency + 0.5),
+        vmin=0.0,
+        vmax=1.0 if kind == "probability_alive" else None,
+    )
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"recency ({_unit_name(unit)}s since first purchase)")
@@ -274,19 +305,26 @@ def plot_purchase_distribution(models, rfm: pd.DataFrame, *, max_frequency: int 
     models = _models(models)
     colors = _Palette([ACTUAL, *models])
     n = np.arange(max_frequency + 1)
-    actual = np.bincount(np.minimum(rfm["frequency"].to_numpy(), max_frequency),
-                         minlength=max_frequency + 1).astype(float)
+    actual = np.bincount(
+        np.minimum(rfm["frequency"].to_numpy(), max_frequency), minlength=max_frequency + 1
+    ).astype(float)
     series = {ACTUAL: actual}
     T_values, T_counts = np.unique(rfm["T"].to_numpy(float), return_counts=True)
     for name, model in models.items():
-        probs = np.asarray(model.probability_of_purchases(
-            n[:-1, None].astype(float), T_values[None, :]), float)
+        probs = np.asarray(
+            model.probability_of_purchases(n[:-1, None].astype(float), T_values[None, :]), float
+        )
         expected = probs @ T_counts
         series[name] = np.append(expected, len(rfm) - expected.sum())
     width = 0.8 / len(series)
     for k, (name, values) in enumerate(series.items()):
-        ax.bar(n + (k - (len(series) - 1) / 2) * width, values, width=width,
-               color=colors(name), label=name)
+        ax.bar(
+            n + (k - (len(series) - 1) / 2) * width,
+            values,
+            width=width,
+            color=colors(name),
+            label=name,
+        )
     ax.set_xticks(n, [str(i) for i in n[:-1]] + [f"{max_frequency}+"])
     ax.set_xlabel("repeat purchases")
     ax.set_ylabel("customers")
@@ -324,24 +362,35 @@ def plot_alive_history(
     if not rows.any():
         raise ValueError(f"customer {customer_id!r} not found in column {customer!r}")
     d = prepare(tx[rows], customer, date, None, observation_end)
-    end = d.end_day if observation_end is not None else int(
-        prepare(tx, customer, date, None, None).end_day)
+    end = (
+        d.end_day
+        if observation_end is not None
+        else int(prepare(tx, customer, date, None, None).end_day)
+    )
     days = np.unique(d.day)
     first = int(days[0])
     grid = np.arange(first, max(end, first) + 1)
     n_before = np.searchsorted(days, grid, side="right")  # purchase days <= D
     last = days[n_before - 1]
     u = unit_days(unit)
-    hist = pd.DataFrame({"frequency": n_before - 1, "recency": (last - first) / u,
-                         "T": (grid - first) / u})
+    hist = pd.DataFrame(
+        {"frequency": n_before - 1, "recency": (last - first) / u, "T": (grid - first) / u}
+    )
     alive = model.probability_alive(hist)
     x = pd.to_datetime(grid.astype("datetime64[D]"))
     ax.plot(x, _mean(alive), color="C0", lw=1.5, label="P(alive)")
     if isinstance(alive, pd.DataFrame) and {"hdi_low", "hdi_high"} <= set(alive.columns):
-        ax.fill_between(x, alive["hdi_low"], alive["hdi_high"], color="C0", alpha=0.2,
-                        label="94% HDI")
-    ax.vlines(pd.to_datetime(days.astype("datetime64[D]")), 0.0, 0.06, color="black", lw=1,
-              label="purchase day")
+        ax.fill_between(
+            x, alive["hdi_low"], alive["hdi_high"], color="C0", alpha=0.2, label="94% HDI"
+        )
+    ax.vlines(
+        pd.to_datetime(days.astype("datetime64[D]")),
+        0.0,
+        0.06,
+        color="black",
+        lw=1,
+        label="purchase day",
+    )
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("date")
     ax.set_ylabel("P(alive)")
@@ -375,8 +424,9 @@ def plot_segment_forest(
     methods = list(pd.unique(estimates.index.get_level_values(1)))
     colors = _Palette(methods)
     others = [m for m in methods if m != ACTUAL]
-    offsets = {m: (k - (len(others) - 1) / 2) * 0.6 / max(len(others), 1)
-               for k, m in enumerate(others)}
+    offsets = {
+        m: (k - (len(others) - 1) / 2) * 0.6 / max(len(others), 1) for k, m in enumerate(others)
+    }
     offsets[ACTUAL] = 0.0
     y0 = np.arange(len(segments))[::-1]
     for m in methods:
@@ -387,11 +437,13 @@ def plot_segment_forest(
         err = np.vstack([mean - low, high - mean])
         err = np.where(np.isfinite(err), err, 0.0)
         if m == ACTUAL:
-            ax.errorbar(mean, y, fmt="D", color="black", ms=7, mfc="white", mew=1.5,
-                        label=m, zorder=3)
+            ax.errorbar(
+                mean, y, fmt="D", color="black", ms=7, mfc="white", mew=1.5, label=m, zorder=3
+            )
         else:
-            ax.errorbar(mean, y, xerr=err, fmt="o", color=colors(m), ms=5, capsize=2,
-                        lw=1.3, label=m)
+            ax.errorbar(
+                mean, y, xerr=err, fmt="o", color=colors(m), ms=5, capsize=2, lw=1.3, label=m
+            )
     labels = [str(s) for s in segments]
     if "customers" in estimates.columns:
         n = estimates["customers"].groupby(level=0).first()
@@ -430,12 +482,23 @@ def plot_clv_distribution(
     mean = _mean(clv)
     order = np.argsort(-mean, kind="stable")
     x = 100.0 * (np.arange(len(mean)) + 0.5) / len(mean)
-    ax.plot(x, mean[order], color="C0", lw=1.5, label="model CLV (posterior mean)"
-            if isinstance(clv, pd.DataFrame) else "model CLV")
+    ax.plot(
+        x,
+        mean[order],
+        color="C0",
+        lw=1.5,
+        label="model CLV (posterior mean)" if isinstance(clv, pd.DataFrame) else "model CLV",
+    )
     if isinstance(clv, pd.DataFrame) and {"hdi_low", "hdi_high"} <= set(clv.columns):
-        ax.fill_between(x, clv["hdi_low"].to_numpy(float)[order],
-                        clv["hdi_high"].to_numpy(float)[order], color="C0", alpha=0.25,
-                        lw=0, label="94% credible interval")
+        ax.fill_between(
+            x,
+            clv["hdi_low"].to_numpy(float)[order],
+            clv["hdi_high"].to_numpy(float)[order],
+            color="C0",
+            alpha=0.25,
+            lw=0,
+            label="94% credible interval",
+        )
     if formula is not None:
         refs = formula if isinstance(formula, Mapping) else {"formula": formula}
         for k, (label, value) in enumerate(refs.items()):
@@ -495,4 +558,3 @@ def plot_formula_vs_model(
     ax.set_title("Formula vs model, customer by customer")
     ax.legend(frameon=False, loc="upper left")
     return ax
-

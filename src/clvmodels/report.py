@@ -46,6 +46,12 @@ _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_png scoped -%}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+ alt="{{ ((output | get_metadata('alt', 'image/png')) or 'figure') | escape_html }}">
+</div>
+{%- endblock data_png -%}
 {%- block extra_css -%}
 <style type="text/css">
 body { max-width: 1100px; margin: 0 auto; }
@@ -93,8 +99,9 @@ def read_transactions(path: str | Path, customer: str | None = None) -> pd.DataF
         raise DataError(None, f"cannot read {path} as CSV: {reason}") from None
 
 
-def default_calibration_end(tx: pd.DataFrame, *, customer: str, date: str,
-                            observation_end: object = None) -> pd.Timestamp:
+def default_calibration_end(
+    tx: pd.DataFrame, *, customer: str, date: str, observation_end: object = None
+) -> pd.Timestamp:
     """Default end of the calibration period: the middle of the data, holdout <= 1 year.
 
     The window from the first transaction day to `observation_end` (default: the last
@@ -107,8 +114,9 @@ def default_calibration_end(tx: pd.DataFrame, *, customer: str, date: str,
     start, end = int(d.day.min()), int(d.end_day)
     holdout = min((end - start + 1) // 2, 365)  # days after the calibration end
     if holdout < 1:
-        raise DataError(date, "all transactions are on one day: no holdout period possible",
-                        len(d.day))
+        raise DataError(
+            date, "all transactions are on one day: no holdout period possible", len(d.day)
+        )
     return pd.Timestamp(np.datetime64(end - holdout, "D"))
 
 
@@ -140,13 +148,28 @@ def check_inputs(
         raise DataError(missing[0], f"not found in the transactions (columns: {shown})")
     chosen = calibration_end is None
     if chosen:
-        calibration_end = default_calibration_end(tx, customer=customer, date=date,
-                                                  observation_end=observation_end)
-    cal = calibration_holdout(tx, customer, date, amount, calibration_end=calibration_end,
-                              observation_end=observation_end, unit="W")
+        calibration_end = default_calibration_end(
+            tx, customer=customer, date=date, observation_end=observation_end
+        )
+    cal = calibration_holdout(
+        tx,
+        customer,
+        date,
+        amount,
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+        unit="W",
+    )
     if segment is not None:  # one segment per customer, none missing
-        formula_clv(tx, customer, date, amount, segment=segment, lifespan=1.0,
-                    observation_end=observation_end)
+        formula_clv(
+            tx,
+            customer,
+            date,
+            amount,
+            segment=segment,
+            lifespan=1.0,
+            observation_end=observation_end,
+        )
     n, repeat = len(cal), int((cal["frequency"] > 0).sum())
     if n < MIN_CUSTOMERS or repeat < MIN_REPEAT_BUYERS:
         raise DataError(
@@ -156,9 +179,51 @@ def check_inputs(
             f"purchase; the report needs at least {MIN_CUSTOMERS} customers and "
             f"{MIN_REPEAT_BUYERS} repeat buyers",
         )
-    return {"calibration_end": pd.Timestamp(calibration_end), "chosen": chosen,
-            "customers": n, "repeat_buyers": repeat,
-            "holdout_weeks": float(cal["duration_holdout"].iloc[0])}
+    return {
+        "calibration_end": pd.Timestamp(calibration_end),
+        "chosen": chosen,
+        "customers": n,
+        "repeat_buyers": repeat,
+        "holdout_weeks": float(cal["duration_holdout"].iloc[0]),
+    }
+
+
+def _prepare_for_html(nb):
+    """Give every figure an alternative text (the section it belongs to) and move the
+    notebook's standard-error output (warnings, library log lines) out of the report.
+
+    Returns a copy of the notebook and the first line of each standard-error output
+    (for the console).
+    """
+    import copy
+
+    nb = copy.deepcopy(nb)
+    section, stderr = "the report", []
+    for cell in nb.cells:
+        texts = (
+            [cell.source]
+            if cell.cell_type == "markdown"
+            else [o.get("data", {}).get("text/markdown", "") for o in cell.get("outputs", [])]
+        )
+        for text in texts:
+            for line in text.splitlines():
+                if line.startswith("#"):
+                    section = line.lstrip("#").strip()
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                first = next((x.strip() for x in out.get("text", "").splitlines() if x.strip()), "")
+                if first:
+                    stderr.append(first)
+                continue
+            if "image/png" in out.get("data", {}):
+                meta = out.setdefault("metadata", {}).setdefault("image/png", {})
+                meta.setdefault("alt", f"Figure: {section}")
+            kept.append(out)
+        cell.outputs = kept
+    return nb, stderr
 
 
 def _export_html(nb, show_code: bool) -> str:
@@ -185,8 +250,15 @@ def _kernel_manager_class():
     class ThisPythonKernelManager(KernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
             # log level ERROR: no warning about unencrypted local TCP on every run
-            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file,
-                    "--IPKernelApp.log_level=ERROR", *(extra_arguments or [])]
+            return [
+                sys.executable,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                self.connection_file,
+                "--IPKernelApp.log_level=ERROR",
+                *(extra_arguments or []),
+            ]
 
     return ThisPythonKernelManager
 
@@ -205,6 +277,7 @@ def run_report(
     tune: int | None = None,
     chains: int | None = None,
     bayes: bool = True,
+    hierarchical: bool | None = None,
     seed: int = 0,
     show_code: bool = False,
     progress: bool = True,
@@ -232,7 +305,10 @@ def run_report(
         Posterior sampling settings of the Bayesian models (the notebook's defaults
         when None); small values give a quick, rough report.
     bayes : bool, default True
-        Fit the Bayesian and hierarchical models (False: maximum likelihood only).
+        Fit the Bayesian models (False: maximum likelihood only).
+    hierarchical : bool, optional
+        Fit the hierarchical (segment) model; default: when the calibration cohort has at
+        most 10,000 customers (its sampling time grows quickly with the data).
     seed : int
         Random seed of the notebook.
     show_code : bool, default False
@@ -271,21 +347,35 @@ def run_report(
         tx = read_transactions(transactions, customer)
         source = str(transactions)
     say(f"[1/3] checking {source}")
-    info = check_inputs(tx, customer=customer, date=date, amount=amount, segment=segment,
-                        calibration_end=calibration_end, observation_end=observation_end)
+    info = check_inputs(
+        tx,
+        customer=customer,
+        date=date,
+        amount=amount,
+        segment=segment,
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+    )
     cal_end = info["calibration_end"].strftime("%Y-%m-%d")
     how = "chosen: middle of the data, holdout at most a year" if info["chosen"] else "given"
-    say(f"      calibration period ends {cal_end} ({how}); holdout "
-        f"{info['holdout_weeks']:.1f} weeks; {info['customers']:,} customers")
+    say(
+        f"      calibration period ends {cal_end} ({how}); holdout "
+        f"{info['holdout_weeks']:.1f} weeks; {info['customers']:,} customers"
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
         "transactions": None if transactions is None else str(Path(transactions).resolve()),
-        "customer": customer, "date": date, "amount": amount, "segment": segment,
+        "customer": customer,
+        "date": date,
+        "amount": amount,
+        "segment": segment,
         # None: the notebook picks the same default and says so
         "calibration_end": None if info["chosen"] else cal_end,
         "observation_end": None if observation_end is None else str(observation_end),
-        "bayes": bool(bayes), "seed": int(seed),
+        "bayes": bool(bayes),
+        "hierarchical": hierarchical,
+        "seed": int(seed),
     }
     for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if value is not None:
@@ -299,17 +389,30 @@ def run_report(
         say(f"[2/3] running the report notebook ({NOTEBOOK})")
         try:
             nb = pm.execute_notebook(
-                str(notebook_path()), str(executed), parameters=params,
-                kernel_name="python3", progress_bar=progress, cwd=tmp,
+                str(notebook_path()),
+                str(executed),
+                parameters=params,
+                kernel_name="python3",
+                progress_bar=progress,
+                cwd=tmp,
                 kernel_manager_class=_kernel_manager_class(),
             )
         except pm.PapermillExecutionError as exc:
-            raise RuntimeError(f"the report notebook failed in cell {exc.exec_count}: "
-                               f"{exc.ename}: {exc.evalue}") from None
+            raise RuntimeError(
+                f"the report notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            ) from None
         say(f"[3/3] writing {out}")
-        out.write_text(_export_html(nb, show_code), encoding="utf-8")
+        clean, stderr = _prepare_for_html(nb)
+        for line in dict.fromkeys(stderr):  # each message once
+            say(f"      notebook message (not in the report): {line}")
+        out.write_text(_export_html(clean, show_code), encoding="utf-8")
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.update({"html": str(out), "calibration_end": cal_end,
-                    "calibration_end_chosen": info["chosen"],
-                    "seconds": time.perf_counter() - t0})
+    summary.update(
+        {
+            "html": str(out),
+            "calibration_end": cal_end,
+            "calibration_end_chosen": info["chosen"],
+            "seconds": time.perf_counter() - t0,
+        }
+    )
     return summary

@@ -29,9 +29,11 @@ the population spread, the case of small segments. For a large segment the data 
 :math:`(\mu, \sigma)`; there the centred form (the sampler moves
 :math:`\log\theta_{s,j} \sim N(\mu_j, \sigma_j^2)` directly) is the efficient one.
 ``parametrization="non_centered"`` (default) uses the non-centred form for every segment,
-``"centered"`` the centred one, and a sequence of booleans (one per segment, in sorted
-segment order, True = centred) mixes them. The posterior is the same; only the sampler's
-efficiency differs. On the CDNOW master (9 segments of about 2,600 customers whose
+``"centered"`` the centred one; a sequence of booleans (one per segment, in sorted
+segment order, True = centred) mixes them, and a dict gives either per parameter (e.g.
+``{"r": "centered", "alpha": "centered"}``; parameters not named stay non-centred). The
+choice is kept in ``centered_`` (segments x parameters). The posterior is the same; only
+the sampler's efficiency differs. On the CDNOW master (9 segments of about 2,600 customers whose
 parameters differ little, sigma ~ 0.2) the non-centred form had fewer divergences than
 the centred one, whose funnel at small sigma dominates there.
 
