@@ -6,8 +6,8 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-slow bench lint setup clean
 
-run: setup  ## the main job: CDNOW summary (RFM statistics, formula, models)
-	$(UV) run --frozen clvmodels summary
+run: setup  ## the main job: the CDNOW HTML report (formula vs models), written to report.html
+	$(UV) run --frozen clvmodels report --out report.html
 
 test: setup  ## the test suite (without the slow tests)
 	@$(UV) run --frozen pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \

@@ -139,8 +139,8 @@ def formula_holdout(
     ...                              calibration_end="1997-09-30")
     >>> pred = formula_holdout(tx, cal, customer="customer_id", date="date",
     ...                        amount="amount", calibration_end="1997-09-30")
-    >>> round(float(pred["purchases"].sum()))  # actual: 1788
-    4652
+    >>> round(float(pred["purchases"].sum()))  # the customers made 1,882
+    4814
     """
     _check_holdout_frame(cal)
     if segment is not None and segment not in tx.columns:
@@ -426,7 +426,8 @@ def compare(
     ...                              calibration_end="1997-09-30")
     >>> bg = cm.BGNBD().fit(cal)
     >>> table = compare(cal, {"naive": naive_holdout(cal), "BG/NBD": bg})
-    >>> table.loc["BG/NBD", "purchases_error_pct"].round(1)  # doctest: +SKIP
+    >>> round(float(table.loc["BG/NBD", "purchases_error_pct"]), 1)
+    -12.1
     """
     preds = holdout_predictions(cal, methods, segment=segment)
     names = [n for n in preds.columns.get_level_values(0).unique() if n != ACTUAL]

@@ -41,7 +41,7 @@ NOTEBOOK = "04-report.ipynb"
 MIN_CUSTOMERS = 50  # customers in the calibration cohort
 MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration period
 _REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -226,11 +226,28 @@ def _prepare_for_html(nb):
     return nb, stderr
 
 
+def _template_dirs() -> list[str]:
+    """nbconvert's own template folder, found from where nbconvert is installed.
+
+    nbconvert looks for its templates in the Jupyter data paths of the running
+    interpreter; when the package and its dependencies live in different prefixes (a
+    ``--user`` or ``--target`` install, layered environments) they are not there.
+    """
+    import nbconvert
+
+    prefix = Path(nbconvert.__file__).resolve().parents[4]  # <prefix>/lib/pythonX.Y/...
+    folder = prefix / "share" / "jupyter" / "nbconvert" / "templates"
+    return [str(folder)] if folder.is_dir() else []
+
+
 def _export_html(nb, show_code: bool) -> str:
     import jinja2
     from nbconvert import HTMLExporter
 
+    folders = _template_dirs()
     exporter = HTMLExporter(
+        extra_template_basedirs=folders,
+        extra_template_paths=folders + [str(Path(f) / "compatibility") for f in folders],
         template_name="lab",
         extra_loaders=[jinja2.DictLoader({"clvmodels_report.html.j2": _TEMPLATE})],
         template_file="clvmodels_report.html.j2",
@@ -405,7 +422,11 @@ def run_report(
         clean, stderr = _prepare_for_html(nb)
         for line in dict.fromkeys(stderr):  # each message once
             say(f"      notebook message (not in the report): {line}")
-        out.write_text(_export_html(clean, show_code), encoding="utf-8")
+        try:
+            html = _export_html(clean, show_code)
+        except Exception as exc:  # noqa: BLE001 - not the user's input: exit code 1
+            raise RuntimeError(f"exporting the HTML failed: {exc}") from None
+        out.write_text(html, encoding="utf-8")
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary.update(
         {
