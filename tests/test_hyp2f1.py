@@ -43,8 +43,21 @@ def _general_grid(n, seed):
     return a, b, c, z
 
 
+def _huge_b_grid(n, seed, z_max=1.0):
+    """BG/NBD with b from 1e4 to 1e8 (no drop-out): where the large-c series applies."""
+    rng = np.random.default_rng(seed)
+    a, r = (10 ** rng.uniform(-3, 3, n) for _ in range(2))
+    b = 10 ** rng.uniform(4, 8, n)
+    x = np.where(rng.random(n) < 0.3, 0, rng.integers(0, 501, n)).astype(float)
+    z = np.where(rng.random(n) < 0.5, 1 - 10 ** rng.uniform(-6, 0, n), rng.random(n))
+    return a + b - 1 - r, a - 1, a + b + x - 1, np.minimum(z, z_max)
+
+
 @pytest.mark.parametrize(
-    "grid", [_bgnbd_grid(150, 0), _general_grid(120, 1)], ids=["bgnbd", "general"]
+    "grid",
+    # mpmath takes minutes at c > 1e4 with z near 1: the huge-b grid stops at z = 0.5
+    [_bgnbd_grid(150, 0), _general_grid(120, 1), _huge_b_grid(100, 2, z_max=0.5)],
+    ids=["bgnbd", "general", "huge-b"],
 )
 def test_log_hyp2f1_matches_mpmath(grid):
     a, b, c, z = grid
@@ -60,6 +73,25 @@ def test_log_hyp2f1_matches_mpmath(grid):
     small = np.abs(ref[:, 0]) < 700
     rel_f = np.abs(np.expm1(log_f[small] - ref[small, 0]))
     assert rel_f.max() < 1e-9
+
+
+def test_large_c_series_agrees_with_the_quadrature(monkeypatch):
+    """Up to z = 1 - 1e-6, where mpmath is too slow: the series (taken for most of these
+    points) against the quadrature path, itself checked against mpmath above."""
+    from clvmodels.models import _hyp2f1
+
+    a, b, c, z = _huge_b_grid(200, 3)
+    _, usable = _hyp2f1._log_pfaff_series(a, b, c, z)
+    assert usable.mean() > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        series, _ = log_hyp2f1(a, b, c, z)
+        monkeypatch.setattr(
+            _hyp2f1, "_log_pfaff_series", lambda a, *_: (a, np.zeros(a.size, dtype=bool))
+        )
+        quadrature, _ = log_hyp2f1(a, b, c, z)
+    rel = np.abs(series - quadrature) / np.maximum(1.0, np.abs(quadrature))
+    assert rel.max() < 1e-10
 
 
 def test_scipy_failures_are_fixed():

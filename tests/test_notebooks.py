@@ -89,6 +89,8 @@ def test_notebooks_use_only_the_public_api(name):
 def test_notebook_runs_top_to_bottom(tmp_path, name):
     import papermill as pm
 
+    from clvmodels.report import _kernel_manager_class
+
     out = tmp_path / f"{name}.ipynb"
     nb = pm.execute_notebook(
         str(NOTEBOOKS / f"{name}.ipynb"),
@@ -97,6 +99,8 @@ def test_notebook_runs_top_to_bottom(tmp_path, name):
         kernel_name="python3",
         progress_bar=False,
         cwd=str(tmp_path),
+        # the kernel runs this interpreter, whatever kernels are registered elsewhere
+        kernel_manager_class=_kernel_manager_class(),
     )
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -77,3 +77,19 @@ def trigamma_shift(base: float, x) -> np.ndarray:
         table = np.concatenate(([0.0], np.cumsum(steps)))
         return table[x.astype(np.int64)]
     return special.polygamma(1, base) - special.polygamma(1, base + x)
+
+
+def unique_inverse(x) -> tuple[np.ndarray, np.ndarray]:
+    """Unique values of ``x`` (flattened) and the index of each element among them.
+
+    Linear time when ``x`` is sorted, as the compressed rows of a fit are (sorted by
+    frequency); a sort otherwise. Used to evaluate functions of the frequency alone
+    (gamma and digamma functions of ``r + x``...) once per distinct count.
+    """
+    x = np.asarray(x).ravel()
+    if x.size > 1 and bool(np.all(x[1:] >= x[:-1])):
+        new = np.empty(x.size, dtype=bool)
+        new[0] = True
+        np.not_equal(x[1:], x[:-1], out=new[1:])
+        return x[new], np.cumsum(new) - 1
+    return np.unique(x, return_inverse=True)

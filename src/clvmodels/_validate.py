@@ -137,6 +137,16 @@ def _float_array(
 ) -> np.ndarray:
     """The checks of :func:`check_numeric`; returns a float64 array that may be a view of
     `values` (read it, never write to it)."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu":
+        # plain numpy numbers (the common case): NaN is the only missing value
+        arr = values.to_numpy(dtype=np.float64)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            n_missing = int(np.isnan(arr).sum())
+            if n_missing:
+                raise DataError(column, MISSING, n_missing)
+            raise DataError(column, FINITE, int((~finite).sum()))
+        return _check_values(arr, column, nonnegative, positive, integer)
     is_num = _numeric_mask(values)
     if is_num is not None:
         n_bad = int((~is_num & ~values.isna().to_numpy(dtype=bool)).sum())
@@ -147,6 +157,10 @@ def _float_array(
     n_inf = int((~np.isfinite(arr)).sum())
     if n_inf:
         raise DataError(column, FINITE, n_inf)
+    return _check_values(arr, column, nonnegative, positive, integer)
+
+
+def _check_values(arr, column, nonnegative, positive, integer) -> np.ndarray:
     for flag, bad, rule in [
         (integer, lambda: arr != np.floor(arr), "must be whole numbers"),
         (nonnegative, lambda: arr < 0, NONNEGATIVE),
@@ -393,6 +407,23 @@ def validate_rfm(
     ...
     clvmodels.errors.DataError: column 'recency': must be 0 where frequency is 0 (1 row)
     """
+    arrays = rfm_arrays(df, require_monetary, discrete=discrete)
+    out = df.copy(deep=False)  # other columns: copy-on-write, the caller's stay untouched
+    out["frequency"] = arrays["frequency"].astype(np.int64)
+    for column in ("recency", "T", "monetary_value"):
+        if column in arrays:
+            out[column] = np.array(arrays[column], dtype=np.float64)
+    return out
+
+
+def rfm_arrays(
+    df: pd.DataFrame, require_monetary: bool = False, *, discrete: bool = False
+) -> dict[str, np.ndarray]:
+    """The checks of :func:`validate_rfm`, returning the checked columns as float64 arrays
+    (``frequency``, ``recency``, ``T`` and, with `require_monetary`, ``monetary_value``)
+    without building a frame. The arrays may be views of the caller's data: read them,
+    never write to them.
+    """
     required = ["frequency", "recency", "T"] + (["monetary_value"] if require_monetary else [])
     check_columns(df, required, what="RFM frame")
     check_not_empty(df, what="RFM frame")
@@ -411,14 +442,12 @@ def validate_rfm(
         count = int(n())
         if count:
             raise DataError(column, rule, count)
-    out = df.copy(deep=False)  # other columns: copy-on-write, the caller's stay untouched
-    out["frequency"] = f.astype(np.int64)
-    out["recency"] = np.array(r, dtype=np.float64)
-    out["T"] = np.array(t, dtype=np.float64)
+    arrays = {"frequency": f, "recency": r, "T": t}
     if require_monetary:
-        m = _float_array(df["monetary_value"], "monetary_value", nonnegative=True)
-        out["monetary_value"] = np.array(m, dtype=np.float64)
-    return out
+        arrays["monetary_value"] = _float_array(
+            df["monetary_value"], "monetary_value", nonnegative=True
+        )
+    return arrays
 
 
 def validate_weights(df: pd.DataFrame, column: str) -> pd.Series:

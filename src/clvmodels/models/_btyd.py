@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .._validate import validate_rfm
+from .._validate import rfm_arrays
 from ._base import MLEModel
 
 
@@ -36,8 +36,8 @@ class TransactionModel(MLEModel):
     _f_simulate = None
 
     def _data(self, frame):
-        frame = validate_rfm(frame)
-        return tuple(frame[c].to_numpy(dtype=float) for c in self.columns)
+        arrays = rfm_arrays(frame)
+        return tuple(arrays[c] for c in self.columns)
 
     def _loglik(self, params, *data):
         return type(self)._ll(*params, *data)
@@ -56,8 +56,8 @@ class TransactionModel(MLEModel):
 
     # ---- predictions ------------------------------------------------------------------
     def _arrays(self, rfm: pd.DataFrame):
-        rfm = validate_rfm(rfm)
-        return tuple(rfm[c].to_numpy(dtype=float) for c in self.columns)
+        arrays = rfm_arrays(rfm)
+        return tuple(arrays[c] for c in self.columns)
 
     def expected_purchases(self, t: float, rfm: pd.DataFrame) -> pd.Series:
         """Expected number of purchases in (T, T + t] given each customer's history."""

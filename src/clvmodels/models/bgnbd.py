@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .._math import NUMPY, trigamma_shift
+from .._math import NUMPY, trigamma_shift, unique_inverse
 from ._base import unique_rows
 from ._btyd import TransactionModel
 from ._hyp2f1 import log_hyp2f1
@@ -77,39 +77,87 @@ def loglik_grad(r, alpha, a, b, x, t_x, T):
 def loglik_grad_and_hessian(r, alpha, a, b, x, t_x, T):
     r"""Gradient (n, 4) and Hessian (n, 4, 4) of :func:`loglik` w.r.t. (r, alpha, a, b).
 
+    See :func:`loglik_value_grad_and_hessian` (this is its gradient and Hessian).
+    """
+    return loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T)[1:]
+
+
+def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
+    r""":func:`loglik`, its gradient and Hessian w.r.t. (r, alpha, a, b), sharing the work.
+
     :func:`loglik` is :math:`\ell = \log L_1 + \delta_{x>0}\,\mathrm{softplus}(d)`
     ([1]_ eq. (6)), so with :math:`w = \delta_{x>0}\sigma(d)`:
     :math:`\nabla\ell = \nabla\log L_1 + w\nabla d` and
     :math:`\nabla^2\ell = \nabla^2\log L_1 + w\nabla^2 d + w(1-w)\nabla d\,\nabla d^T`.
     Both pieces are sums of log-gamma and log terms with closed-form derivatives
     (trigamma :math:`\psi_1` for the second ones); (r, alpha) and (a, b) only meet in d.
+
+    Returns per row (shapes (n,), (n, 4), (n, 4, 4) for n broadcast rows), or, with
+    ``weights`` (n,), the weighted totals (a number, (4,), (4, 4)): what a Newton step of
+    the fit needs, without the per-row Hessians. Functions of the frequency alone are
+    evaluated once per distinct frequency.
     """
-    psi = special.digamma
+    psi, gl = special.digamma, special.gammaln
     x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
-    xs = np.maximum(x, 1.0)
+    shape = x.shape
+    x, t_x, T = x.ravel(), t_x.ravel(), T.ravel()
+    # functions of x alone, evaluated once per distinct x (xs = max(x, 1))
+    xu, inv = unique_inverse(x)
+    xsu = np.maximum(xu, 1.0)
+    inv_b1 = 1.0 / (b + xsu - 1.0)
+    tri_ab = trigamma_shift(a + b, xu)  # psi1(a+b) - psi1(a+b+x)
+    of_x = np.stack([
+        gl(r + xu) + gl(b + xu) - gl(a + b + xu),  # x-dependent part of log L1
+        np.log(a) - np.log(b + xsu - 1.0),  # x-dependent part of d
+        psi(r + xu),
+        psi(a + b) - psi(a + b + xu),
+        psi(b + xu) - psi(b),
+        -inv_b1,  # d d / d b
+        -trigamma_shift(r, xu),
+        tri_ab,
+        tri_ab - trigamma_shift(b, xu),
+        inv_b1**2,
+        (xu > 0).astype(float),
+    ])[:, inv]
+    lg_x, d_x, psi_rx, psi_ab, psi_b, dd_b, h00, h23, h33, inv_b1_sq, pos = of_x
+    rx = r + x
+    log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
     inv_T, inv_t = 1.0 / (alpha + T), 1.0 / (alpha + t_x)
-    d = _log_odds_dead(r, alpha, a, b, x, t_x, T)
-    w = np.where(x > 0, special.expit(d), 0.0)
+    d = d_x + rx * (log_aT - log_at)  # _log_odds_dead
+    w = pos * special.expit(d)
+    ll = (lg_x - gl(r) + r * np.log(alpha) + gl(a + b) - gl(b) - rx * log_aT
+          + pos * np.logaddexp(0.0, d))
     # gradient of d, and of log L1
-    dd = np.stack([np.log(alpha + T) - np.log(alpha + t_x), (r + x) * (inv_T - inv_t),
-                   np.full_like(x, 1.0 / a), -1.0 / (b + xs - 1.0)], axis=-1)
-    psi_abx = psi(a + b + x)
-    g1 = np.stack([psi(r + x) - psi(r) + np.log(alpha) - np.log(alpha + T),
-                   r / alpha - (r + x) * inv_T,
-                   psi(a + b) - psi_abx,
-                   psi(a + b) - psi(b) - psi_abx + psi(b + x)], axis=-1)
-    grad = g1 + w[..., None] * dd
-    hess = np.zeros(x.shape + (4, 4))
-    tri_ab = trigamma_shift(a + b, x)  # psi1(a+b) - psi1(a+b+x)
-    hess[..., 0, 0] = -trigamma_shift(r, x)
-    hess[..., 0, 1] = hess[..., 1, 0] = 1.0 / alpha - inv_T + w * (inv_T - inv_t)
-    hess[..., 1, 1] = (-r / alpha**2 + (r + x) * inv_T**2
-                       - w * (r + x) * (inv_T**2 - inv_t**2))
-    hess[..., 2, 2] = tri_ab - w / a**2
-    hess[..., 2, 3] = hess[..., 3, 2] = tri_ab
-    hess[..., 3, 3] = tri_ab - trigamma_shift(b, x) + w / (b + xs - 1.0) ** 2
-    hess += (w * (1.0 - w))[..., None, None] * dd[..., :, None] * dd[..., None, :]
-    return grad, hess
+    dd = np.stack([log_aT - log_at, rx * (inv_T - inv_t), np.full_like(x, 1.0 / a), dd_b],
+                  axis=-1)
+    g1 = np.stack([psi_rx - psi(r) + np.log(alpha) - log_aT, r / alpha - rx * inv_T,
+                   psi_ab, psi_ab + psi_b], axis=-1)
+    grad = g1 + w[:, None] * dd
+    # upper triangle of the Hessian of log L1 + w d; then the rank-one term w(1-w) dd dd'
+    inv_T2, inv_t2 = inv_T**2, inv_t**2
+    upper = {
+        (0, 0): h00,
+        (0, 1): 1.0 / alpha - inv_T + w * (inv_T - inv_t),
+        (1, 1): -r / alpha**2 + rx * (inv_T2 - w * (inv_T2 - inv_t2)),
+        (2, 2): h23 - w / a**2,
+        (2, 3): h23,
+        (3, 3): h33 + w * inv_b1_sq,
+    }
+    curv = w * (1.0 - w)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float).ravel()
+        hess = dd.T @ ((weights * curv)[:, None] * dd)
+        for (i, j), v in upper.items():
+            hess[i, j] += weights @ v
+            if i != j:
+                hess[j, i] += weights @ v
+        return float(weights @ ll), weights @ grad, hess
+    hess = curv[:, None, None] * dd[:, :, None] * dd[:, None, :]
+    for (i, j), v in upper.items():
+        hess[:, i, j] += v
+        if i != j:
+            hess[:, j, i] += v
+    return ll.reshape(shape), grad.reshape(*shape, 4), hess.reshape(*shape, 4, 4)
 
 
 def probability_alive(r, alpha, a, b, x, t_x, T):
@@ -250,5 +298,5 @@ class BGNBD(TransactionModel):
     def _expected_path(self, p, times, x, t_x, T):
         return expected_purchases_path(*p, times, x, t_x, T)
 
-    def _loglik_grad_and_hessian(self, params, *data):
-        return loglik_grad_and_hessian(*params, *data)
+    def _loglik_value_grad_and_hessian(self, params, *data, weights=None):
+        return loglik_value_grad_and_hessian(*params, *data, weights=weights)

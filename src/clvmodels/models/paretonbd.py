@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from .._math import trigamma_shift, unique_inverse
 from ._btyd import TransactionModel
 from ._hyp2f1 import log_integral
 
@@ -230,6 +231,16 @@ def loglik_grad(r, alpha, s, beta, x, t_x, T):
 def loglik_grad_and_hessian(r, alpha, s, beta, x, t_x, T):
     r"""Gradient (..., 4) and Hessian (..., 4, 4) of :func:`loglik` w.r.t. (r, alpha, s, beta).
 
+    See :func:`loglik_value_grad_and_hessian` (this is its gradient and Hessian).
+    """
+    return loglik_value_grad_and_hessian(r, alpha, s, beta, x, t_x, T)[1:]
+
+
+def loglik_value_grad_and_hessian(r, alpha, s, beta, x, t_x, T, weights=None):
+    r""":func:`loglik` (...), its gradient (..., 4) and Hessian (..., 4, 4) w.r.t.
+    (r, alpha, s, beta), from one quadrature (what a Newton step of the fit needs); with
+    ``weights`` (one per row), their weighted totals (a number, (4,), (4, 4)).
+
     With :math:`e_1` the log of "alive at T", :math:`e_2` that of "died in (t_x, T]" and
     :math:`w` the share of the latter,
 
@@ -253,7 +264,9 @@ def loglik_grad_and_hessian(r, alpha, s, beta, x, t_x, T):
     g2 = np.stack([-e_la, -p * e_ia, 1.0 / s - e_lb, -(s + 1) * e_ib], axis=1)
     h = np.zeros((n, 4, 4))
     # constant: lgamma(r+x) - lgamma(r) + r log(alpha) + s log(beta)
-    h[:, 0, 0] = special.polygamma(1, p) - special.polygamma(1, r)
+    xu, inv = unique_inverse(x)
+    h[:, 0, 0] = -trigamma_shift(r[0], xu)[inv] if np.all(r == r[0]) else (
+        special.polygamma(1, p) - special.polygamma(1, r))
     h[:, 0, 1] = 1.0 / alpha
     h[:, 1, 1] = -r / alpha**2
     h[:, 2, 3] = 1.0 / beta
@@ -295,7 +308,11 @@ def loglik_grad_and_hessian(r, alpha, s, beta, x, t_x, T):
         axis=1,
     )
     grad = g0 + (1 - w)[:, None] * g1 + w[:, None] * g2
-    return grad.reshape(*shape, 4), out.reshape(*shape, 4, 4)
+    ll = _log_const(r, alpha, s, beta, x) + np.logaddexp(log_alive, log_dead)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float).ravel()
+        return float(weights @ ll), weights @ grad, np.einsum("i,ijk->jk", weights, out)
+    return ll.reshape(shape), grad.reshape(*shape, 4), out.reshape(*shape, 4, 4)
 
 
 def loglik_hessian(r, alpha, s, beta, x, t_x, T):
@@ -488,8 +505,8 @@ class ParetoNBD(TransactionModel):
         ll, grad = loglik_and_grad(*params, *data)
         return ll, np.column_stack(grad)
 
-    def _loglik_grad_and_hessian(self, params, *data):
-        return loglik_grad_and_hessian(*params, *data)
+    def _loglik_value_grad_and_hessian(self, params, *data, weights=None):
+        return loglik_value_grad_and_hessian(*params, *data, weights=weights)
 
     def _expected_path(self, p, times, x, t_x, T):
         return expected_purchases_path(*p, times, x, t_x, T)
