@@ -43,7 +43,7 @@ import pandas as pd
 
 from .._math import pytensor_ops
 from ..errors import DataError, NotFittedError, StatisticalWarning
-from ..models._base import MLEModel, compress_rows
+from ..models._base import MLEModel, compress_rows, unique_rows
 from . import _predict, _sampling
 
 _FORMAT_VERSION = 1
@@ -92,6 +92,9 @@ class BayesModel:
     param_names: ClassVar[tuple[str, ...]] = ()
     data_names: ClassVar[tuple[str, ...]] = ()
     _ll: ClassVar[Callable] = None
+    # optional: the likelihood's terms of (parameters, first data column) alone, passed
+    # to ``_ll`` as ``counts=`` after evaluation once per distinct (segment, value)
+    _count_terms: ClassVar[Callable | None] = None
     segment: str | None = None
 
     def __init__(self, *, priors: dict[str, PriorSpec] | None = None):
@@ -123,8 +126,8 @@ class BayesModel:
             specs[name] = _check_spec(name, spec)
         return specs
 
-    def _parameters(self, specs, prior, segment_data):
-        """The parameter tensors entering the likelihood (scalars here)."""
+    def _parameters(self, specs, prior):
+        """The parameter tensors: scalars here, one value per segment in segment models."""
         return {n: prior(n, specs[n]) for n in self.param_names}
 
     def _var_names(self) -> list[str]:
@@ -166,10 +169,29 @@ class BayesModel:
         with pm.Model(coords=self._coords(n_groups)) as model:
             tensors = [data(f"data_{n}", c) for n, c in zip(self.data_names, cols, strict=True)]
             weight = data("data_weight", w)
-            seg = data("data_segment", codes) if self.segment is not None else None
-            par = self._parameters(specs, prior, seg)
-            ll = type(self)._ll(*(par[n] for n in self.param_names), *tensors, ops=pytensor_ops())
-            pm.Potential("loglik", pt.dot(weight, ll))
+            par = self._parameters(specs, prior)
+            names = self.param_names
+            if self.segment is None:
+                per_row = [par[n] for n in names]
+            else:
+                seg = data("data_segment", codes)
+                per_row = [par[n][seg] for n in names]
+            extra = {}
+            if self._count_terms is not None:
+                # terms of (parameters, x) alone: once per distinct (segment, x), indexed
+                (pair_seg, pair_x), index, _, _ = unique_rows([codes, cols[0]])
+                at = data("data_pair_index", index)
+                if self.segment is None:
+                    per_pair = [par[n] for n in names]
+                else:
+                    seg_pairs = data("data_pair_segment", pair_seg.astype(np.int64))
+                    per_pair = [par[n][seg_pairs] for n in names]
+                terms = type(self)._count_terms(
+                    *per_pair, data("data_pair_x", pair_x), ops=pytensor_ops()
+                )
+                extra["counts"] = [t[at] for t in terms]
+            ll = type(self)._ll(*per_row, *tensors, ops=pytensor_ops(), **extra)
+            pm.Potential("loglik", pt.sum(weight * ll))
         cache_key = None if None in key else tuple(key)
         return model, cache_key, shared
 
@@ -215,7 +237,8 @@ class BayesModel:
             up to 5,000 distinct rows (compilation dominates there) and ``"numba"``
             above.
         cores : int, optional
-            Chains run in parallel (default: ``min(chains, os.cpu_count())``).
+            Chains run in parallel (default: ``min(chains, os.cpu_count())``), except with
+            nutpie's ``"c"`` backend, whose chains share Python's GIL and run in one thread.
         progressbar : bool, optional
             Default: shown in terminals and notebooks, never when ``CI`` is set.
         weights : str, array or Series, optional

@@ -57,6 +57,7 @@ class BGNBDMixin:
     param_names = bgnbd.PARAM_NAMES
     data_names = ("x", "t_x", "T")
     _ll = staticmethod(bgnbd.loglik)
+    _count_terms = staticmethod(bgnbd.count_terms)
 
     def _data(self, frame):
         frame = validate_rfm(frame)

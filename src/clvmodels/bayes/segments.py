@@ -147,7 +147,7 @@ class SegmentMixin(BayesModel):
         self.centered_ = pd.DataFrame(centered)
         return (n_groups, tuple(tuple(v.tolist()) for v in centered.values()))
 
-    def _parameters(self, specs, prior, segment_data):
+    def _parameters(self, specs, prior):
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -165,7 +165,7 @@ class SegmentMixin(BayesModel):
                 direct = pm.Normal(f"{n}_log", mu, sigma, shape=i_c.size)
                 log_theta = pt.set_subtensor(log_theta[i_c], direct)
             theta = pm.Deterministic(n, pt.exp(log_theta), dims="segment")
-            out[n] = theta[segment_data]
+            out[n] = theta
         return out
 
     def _var_names(self):

@@ -27,16 +27,30 @@ from ._hyp2f1 import log_hyp2f1
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
 
-def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY):
-    """log of  a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x)  for x > 0 (0-safe for x = 0)."""
-    xs = ops.maximum(x, 1.0)
-    return (
-        ops.log(a) - ops.log(b + xs - 1.0)
-        + (r + x) * (ops.log(alpha + T) - ops.log(alpha + t_x))
+def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY, log_b1=None):
+    """log of  a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x)  for x > 0 (0-safe for x = 0);
+    ``log_b1`` is log(b + max(x, 1) - 1) when the caller has it (:func:`count_terms`)."""
+    if log_b1 is None:
+        log_b1 = ops.log(b + ops.maximum(x, 1.0) - 1.0)
+    return ops.log(a) - log_b1 + (r + x) * (ops.log(alpha + T) - ops.log(alpha + t_x))
+
+
+def count_terms(r, alpha, a, b, x, ops=NUMPY):
+    r"""The parts of [1]_ eq. (6) that depend on the parameters and the count x alone.
+
+    Returns :math:`\log \frac{B(a, b+x)}{B(a, b)} \frac{\Gamma(r+x)}{\Gamma(r)}` and
+    :math:`\log(b + \max(x, 1) - 1)`. :func:`loglik` computes them per row unless given;
+    the Bayesian models evaluate them once per distinct (segment, x) and index, which
+    takes the gamma functions (and their derivatives) off the per-customer work.
+    """
+    log_beta_gamma = (
+        ops.gammaln(r + x) - ops.gammaln(r)
+        + ops.gammaln(a + b) + ops.gammaln(b + x) - ops.gammaln(b) - ops.gammaln(a + b + x)
     )
+    return log_beta_gamma, ops.log(b + ops.maximum(x, 1.0) - 1.0)
 
 
-def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY):
+def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY, counts=None):
     r"""Log-likelihood of each customer's (x, t_x, T), [1]_ eq. (6).
 
     .. math::
@@ -45,14 +59,12 @@ def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY):
             \frac{\Gamma(r+x)\alpha^r}{\Gamma(r)(\alpha+t_x)^{r+x}}
 
     computed as :math:`\log L_1 + \mathrm{softplus}(\log L_2 - \log L_1)`, which never
-    overflows. ``ops`` is the array back-end (numpy here, pytensor in :mod:`clvmodels.bayes`).
+    overflows. ``ops`` is the array back-end (numpy here, pytensor in :mod:`clvmodels.bayes`);
+    ``counts`` is :func:`count_terms` per row when the caller computed it.
     """
-    log_l1 = (
-        ops.gammaln(r + x) - ops.gammaln(r) + r * ops.log(alpha)
-        + ops.gammaln(a + b) + ops.gammaln(b + x) - ops.gammaln(b) - ops.gammaln(a + b + x)
-        - (r + x) * ops.log(alpha + T)
-    )
-    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, ops)
+    log_beta_gamma, log_b1 = count_terms(r, alpha, a, b, x, ops) if counts is None else counts
+    log_l1 = log_beta_gamma + r * ops.log(alpha) - (r + x) * ops.log(alpha + T)
+    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, ops, log_b1=log_b1)
     return log_l1 + ops.where(x > 0, ops.softplus(d), 0.0)
 
 
