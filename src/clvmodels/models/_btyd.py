@@ -8,6 +8,7 @@ first, in ``param_names`` order, then the data.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import ClassVar
 
 import numpy as np
@@ -15,6 +16,17 @@ import pandas as pd
 
 from .._validate import rfm_arrays
 from ._base import MLEModel
+
+_FORMULAS = {
+    "_ll": "loglik",
+    "_ll_grad": "loglik_grad",
+    "_f_expected": "expected_purchases",
+    "_f_alive": "probability_alive",
+    "_f_expected_new": "expected_purchases_new",
+    "_f_pmf": "probability_of_purchases",
+    "_f_simulate": "simulate",
+}
+_OPTIONAL_FORMULAS = {"_f_path": "expected_purchases_path", "_f_ll_and_grad": "loglik_and_grad"}
 
 
 def _as_series(values, index, name) -> pd.Series:
@@ -26,14 +38,40 @@ class TransactionModel(MLEModel):
 
     columns: ClassVar[tuple[str, str, str]] = ("frequency", "recency", "T")
 
-    # pure functions of the model's module, set by subclasses (staticmethod)
-    _ll = None
-    _ll_grad = None
-    _f_expected = None
-    _f_alive = None
-    _f_expected_new = None
-    _f_pmf = None
-    _f_simulate = None
+    # the model's module of pure functions, named by subclasses (``formulas = module``);
+    # its functions become the static methods of _FORMULAS (optional ones where present)
+    formulas: ClassVar[ModuleType | None] = None
+    _ll = _ll_grad = _f_expected = _f_alive = _f_expected_new = _f_pmf = _f_simulate = None
+    _f_path = _f_ll_and_grad = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        module = cls.__dict__.get("formulas")
+        if module is None:
+            return
+        for attr, name in _FORMULAS.items():
+            setattr(cls, attr, staticmethod(getattr(module, name)))
+
+        def own(name):  # defined in the module itself, not imported from another model's
+            f = getattr(module, name, None)
+            return f if getattr(f, "__module__", None) == module.__name__ else None
+
+        for attr, name in _OPTIONAL_FORMULAS.items():
+            if own(name) is not None:
+                setattr(cls, attr, staticmethod(own(name)))
+        hessian = own("loglik_value_grad_and_hessian")
+        if hessian is not None:
+
+            def value_grad_and_hessian(self, params, *data, weights=None):
+                return hessian(*params, *data, weights=weights)
+
+            cls._loglik_value_grad_and_hessian = value_grad_and_hessian
+
+    def _loglik_and_grad(self, params, *data):
+        if type(self)._f_ll_and_grad is None:
+            return super()._loglik_and_grad(params, *data)
+        ll, grad = type(self)._f_ll_and_grad(*params, *data)
+        return ll, np.column_stack(grad)
 
     def _data(self, frame):
         arrays = rfm_arrays(frame)
@@ -73,7 +111,10 @@ class TransactionModel(MLEModel):
         return self._expected_path(p, np.asarray(times, dtype=float), x, t_x, T)
 
     def _expected_path(self, p, times, x, t_x, T) -> np.ndarray:
-        """(customers, times) expected purchases; models may override for speed."""
+        """(customers, times) expected purchases, by the module's ``expected_purchases_path``
+        where it has one (faster), else by broadcasting ``expected_purchases``."""
+        if type(self)._f_path is not None:
+            return type(self)._f_path(*p, times, x, t_x, T)
         return np.asarray(
             type(self)._f_expected(*p, times[None, :], x[:, None], t_x[:, None], T[:, None])
         )

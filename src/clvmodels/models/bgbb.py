@@ -25,6 +25,8 @@ References
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 from scipy import special
@@ -309,13 +311,7 @@ class BGBB(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    _ll = staticmethod(loglik)
-    _ll_grad = staticmethod(loglik_grad)
-    _f_expected = staticmethod(expected_purchases)
-    _f_alive = staticmethod(probability_alive)
-    _f_expected_new = staticmethod(expected_purchases_new)
-    _f_pmf = staticmethod(probability_of_purchases)
-    _f_simulate = staticmethod(simulate)
+    formulas = sys.modules[__name__]
 
     def _data(self, frame):
         frame = validate_rfm(frame, discrete=True)

@@ -38,6 +38,8 @@ References
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from scipy import special
 
@@ -189,13 +191,4 @@ class MBGNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    _ll = staticmethod(loglik)
-    _ll_grad = staticmethod(loglik_grad)
-    _f_expected = staticmethod(expected_purchases)
-    _f_alive = staticmethod(probability_alive)
-    _f_expected_new = staticmethod(expected_purchases_new)
-    _f_pmf = staticmethod(probability_of_purchases)
-    _f_simulate = staticmethod(simulate)
-
-    def _expected_path(self, p, times, x, t_x, T):
-        return expected_purchases_path(*p, times, x, t_x, T)
+    formulas = sys.modules[__name__]

@@ -45,6 +45,8 @@ References
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from scipy import special
 
@@ -493,23 +495,7 @@ class ParetoNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    _ll = staticmethod(loglik)
-    _ll_grad = staticmethod(loglik_grad)
-    _f_expected = staticmethod(expected_purchases)
-    _f_alive = staticmethod(probability_alive)
-    _f_expected_new = staticmethod(expected_purchases_new)
-    _f_pmf = staticmethod(probability_of_purchases)
-    _f_simulate = staticmethod(simulate)
-
-    def _loglik_and_grad(self, params, *data):
-        ll, grad = loglik_and_grad(*params, *data)
-        return ll, np.column_stack(grad)
-
-    def _loglik_value_grad_and_hessian(self, params, *data, weights=None):
-        return loglik_value_grad_and_hessian(*params, *data, weights=weights)
-
-    def _expected_path(self, p, times, x, t_x, T):
-        return expected_purchases_path(*p, times, x, t_x, T)
+    formulas = sys.modules[__name__]
 
     def _start(self, data, weights):
         start = super()._start(data, weights)
