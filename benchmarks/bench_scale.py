@@ -35,6 +35,19 @@ fit10m
     and ``T`` = whole days from the first purchase day to the last day observed (the
     continuous age is T + 1 - u). ``BGNBD().fit(rfm)`` on the 10M-row frame (it validates,
     compresses identical rows, maximises); relative error of every parameter.
+report20m
+    ``clvmodels report --transactions FILE`` on a seeded 20M-transaction Parquet log (2M
+    customers of :func:`churn_log`, two years, written in chunks by
+    :func:`write_churn_parquet`), both engines of the report: ``duckdb`` (the default: the
+    file is aggregated inside DuckDB, ``memory_limit="2GB"``) and ``pandas`` (the log loaded
+    into memory). Two measurements, each engine in a fresh subprocess: (1) the report's data
+    part, everything the CLI and the notebook compute from the raw log (input checks,
+    calibration end, acquisition cohorts, RFM and calibration/holdout frames, totals, the
+    formula overall and per cohort, the formula's holdout predictions, the tracking counts
+    with fixed BG/NBD parameters, one customer's purchase days), checked equal between the
+    engines to 1e-9; (2) the whole ``clvmodels report --no-bayes`` run, the CLI and its
+    notebook kernel (peak RSS of the largest process, from ``getrusage``, and of the two
+    together, sampled every 0.2 s).
 dask
     A ``dask.distributed.LocalCluster`` with 2 worker processes (1 thread each): a 1M-row
     log (100,000 customers buying at gamma-distributed rates until exponential lifetimes
@@ -69,6 +82,7 @@ import bench_rfm  # noqa: E402  (same folder: the 5M log and the subprocess meas
 TRUE_BG = dict(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426)
 DAYS = 730
 PARQUET = Path("/tmp/clvmodels_bench_scale_{rows}.parquet")
+REPORT_PARQUET = Path("/tmp/clvmodels_bench_report_{rows}.parquet")
 
 
 # --- measurement helpers (run inside the worker subprocess) -------------------------------------
@@ -102,6 +116,24 @@ class Measure:
 # --- data ---------------------------------------------------------------------------------------
 
 
+def _write_tables(path: Path, tables) -> None:
+    """Write an iterable of pyarrow tables (one schema) to one Parquet file, chunk by chunk;
+    the file appears only once complete."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_suffix(".tmp")
+    writer = None
+    try:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="snappy")
+            writer.write_table(table, row_group_size=1_000_000)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+
+
 def write_parquet(path: Path, rows: int, customers: int, seed: int, chunk: int = 5_000_000):
     """A seeded log of `rows` transactions written in chunks (never whole in memory).
 
@@ -111,15 +143,13 @@ def write_parquet(path: Path, rows: int, customers: int, seed: int, chunk: int =
     log-normal amounts.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     first = rng.integers(0, DAYS, customers).astype(np.int32)
     n_chunks = max(1, -(-rows // chunk))
     start = np.datetime64("2022-01-01T00:00:00", "s")
-    tmp = path.with_suffix(".tmp")
-    writer = None
-    try:
+
+    def tables():
         for k in range(n_chunks):
             n = min(chunk, rows - k * chunk)
             lo, hi = customers * k // n_chunks, customers * (k + 1) // n_chunks
@@ -130,20 +160,30 @@ def write_parquet(path: Path, rows: int, customers: int, seed: int, chunk: int =
             later = slice(len(newcomers), None)
             day[later] += (rng.random(len(repeat)) * (DAYS - day[later])).astype(np.int64)
             seconds = day * 86_400 + rng.integers(0, 86_400, n)
-            table = pa.table({
+            yield pa.table({
                 "customer_id": pa.array(who.astype(np.int64)),
                 "date": pa.array((start + seconds.astype("timedelta64[s]")).astype(
                     "datetime64[us]")),
                 "amount": pa.array(np.round(rng.lognormal(3.0, 0.8, n), 2)),
             })  # fmt: skip
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="snappy")
-            writer.write_table(table, row_group_size=1_000_000)
-            del table, who, day, seconds
-    finally:
-        if writer is not None:
-            writer.close()
-    tmp.replace(path)
+
+    _write_tables(path, tables())
+
+
+def write_churn_parquet(path: Path, rows: int, customers: int, seed: int, chunks: int = 10):
+    """:func:`churn_log` written in `chunks` independent slices of the customers (ids offset,
+    seeds ``seed + k``), never whole in memory: the realistic log of the report case."""
+    import pyarrow as pa
+
+    def tables():
+        for k in range(chunks):
+            lo, hi = customers * k // chunks, customers * (k + 1) // chunks
+            part = churn_log(rows * (k + 1) // chunks - rows * k // chunks, hi - lo, seed + k)
+            part["customer_id"] += lo
+            part["date"] = part["date"].astype("datetime64[us]")
+            yield pa.Table.from_pandas(part, preserve_index=False)
+
+    _write_tables(path, tables())
 
 
 def churn_log(rows: int, customers: int, seed: int) -> pd.DataFrame:
@@ -291,12 +331,121 @@ def case_dask(args) -> dict:
             "params": bg.params_.to_dict()}  # fmt: skip
 
 
+def report_data(tx) -> dict:
+    """The report's data part on `tx` (a pandas frame or a DuckDB relation): what
+    ``clvmodels report`` (its checks, then the notebook) computes from the raw log. Returns
+    small checksums of every result, to compare the engines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import clvmodels as cm
+    from clvmodels import plotting, report
+
+    keys = dict(customer="customer_id", date="date")
+    kw = dict(**keys, amount="amount")
+    info = report.check_inputs(tx, **kw)  # in the CLI process
+    end = report.default_calibration_end(tx, **keys)  # the notebook, from here on
+    cohorts = cm.acquisition_cohorts(tx, **keys, before=end).rename("segment")
+    rfm = cm.rfm_summary(tx, **kw, unit="W")
+    cal = cm.calibration_holdout(tx, **kw, calibration_end=end, unit="W")
+    cal["segment"] = cohorts.reindex(cal.index)
+    totals = report.transaction_totals(tx, **kw)
+    try:  # as the notebook: a lifespan of 3 years where it cannot be estimated
+        formula = [cm.formula_clv(tx, **kw, segment=cohorts), cm.formula_clv(tx, **kw)]
+    except cm.DataError:
+        formula = [cm.formula_clv(tx, **kw, segment=cohorts, lifespan=3.0),
+                   cm.formula_clv(tx, **kw, lifespan=3.0)]  # fmt: skip
+    formula = pd.concat(formula)
+    hold = [cm.formula_holdout(tx, cal, **kw, calibration_end=end, segment=seg)
+            for seg in (None, "segment")]  # fmt: skip
+    bg = cm.BGNBD.from_params(**TRUE_BG)
+    track = cm.repeat_purchases_over_time(tx, bg, **keys, calibration_end=end)
+    ax = plotting.plot_alive_history(bg, tx, rfm["frequency"].idxmax(), **keys)
+    return {
+        "checks": {k: str(v) for k, v in info.items()},
+        "totals": totals,
+        "cohorts": cohorts.value_counts().sort_index().to_dict(),
+        "rfm": rfm.sum().to_dict(),
+        "cal": cal.drop(columns="segment").sum().to_dict(),
+        "formula": formula.to_dict(),
+        "holdout": [h.sum().to_dict() for h in hold],
+        "tracking": track.sum().to_dict(),
+        "alive": float(np.sum(ax.lines[0].get_ydata())),
+        "customers": len(rfm),
+    }
+
+
+def case_report_data(args) -> dict:
+    from clvmodels import report
+
+    path = Path(str(REPORT_PARQUET).format(rows=args.report_rows))
+    with Measure() as m:
+        if args.engine == "pandas":
+            tx = report.read_transactions(path, "customer_id")
+        else:
+            tx = report.open_transactions(path, "customer_id")
+        out = report_data(tx)
+    return {**m.result(), "check": out}
+
+
+def case_report_cli(args) -> dict:
+    """The whole ``clvmodels report --no-bayes`` run in a subprocess (the CLI starts the
+    notebook's kernel): wall time, the largest process's peak RSS (``getrusage`` of the
+    reaped children: the CLI and the kernel) and the peak of both together (sampled)."""
+    import resource
+    import tempfile
+
+    import psutil
+
+    path = Path(str(REPORT_PARQUET).format(rows=args.report_rows))
+    folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    cmd = [sys.executable, "-m", "clvmodels.cli", "report", "--transactions", str(path),
+           "--no-bayes", "--no-progress", "--engine", args.engine,
+           "--out", str(folder / "report.html")]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(folder / "stdout", "w") as out, open(folder / "stderr", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=folder)
+        root, tree_peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                rss = sum(q.memory_info().rss for q in [root, *root.children(recursive=True)])
+                tree_peak = max(tree_peak, rss)
+            except psutil.Error:  # a process ended between listing and reading it
+                pass
+            time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError((folder / "stderr").read_text()[-3000:])
+    return {"seconds": seconds, "max_process_mb": resource.getrusage(
+                resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "tree_peak_mb": tree_peak / 2**20,
+            "summary": (folder / "stdout").read_text().splitlines()[0]}  # fmt: skip
+
+
+def _same(a, b, where: str = "") -> None:
+    """Raise if two nested results differ by more than 1e-9 (relative)."""
+    if isinstance(a, dict):
+        if a.keys() != b.keys():
+            raise SystemExit(f"report20m: engines differ at {where}: keys")
+        for k in a:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}/{i}")
+    elif isinstance(a, float) and not (np.isnan(a) and np.isnan(b)):
+        if not np.isclose(a, b, rtol=1e-9, atol=1e-9):
+            raise SystemExit(f"report20m: engines differ at {where}: {a!r} != {b!r}")
+    elif not isinstance(a, float) and a != b:
+        raise SystemExit(f"report20m: engines differ at {where}: {a!r} != {b!r}")
+
+
 CASES = {"engines": case_engines, "duckdb50m": case_duckdb, "fit10m": case_fit,
-         "dask": case_dask}  # fmt: skip
+         "dask": case_dask, "report_data": case_report_data,
+         "report_cli": case_report_cli}  # fmt: skip
 
 
-def run(case: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", case, *args.passthrough]
+def run(case: str, args, *extra: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", case, *args.passthrough, *extra]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"case {case} failed:\n{done.stderr[-4000:]}")
@@ -305,7 +454,7 @@ def run(case: str, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", default="rfm5m,fit10m,dask,duckdb50m")
+    parser.add_argument("--cases", default="rfm5m,fit10m,dask,duckdb50m,report20m")
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--customers", type=int, default=500_000)
     parser.add_argument("--parquet-rows", type=int, default=50_000_000)
@@ -313,6 +462,11 @@ def main() -> None:
     parser.add_argument("--duckdb-memory", default="2GB")
     parser.add_argument("--fit-customers", type=int, default=10_000_000)
     parser.add_argument("--dask-rows", type=int, default=1_000_000)
+    parser.add_argument("--report-rows", type=int, default=20_000_000)
+    parser.add_argument("--report-customers", type=int, default=2_000_000)
+    parser.add_argument("--report-cli", default="duckdb,pandas",
+                        help="engines of the whole `clvmodels report` run ('' for none)")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--small", action="store_true", help="CI sizes (a minute in all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -321,6 +475,7 @@ def main() -> None:
         args.rows, args.customers = 200_000, 20_000
         args.parquet_rows, args.parquet_customers = 1_000_000, 100_000
         args.fit_customers, args.dask_rows = 200_000, 100_000
+        args.report_rows, args.report_customers = 400_000, 40_000
     if args.worker:
         print(json.dumps(CASES[args.worker](args)))
         return
@@ -330,6 +485,7 @@ def main() -> None:
         "--parquet-customers", str(args.parquet_customers),
         "--duckdb-memory", args.duckdb_memory, "--fit-customers", str(args.fit_customers),
         "--dask-rows", str(args.dask_rows), "--seed", str(args.seed),
+        "--report-rows", str(args.report_rows),
     ]  # fmt: skip
     cases = args.cases.split(",")
     import duckdb
@@ -413,6 +569,43 @@ def main() -> None:
             f"| {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_mb']:.0f} | "
             f"{r['peak_above_start_mb']:.0f} |"
         )
+
+    if "report20m" in cases:
+        report_case(args)
+
+
+def report_case(args) -> None:
+    path = Path(str(REPORT_PARQUET).format(rows=args.report_rows))
+    if not path.exists():
+        print(f"writing {path} ...", file=sys.stderr, flush=True)
+        write_churn_parquet(path, args.report_rows, args.report_customers, args.seed)
+    data = {}
+    for engine in ["duckdb", "pandas"]:
+        print(f"running report data part ({engine}) ...", file=sys.stderr, flush=True)
+        data[engine] = run("report_data", args, "--engine", engine)
+    _same(data["duckdb"]["check"], data["pandas"]["check"])
+    check = data["duckdb"]["check"]
+    print(
+        f"\n## clvmodels report on {check['totals']['transactions']:,} transactions in "
+        f"Parquet ({path.stat().st_size / 2**20:.0f} MB), {check['customers']:,} customers"
+    )
+    print("Data part (checks, RFM, calibration/holdout, cohorts, formula, holdout formula, "
+          "tracking counts), each engine in a fresh process; results equal to 1e-9.\n")  # fmt: skip
+    print("| engine | wall (s) | CPU (s) | peak RSS of the process (MB) | peak above start (MB) |")
+    print("|---|---:|---:|---:|---:|")
+    for engine, r in data.items():
+        print(f"| {engine} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_mb']:.0f} "
+              f"| {r['peak_above_start_mb']:.0f} |")  # fmt: skip
+    engines = [e for e in args.report_cli.split(",") if e]
+    if engines:
+        print("\nWhole `clvmodels report --no-bayes` run (the CLI and its notebook kernel)\n")
+        print("| engine | wall (s) | peak RSS, largest process (MB) | peak RSS, both (MB) |")
+        print("|---|---:|---:|---:|")
+    for engine in engines:
+        print(f"running clvmodels report ({engine}) ...", file=sys.stderr, flush=True)
+        r = run("report_cli", args, "--engine", engine)
+        print(f"| {engine} | {r['seconds']:.0f} | {r['max_process_mb']:.0f} | "
+              f"{r['tree_peak_mb']:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

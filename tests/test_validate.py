@@ -316,9 +316,12 @@ def test_engine_transactions_returns_and_dates(log, engine):
     assert (out.n_rows, out.first_day, out.last_day, out.tz) == (5, 18262, 18270, None)
     text = log.assign(day=["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-05", "soon"])
     rule = "could not be parsed as dates with format '%Y-%m-%d'"
+    # engines stop at the first bad value; DuckDB and polars then count the bad rows
+    counted = engine in {"polars-lazy", "duckdb"}
     err = raises(engine_transactions, _engine(text, engine), **ENGINE_KEYS, column="day",
-                 rule=rule, n_rows=None)  # fmt: skip
+                 rule=rule, n_rows=1 if counted else None)  # fmt: skip
     assert "convert the column to a date type" in str(err)
+    assert ("The engine stopped at the first bad value" in str(err)) is not counted
 
 
 def test_check_columns_takes_frames_and_name_lists():

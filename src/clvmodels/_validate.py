@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import numbers
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "as_pandas",
     "check_columns",
     "check_not_empty",
+    "column_names",
     "check_no_missing",
     "check_numeric",
     "engine_transactions",
@@ -78,6 +80,15 @@ def check_columns(df: object, columns: Iterable[str], *, what: str = "data") -> 
             raise DataError(column, f"missing from the {what}", hint=f"Columns: {available}")
         if n > 1:
             raise DataError(column, f"appears {n} times in the {what}; column names must be unique")
+
+
+def column_names(df: object) -> list[str]:
+    """The column names of a pandas frame or of any frame narwhals supports (lazy ones
+    included: only the schema is read)."""
+    if isinstance(df, pd.DataFrame):
+        return list(df.columns)
+    frame = df if isinstance(df, nw.LazyFrame) else to_narwhals(df)
+    return list(frame.collect_schema().names())
 
 
 def check_not_empty(df: pd.DataFrame, *, what: str = "transaction log") -> None:
@@ -542,6 +553,30 @@ def _count(frame: nw.DataFrame, name: str) -> int:
     return 0 if value is None else int(value)
 
 
+def _sql_quote(text: str, mark: str) -> str:
+    return mark + text.replace(mark, mark + mark) + mark
+
+
+def _count_unparsed(lf: nw.LazyFrame, column: str, fmt: str) -> int | None:
+    """Rows of a string date column that `fmt` does not parse, counted by the engines that
+    can parse leniently (DuckDB ``try_strptime``, polars ``strict=False``); None for the
+    others or if counting fails."""
+    native = nw.to_native(lf)
+    try:
+        duckdb = sys.modules.get("duckdb")
+        if duckdb is not None and isinstance(native, duckdb.DuckDBPyRelation):
+            parsed = f"try_strptime({_sql_quote(column, chr(34))}, {_sql_quote(fmt, chr(39))})"
+            rows = native.aggregate(f"count(*) FILTER (WHERE {parsed} IS NULL)").fetchall()
+            return int(rows[0][0])
+        polars = sys.modules.get("polars")
+        if polars is not None and isinstance(native, polars.LazyFrame | polars.DataFrame):
+            parsed = polars.col(column).str.to_datetime(fmt, strict=False)
+            return int(native.lazy().select(parsed.is_null().sum()).collect().item())
+    except Exception:  # noqa: BLE001 - the count is a courtesy; the error is raised anyway
+        return None
+    return None
+
+
 def engine_transactions(
     df: object,
     customer: str,
@@ -560,9 +595,11 @@ def engine_transactions(
     dates are bucketed by their wall-clock day in their own zone (a DuckDB ``TIMESTAMPTZ``
     by its day in the session's zone, which is the zone DuckDB reports for it).
 
-    A string date the engine cannot parse raises :class:`DataError` without a row count:
-    engines parse strictly and stop at the first bad value. Convert such columns in the
-    engine first (e.g. polars ``str.to_datetime(strict=False)``) to find them.
+    A string date the engine cannot parse raises :class:`DataError`; engines parse strictly
+    and stop at the first bad value, so the bad rows are then counted separately where
+    the engine can parse leniently (DuckDB ``try_strptime``, polars ``strict=False``) and
+    the error has no row count elsewhere. Convert such columns in the engine first to
+    find them.
     """
     lf = to_narwhals(df)
     schema = lf.collect_schema()
@@ -609,7 +646,10 @@ def engine_transactions(
         fmt = date_format
         if fmt is None:
             head = lf.select(date).head(1000).collect().get_column(date).to_list()
-            fmt = _infer_format(pd.Series(head, dtype=object), date)
+            try:
+                fmt = _infer_format(pd.Series(head, dtype=object), date)
+            except DataError as exc:  # counted on the first 1,000 values: every row fails
+                raise DataError(date, exc.rule, n, hint="Pass date_format=...") from None
         day = nw.col(date).str.to_datetime(format=fmt)
         try:
             parsed_type = lf.select(day).collect_schema()[date]
@@ -618,13 +658,15 @@ def engine_transactions(
             day = day.dt.truncate("1d")
             bounds = lf.select(first=day.min(), last=day.max()).collect()
         except Exception as exc:  # the engine's own parse error, whatever its type
-            raise DataError(
-                date,
-                _unparsed(fmt),
-                hint=f"The engine stopped at the first bad value ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}); convert the column to a date type "
-                "first",
-            ) from None
+            n_bad = _count_unparsed(lf, date, fmt)
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            hint = (
+                f"The engine stopped at the first bad value ({reason}); convert the column "
+                "to a date type first"
+                if n_bad is None
+                else "Pass date_format=... or convert the column to a date type first"
+            )
+            raise DataError(date, _unparsed(fmt), n_bad, hint=hint) from None
         first, last = _scalar(bounds, "first"), _scalar(bounds, "last")
     else:
         first, last = _scalar(seen, "first"), _scalar(seen, "last")

@@ -145,6 +145,7 @@ def _report(args: argparse.Namespace) -> int:
             show_code=args.show_code,
             progress=not args.no_progress,
             keep_notebook=args.keep_notebook,
+            engine=args.engine,
         )
     except RuntimeError as exc:
         print(f"clvmodels: report failed: {exc}", file=sys.stderr)
@@ -223,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="report.html",
         metavar="FILE",
         help="HTML file to write (default: report.html)",
+    )
+    r.add_argument(
+        "--engine",
+        choices=["duckdb", "pandas"],
+        default="duckdb",
+        help="how the --transactions file is aggregated: duckdb (default: inside DuckDB, "
+        "never loaded, bounded memory) or pandas (loaded into memory; same numbers)",
     )
     r.add_argument("--draws", type=int, default=None, help="posterior draws per chain")
     r.add_argument("--tune", type=int, default=None, help="tuning steps per chain")

@@ -43,9 +43,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_days
+from ._validate import column_names
 from .errors import DataError
 from .formula import formula_clv
-from .rfm import per_customer, prepare, unit_days
+from .rfm import unit_days
 
 __all__ = [
     "acquisition_cohorts",
@@ -76,16 +78,13 @@ def _check_holdout_frame(cal: pd.DataFrame, revenue: bool = False) -> None:
         )
 
 
-def _segment_of(
-    cal: pd.DataFrame, tx: pd.DataFrame | None, customer: str | None, segment: str
-) -> pd.Series:
+def _segment_of(cal: pd.DataFrame, tx: object, customer: str | None, segment: str) -> pd.Series:
     """Each customer's segment: the column of `cal` if present, else from `tx`."""
     if segment in cal.columns:
         return cal[segment]
-    if tx is None or customer is None or segment not in tx.columns:
+    if tx is None or customer is None or segment not in column_names(tx):
         raise DataError(segment, "segment column not found in the frame or the transactions")
-    first = tx.drop_duplicates(customer).set_index(customer)[segment]
-    out = first.reindex(cal.index)
+    out = customer_segments(tx, customer, segment).reindex(cal.index)
     missing = int(out.isna().sum())
     if missing:
         raise DataError(segment, "has no value for some customers of the frame", missing)
@@ -112,8 +111,9 @@ def formula_holdout(
 
     Parameters
     ----------
-    tx : pandas.DataFrame
-        The transaction log the frame was built from.
+    tx : pandas.DataFrame or any narwhals frame
+        The transaction log the frame was built from (other engines aggregate it
+        themselves, see :func:`clvmodels.formula_clv`).
     cal : pandas.DataFrame
         Calibration/holdout frame from :func:`clvmodels.calibration_holdout`.
     customer, date, amount : str
@@ -143,17 +143,16 @@ def formula_holdout(
     4814
     """
     _check_holdout_frame(cal)
-    if segment is not None and segment not in tx.columns:
+    by = segment
+    if segment is not None and segment not in column_names(tx):
         if segment not in cal.columns:
             raise DataError(segment, "segment column not found in the frame or the transactions")
-        # customers outside `cal` were first seen after calibration_end: none of their
-        # transactions enters the calibration-period formula
-        tx = tx[tx[customer].isin(cal.index)]
-        tx = tx.assign(**{segment: tx[customer].map(cal[segment])})
+        # the customers with transactions up to calibration_end are those of `cal`
+        by = cal[segment]
     # the lifespan does not enter the holdout prediction; passing one avoids estimating
     # it from a calibration period that may be shorter than the year the estimate needs
     table = formula_clv(
-        tx, customer, date, amount, segment=segment, lifespan=1.0, observation_end=calibration_end
+        tx, customer, date, amount, segment=by, lifespan=1.0, observation_end=calibration_end
     )
     years = cal["duration_holdout"].to_numpy(float) * unit_days(unit) / _YEAR_DAYS
     if segment is None:
@@ -595,8 +594,9 @@ def repeat_purchases_over_time(
 
     Parameters
     ----------
-    tx : pandas.DataFrame
-        The transaction log.
+    tx : pandas.DataFrame or any narwhals frame
+        The transaction log; other engines count the repeat purchases per day themselves
+        (only one row per day and per first-purchase day is collected).
     models : fitted model or mapping of name to fitted model
         Models with ``expected_purchases_new`` (fitted on the calibration frame).
     customer, date : str
@@ -616,33 +616,24 @@ def repeat_purchases_over_time(
     if not isinstance(models, Mapping):
         models = {type(models).__name__: models}
     days = unit_days(unit)
-    d = prepare(tx, customer, date, None, observation_end)
-    n = len(d.ids)
     cal_day = int(
         pd.Timestamp(calibration_end).to_datetime64().astype("datetime64[D]").astype(np.int64)
     )
-    first = per_customer(d.codes, d.day, None, n)["first"]
-    cohort = first <= cal_day
-    if not cohort.any():
+    r = repeat_purchase_days(tx, customer, date, cal_day, observation_end)
+    if not len(r.firsts):
         raise DataError(date, "no customer's first purchase is on or before calibration_end")
-    start = int(d.day.min())
-    n_periods = int(np.ceil((d.end_day - start + 1) / days))
-    # repeat purchase days of the cohort
-    key = np.unique(d.codes.astype(np.int64) * (d.end_day - start + 2) + (d.day - start))
-    code, day = np.divmod(key, d.end_day - start + 2)
-    day = day + start
-    repeat = cohort[code] & (day > first[code])
-    period = np.floor((day[repeat] - start) / days).astype(np.int64)
-    out = {"actual": np.bincount(period, minlength=n_periods).astype(float)}
+    start = r.start
+    n_periods = int(np.ceil((r.end_day - start + 1) / days))
+    period = np.floor(np.arange(len(r.repeats)) / days).astype(np.int64)
+    out = {"actual": np.bincount(period, weights=r.repeats, minlength=n_periods)}
     # expected: cumulative at the last day of each period
-    last_day = np.minimum(start + np.ceil((np.arange(n_periods) + 1) * days) - 1, d.end_day)
-    firsts, counts = np.unique(first[cohort], return_counts=True)
-    age = (last_day[:, None] - firsts[None, :]) / days
+    last_day = np.minimum(start + np.ceil((np.arange(n_periods) + 1) * days) - 1, r.end_day)
+    age = (last_day[:, None] - r.firsts[None, :]) / days
     for name, model in models.items():
         e = np.zeros(age.shape)
         alive = age > 0
         e[alive] = np.asarray(model.expected_purchases_new(age[alive]), float)
-        cumulative = e @ counts
+        cumulative = e @ r.counts
         out[name] = np.diff(cumulative, prepend=0.0)
     starts = np.datetime64(start, "D") + np.ceil(np.arange(n_periods) * days).astype(
         "timedelta64[D]"
@@ -666,15 +657,15 @@ def acquisition_cohorts(
 
     The finest of month, quarter and year that gives at most `max_cohorts` cohorts among
     the customers first seen on or before `before` (default: all) is used; labels are
-    ``"2023-04"``, ``"2023Q2"`` or ``"2023"``.
+    ``"2023-04"``, ``"2023Q2"`` or ``"2023"``. `tx` may be a frame of any engine narwhals
+    supports (the first purchase days are found by that engine).
 
     Returns
     -------
     pandas.Series
         Indexed by customer id (all customers of `tx`), name ``"cohort"``.
     """
-    d = prepare(tx, customer, date, None, None)
-    first = per_customer(d.codes, d.day, None, len(d.ids))["first"]
+    ids, first = first_purchase_days(tx, customer, date)
     stamps = pd.to_datetime(first.astype("datetime64[D]"))
     seen = np.ones(len(first), dtype=bool)
     if before is not None:
@@ -684,5 +675,5 @@ def acquisition_cohorts(
         periods = stamps.to_period(freq)
         if len(pd.unique(periods[seen])) <= max_cohorts or freq == "Y":
             labels = periods.strftime(fmt) if fmt else periods.astype(str)
-            return pd.Series(np.asarray(labels), index=d.ids, name="cohort")
+            return pd.Series(np.asarray(labels), index=ids, name="cohort")
     raise AssertionError("unreachable")

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from clvmodels._validate import as_pandas, check_columns, check_no_missing
+from clvmodels._aggregate import activity_flags, customer_activity, customer_segments
+from clvmodels._validate import check_columns, check_no_missing, column_names
 from clvmodels.errors import DataError
-from clvmodels.rfm import per_customer, prepare
 
 __all__ = ["formula_clv", "acquisition_cost", "estimate_lifespan"]
 
@@ -107,20 +107,25 @@ def estimate_lifespan(
     >>> round(float(life[0]), 4), at_risk.tolist(), kept.tolist()
     (1.3333, [4], [1])
     """
-    theta = float(churn_threshold_days)
-    if not np.isfinite(theta) or not 0 < theta <= 365:
-        raise DataError(None, f"churn_threshold_days must be in (0, 365], got {theta!r}")
+    theta = _check_threshold(churn_threshold_days)
     n = int(codes.max()) + 1 if group is None else len(group)
     if group is None:
         group = np.zeros(n, dtype=np.int64)
-    start = end_day - 365
+    before, retained = activity_flags(codes, day, end_day, theta, n)
+    return _lifespan(before, retained, group, n_groups)
 
-    def active(t: int) -> np.ndarray:
-        rows = (day > t - theta) & (day <= t)
-        return np.bincount(codes[rows], minlength=n) > 0
 
-    before = active(start)
-    retained = before & active(end_day)
+def _check_threshold(churn_threshold_days: float) -> float:
+    theta = float(churn_threshold_days)
+    if not np.isfinite(theta) or not 0 < theta <= 365:
+        raise DataError(None, f"churn_threshold_days must be in (0, 365], got {theta!r}")
+    return theta
+
+
+def _lifespan(
+    before: np.ndarray, retained: np.ndarray, group: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`estimate_lifespan` from each customer's activity flags."""
     at_risk = np.bincount(group, weights=before, minlength=n_groups).astype(np.int64)
     kept = np.bincount(group, weights=retained, minlength=n_groups).astype(np.int64)
     lost = at_risk - kept
@@ -147,29 +152,34 @@ def _per_segment_cost(cost: float | Mapping, labels: pd.Index, segment: str | No
     return np.array([_check_fraction(cost[s], "acquisition_cost", None) for s in labels])
 
 
-def _segments(tx: pd.DataFrame, customer: str, segment: str, keep: np.ndarray | None):
-    """Segment code per kept row and the segment labels; one segment per customer."""
-    check_no_missing(tx[segment], segment)
-    cust_codes, _ = pd.factorize(tx[customer])
-    seg_codes, _ = pd.factorize(tx[segment])
-    n_seg = int(seg_codes.max()) + 1
-    pairs = np.unique(cust_codes.astype(np.int64) * n_seg + seg_codes)
-    multi = np.bincount(pairs // n_seg, minlength=int(cust_codes.max()) + 1) > 1
-    if multi.any():
-        raise DataError(
-            segment,
-            f"{int(multi.sum())} customer(s) in more than one segment; each customer must "
-            "belong to exactly one",
-            int(multi[cust_codes].sum()),
-        )
-    values = tx[segment].to_numpy()
-    if keep is not None:
-        values = values[keep]
+def _segment_codes(
+    tx: object, customer: str, segment: str | pd.Series, ids: pd.Index
+) -> tuple[np.ndarray, pd.Index]:
+    """Segment code of each customer in `ids` and the segment labels (sorted if sortable).
+
+    `segment` is a column of `tx` (one segment per customer, checked) or a Series that maps
+    customer ids to segments (every customer of `ids` needs one).
+    """
+    if isinstance(segment, pd.Series):
+        name = segment.name if segment.name is not None else "segment"
+        if not segment.index.is_unique:
+            raise DataError(
+                name, "the segment mapping lists customers more than once",
+                int(segment.index.duplicated().sum()),
+            )  # fmt: skip
+        check_no_missing(segment, name)
+        by_customer = segment
+    else:
+        name, by_customer = segment, customer_segments(tx, customer, segment)
+    values = by_customer.reindex(ids)
+    n_missing = int(values.isna().sum())
+    if n_missing:
+        raise DataError(name, f"has no segment for {n_missing} customer(s) of the transaction log")
     try:
-        codes, labels = pd.factorize(values, sort=True)
+        codes, labels = pd.factorize(values.to_numpy(), sort=True)
     except TypeError:
-        codes, labels = pd.factorize(values, sort=False)
-    return codes, pd.Index(labels, name=segment)
+        codes, labels = pd.factorize(values.to_numpy(), sort=False)
+    return codes.astype(np.int64, copy=False), pd.Index(labels, name=name)
 
 
 def formula_clv(
@@ -238,14 +248,18 @@ def formula_clv(
 
     Parameters
     ----------
-    tx : pandas.DataFrame
-        Transaction log, one row per transaction; never modified. Other engines' frames
-        are converted with their ``to_pandas()`` method.
+    tx : pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow (any narwhals) frame
+        Transaction log, one row per transaction; never modified. Frames of other engines,
+        lazy ones included, are validated and aggregated by their own engine, as in
+        :func:`clvmodels.rfm_summary`; only per-customer sums reach pandas.
     customer, date, amount : str
         Columns with customer id, transaction date and transaction value. Validated as
         in :func:`clvmodels.rfm_summary`.
-    segment : str, optional
-        Column with the customer's segment. Each customer must be in exactly one.
+    segment : str or pandas.Series, optional
+        Column of `tx` with the customer's segment (each customer must be in exactly
+        one), or a Series mapping customer ids to segments (its name names the segments),
+        e.g. :func:`clvmodels.acquisition_cohorts`; it must cover every customer of the
+        window.
     lifespan : float, optional
         Expected customer lifespan in years (>= 0). Default: estimated, see above.
     margin : float, default 1.0
@@ -304,34 +318,27 @@ def formula_clv(
          customers  purchases  revenue      clv  net_clv  clv_to_cac
     all          2          3     60.0  60.0411  20.0205      3.0021
     """
-    tx = as_pandas(tx)
     margin = _check_fraction(margin, "margin", 1.0)
     if lifespan is not None:
         lifespan = _check_fraction(lifespan, "lifespan", None)
-    threshold = float(churn_threshold_days)
-    if segment is not None:
-        check_columns(tx, [segment], what="transaction log")
-    d = prepare(
-        tx, customer, date, amount, observation_end,
+    threshold = _check_threshold(churn_threshold_days) if lifespan is None else None
+    if isinstance(segment, str):
+        check_columns(column_names(tx), [segment], what="transaction log")
+    act = customer_activity(
+        tx, customer, date, amount, observation_end, threshold,
         allow_returns=allow_returns, date_format=date_format,
     )  # fmt: skip
-    n = len(d.ids)
-    stats = per_customer(d.codes, d.day, d.amount, n)
     if segment is None:
-        seg_of, labels = np.zeros(n, dtype=np.int64), pd.Index(["all"])
+        seg_of, labels = np.zeros(len(act.ids), dtype=np.int64), pd.Index(["all"])
     else:
-        row_seg, labels = _segments(tx, customer, segment, d.keep)
-        seg_of = np.zeros(n, dtype=np.int64)
-        seg_of[d.codes] = row_seg
+        seg_of, labels = _segment_codes(tx, customer, segment, act.ids)
     k = len(labels)
     customers = np.bincount(seg_of, minlength=k)
-    purchases = np.bincount(seg_of, weights=stats["n_days"], minlength=k)
-    revenue = np.bincount(seg_of, weights=stats["total"], minlength=k)
-    years = (d.end_day - int(d.day.min()) + 1) / _YEAR
+    purchases = np.bincount(seg_of, weights=act.n_days, minlength=k)
+    revenue = np.bincount(seg_of, weights=act.total, minlength=k)
+    years = (act.end_day - act.first_day + 1) / _YEAR
     if lifespan is None:
-        life, at_risk, kept = estimate_lifespan(
-            d.codes, d.day, d.end_day, churn_threshold_days, seg_of, k
-        )
+        life, at_risk, kept = _lifespan(act.before, act.retained, seg_of, k)
         for bad, why in [
             (at_risk == 0, f"nobody was active in the {threshold:g} days up to one year "
              "before observation_end"),
@@ -341,14 +348,14 @@ def formula_clv(
             if bad.any():
                 names = [labels[i] for i in np.flatnonzero(bad)]
                 raise DataError(
-                    segment,
+                    labels.name if segment is not None else None,
                     f"cannot estimate the lifespan of segments {names}: {why}",
                     int(customers[bad].sum()),
                     hint="Pass lifespan=... explicitly",
                 )
     else:
         life = np.full(k, lifespan)
-    cac = _per_segment_cost(acquisition_cost, labels, segment)
+    cac = _per_segment_cost(acquisition_cost, labels, labels.name)
     avg_value = revenue / purchases
     frequency = purchases / customers / years
     value = avg_value * frequency

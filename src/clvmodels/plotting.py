@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from ._aggregate import purchase_days_of
 from .compare import ACTUAL, holdout_predictions, repeat_purchases_over_time
-from .rfm import prepare, unit_days
+from .rfm import unit_days
 
 __all__ = [
     "plot_alive_history",
@@ -349,7 +350,8 @@ def plot_alive_history(
 
     On each day *D* the customer's history up to *D* (frequency, recency, age) goes into
     the model's ``probability_alive``; purchase days are marked by a rug of ticks at the
-    bottom. For a Bayesian model the 94% HDI is shaded.
+    bottom. For a Bayesian model the 94% HDI is shaded. `tx` may be a frame of any engine
+    narwhals supports (only this customer's purchase days are collected).
 
     Returns
     -------
@@ -358,16 +360,7 @@ def plot_alive_history(
         days are the line collection labelled ``"purchase day"``.
     """
     ax = _axes(ax)
-    rows = tx[customer] == customer_id
-    if not rows.any():
-        raise ValueError(f"customer {customer_id!r} not found in column {customer!r}")
-    d = prepare(tx[rows], customer, date, None, observation_end)
-    end = (
-        d.end_day
-        if observation_end is not None
-        else int(prepare(tx, customer, date, None, None).end_day)
-    )
-    days = np.unique(d.day)
+    days, end = purchase_days_of(tx, customer, date, customer_id, observation_end)
     first = int(days[0])
     grid = np.arange(first, max(end, first) + 1)
     n_before = np.searchsorted(days, grid, side="right")  # purchase days <= D

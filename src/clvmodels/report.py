@@ -7,6 +7,13 @@ HTML file: figures are embedded as PNG data, CSS is inline, and no script, style
 image is loaded from anywhere else (the report opens offline). Code cells are hidden
 unless ``show_code=True``.
 
+A transaction file is never loaded into pandas: :func:`open_transactions` opens it as a
+DuckDB relation, and the checks and every aggregate of the report (RFM frames, the
+formula per segment, acquisition cohorts, daily repeat purchases, totals) are computed
+by DuckDB in bounded memory through the package's functions, which accept such frames;
+only results of one row per customer at most reach pandas. CDNOW (the default) is a
+pandas frame and takes the numpy path; both paths give the same numbers.
+
 The notebook is ``clvmodels/_notebooks/04-report.ipynb`` in an installed wheel and
 ``notebooks/04-report.ipynb`` in a source checkout. It runs in a Jupyter kernel started
 with the Python interpreter running this code (``sys.executable``), whatever kernels are
@@ -26,15 +33,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._aggregate import customer_segments as _customer_segments
+from ._aggregate import log_totals
+from ._validate import column_names
 from .errors import DataError
+from .rfm import log_window
 
 __all__ = [
     "MIN_CUSTOMERS",
     "MIN_REPEAT_BUYERS",
+    "check_inputs",
+    "customer_segments",
     "default_calibration_end",
     "notebook_path",
+    "open_transactions",
     "read_transactions",
     "run_report",
+    "transaction_totals",
 ]
 
 NOTEBOOK = "04-report.ipynb"
@@ -77,10 +92,11 @@ def notebook_path(name: str = NOTEBOOK) -> Path:
 
 
 def read_transactions(path: str | Path, customer: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet transaction log (by file extension; CSV otherwise).
+    """Read a CSV or Parquet transaction log into pandas (by file extension; CSV otherwise).
 
     CSV customer ids are read as text, so that ids such as ``"007"`` keep their leading
-    zeros; dates and amounts are left to :func:`clvmodels.rfm_summary` to parse.
+    zeros; dates and amounts are left to :func:`clvmodels.rfm_summary` to parse. The
+    report itself does not load the log: see :func:`open_transactions`.
     """
     p = Path(path)
     if not p.is_file():
@@ -99,29 +115,101 @@ def read_transactions(path: str | Path, customer: str | None = None) -> pd.DataF
         raise DataError(None, f"cannot read {path} as CSV: {reason}") from None
 
 
+def open_transactions(path: str | Path, customer: str | None = None, **duckdb_settings):
+    """The report's view of a CSV or Parquet log: a lazy DuckDB relation, nothing loaded.
+
+    Every step of the report (checks, RFM frames, the formula, cohorts, tracking counts)
+    passes the relation to the package's functions, which aggregate it inside DuckDB in
+    bounded memory (``memory_limit``, spilling to disk beyond it); only results of one row
+    per customer at most reach pandas. The file is only read. As with
+    :func:`read_transactions`, CSV customer ids are read as text; the other CSV column
+    types are detected by DuckDB from the whole file. Every query parses a CSV file
+    again: for a large log, Parquet is several times faster.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV or Parquet file (or a directory or glob of Parquet files).
+    customer : str, optional
+        The customer id column (read as text from a CSV file).
+    **duckdb_settings
+        ``memory_limit`` (default ``"1GB"`` here; on the 20M-row log of
+        ``benchmarks/bench_scale.py`` the report's data part peaks at 1.6 GB with it and
+        at 1.75 GB with 2 GB, in the same time), ``threads``, ``temp_directory``: see
+        :func:`clvmodels.scale.read_transactions`.
+
+    Returns
+    -------
+    duckdb.DuckDBPyRelation
+    """
+    from .scale import read_transactions as scan
+
+    settings = {"memory_limit": "1GB", **duckdb_settings}
+    return scan(path, text_columns=[customer] if customer else [], **settings)
+
+
 def default_calibration_end(
-    tx: pd.DataFrame, *, customer: str, date: str, observation_end: object = None
+    tx: object, *, customer: str, date: str, observation_end: object = None
 ) -> pd.Timestamp:
     """Default end of the calibration period: the middle of the data, holdout <= 1 year.
 
     The window from the first transaction day to `observation_end` (default: the last
     transaction day) is split in half, the holdout at most 365 days long. On CDNOW
-    (1997-01-01 to 1998-06-30) this is 1997-09-30, the split of the papers.
+    (1997-01-01 to 1998-06-30) this is 1997-09-30, the split of the papers. `tx` is a
+    pandas frame or any frame narwhals supports (a DuckDB relation from
+    :func:`open_transactions`: two numbers are computed by DuckDB).
     """
-    from .rfm import prepare
-
-    d = prepare(tx, customer, date, None, observation_end)
-    start, end = int(d.day.min()), int(d.end_day)
+    w = log_window(tx, customer, date, None, observation_end)
+    start, end = w.first_day, w.end_day
     holdout = min((end - start + 1) // 2, 365)  # days after the calibration end
     if holdout < 1:
-        raise DataError(
-            date, "all transactions are on one day: no holdout period possible", len(d.day)
-        )
+        rule = "all transactions are on one day: no holdout period possible"
+        raise DataError(date, rule, w.n_rows())
     return pd.Timestamp(np.datetime64(end - holdout, "D"))
 
 
+def customer_segments(tx: object, *, customer: str, segment: str) -> pd.Series:
+    """Each customer's segment from a column of the log, one segment per customer.
+
+    Parameters
+    ----------
+    tx : pandas.DataFrame or any narwhals frame (a DuckDB relation: computed by DuckDB)
+    customer, segment : str
+        Columns of `tx`.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by customer id, named `segment`; pass it as ``segment=`` to
+        :func:`clvmodels.formula_clv`.
+
+    Raises
+    ------
+    DataError
+        A missing column, missing customer ids or segments, or customers in more than one
+        segment (the message counts them and their rows).
+    """
+    return _customer_segments(tx, customer, segment)
+
+
+def transaction_totals(
+    tx: object, *, customer: str, date: str, amount: str, observation_end: object = None
+) -> dict:
+    """Transactions (rows) and revenue up to `observation_end` (default: all of them).
+
+    Returns ``{"transactions": int, "revenue": float}``, computed by the frame's engine
+    (numpy for pandas, DuckDB for :func:`open_transactions`) after the checks of
+    :func:`clvmodels.rfm_summary`.
+    """
+    n, revenue = log_totals(tx, customer, date, amount, observation_end)
+    return {"transactions": n, "revenue": revenue}
+
+
+ENGINES = {"duckdb": open_transactions, "pandas": read_transactions}  # run_report(engine=...)
+
+
 def check_inputs(
-    tx: pd.DataFrame,
+    tx: object,
     *,
     customer: str,
     date: str,
@@ -132,7 +220,9 @@ def check_inputs(
 ) -> dict:
     """Validate what the report needs; return the calibration end and sizes.
 
-    Raises :class:`~clvmodels.errors.DataError` naming the problem: missing columns,
+    `tx` is a pandas frame or a DuckDB relation from :func:`open_transactions` (or any
+    frame narwhals supports); the checks run in its engine. Raises
+    :class:`~clvmodels.errors.DataError` naming the problem: missing columns,
     unparseable dates or amounts, an invalid segment column, a calibration end outside
     the data, or too little data (fewer than :data:`MIN_CUSTOMERS` customers in the
     calibration cohort or fewer than :data:`MIN_REPEAT_BUYERS` of them with a repeat
@@ -142,9 +232,10 @@ def check_inputs(
     from .rfm import calibration_holdout
 
     cols = [customer, date, amount] + ([segment] if segment is not None else [])
-    missing = [c for c in cols if c not in tx.columns]
+    names = column_names(tx)
+    missing = [c for c in cols if c not in names]
     if missing:
-        shown = ", ".join(repr(c) for c in list(tx.columns)[:12])
+        shown = ", ".join(repr(c) for c in names[:12])
         raise DataError(missing[0], f"not found in the transactions (columns: {shown})")
     chosen = calibration_end is None
     if chosen:
@@ -300,6 +391,7 @@ def run_report(
     progress: bool = True,
     keep_notebook: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
 
@@ -307,7 +399,9 @@ def run_report(
     ----------
     transactions : path, optional
         CSV or Parquet transaction log; default: the CDNOW master (columns
-        ``customer_id``, ``date``, ``amount``).
+        ``customer_id``, ``date``, ``amount``). The file is read through DuckDB
+        (:func:`open_transactions`) and never loaded whole: the checks and every
+        aggregate of the report run inside DuckDB, so a log larger than memory works.
     customer, date, amount : str
         Columns of the log (ignored for CDNOW).
     segment : str, optional
@@ -336,6 +430,10 @@ def run_report(
         Also save the executed notebook there.
     log : callable, optional
         Receives progress messages (default: print to standard error).
+    engine : {"duckdb", "pandas"}, default "duckdb"
+        How a `transactions` file is aggregated: inside DuckDB, never loaded (bounded
+        memory, see :func:`open_transactions`), or loaded into pandas
+        (:func:`read_transactions`; the same numbers, memory grows with the log).
 
     Returns
     -------
@@ -354,14 +452,16 @@ def run_report(
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
+    if engine not in ENGINES:
+        raise DataError(None, f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if transactions is None:
         from .datasets import cdnow_transactions
 
         tx = cdnow_transactions()
         customer, date, amount = "customer_id", "date", "amount"
         source = "CDNOW master (23,570 customers, 1997-01-01 to 1998-06-30)"
-    else:
-        tx = read_transactions(transactions, customer)
+    else:  # the notebook opens it the same way
+        tx = ENGINES[engine](transactions, customer)
         source = str(transactions)
     say(f"[1/3] checking {source}")
     info = check_inputs(
@@ -373,6 +473,7 @@ def run_report(
         calibration_end=calibration_end,
         observation_end=observation_end,
     )
+    del tx  # the notebook reads the log itself
     cal_end = info["calibration_end"].strftime("%Y-%m-%d")
     how = "chosen: middle of the data, holdout at most a year" if info["chosen"] else "given"
     say(
@@ -393,6 +494,7 @@ def run_report(
         "bayes": bool(bayes),
         "hierarchical": hierarchical,
         "seed": int(seed),
+        "engine": engine,
     }
     for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if value is not None:

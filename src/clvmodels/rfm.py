@@ -51,6 +51,7 @@ References
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import narwhals as nw
@@ -101,6 +102,15 @@ class Daily:
     end_day: int
     keep: np.ndarray | None
     tz: object
+
+    @property
+    def first_day(self) -> int:
+        """First transaction day inside the window."""
+        return int(self.day.min())
+
+    def n_rows(self) -> int:
+        """Transactions inside the window."""
+        return len(self.day)
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
@@ -297,17 +307,87 @@ def _day_numbers_of(values: nw.Series) -> np.ndarray:
     return np.asarray(values.to_numpy()).astype("datetime64[D]").view(np.int64)
 
 
-def _engine_end(log: EngineLog, date: str, observation_end: object) -> int:
+@dataclass(frozen=True)
+class EngineWindow:
+    """A validated log of another engine, cut at the end of observation, still in the engine.
+
+    The engine's counterpart of :class:`Daily`: ``rows()`` is the lazy frame of the rows on
+    or before ``end_day`` (columns: the customer, :data:`DAY` and, with an amount,
+    :data:`AMOUNT`); nothing has been collected but the validation's counts.
+    """
+
+    log: EngineLog
+    end_day: int
+
+    @property
+    def first_day(self) -> int:
+        """First transaction day inside the window."""
+        return self.log.first_day
+
+    @property
+    def tz(self) -> str | None:
+        return self.log.tz
+
+    def rows(self) -> nw.LazyFrame:
+        if self.end_day < self.log.last_day:
+            return self.log.frame.filter(nw.col(DAY) <= _as_date(self.end_day))
+        return self.log.frame
+
+    def n_rows(self) -> int:
+        """Transactions inside the window (counted by the engine, for messages)."""
+        if self.end_day >= self.log.last_day:
+            return self.log.n_rows
+        return int(self.rows().select(nw.len()).collect().item())
+
+
+def log_window(
+    tx: object, customer: str, date: str, amount: str | None, observation_end: object, **checks
+) -> Daily | EngineWindow:
+    """Validate a log of any engine and cut it at `observation_end` (None: the last day).
+
+    A pandas frame becomes :class:`Daily` (integer arrays, :func:`prepare`); any other
+    frame narwhals supports stays in its engine as an :class:`EngineWindow`. The checks
+    (keywords ``allow_returns``, ``date_format``) and their messages are the same on both
+    paths.
+    """
+    if isinstance(tx, pd.DataFrame):
+        return prepare(tx, customer, date, amount, observation_end, **checks)
+    log = engine_transactions(tx, customer, date, amount, **checks)
     if observation_end is None:
-        return log.last_day
+        return EngineWindow(log, log.last_day)
     end_day = _day_number(parse_cutoff(observation_end, "observation_end", log.tz))
     if log.first_day > end_day:
         raise _after_end(date, end_day, log.first_day, log.n_rows)
-    return end_day
+    return EngineWindow(log, end_day)
+
+
+def collect_by_customer(
+    per: nw.LazyFrame, customer: str
+) -> tuple[pd.Index, Callable[..., np.ndarray]]:
+    """Collect a per-customer lazy frame; return the sorted customer ids and a column getter.
+
+    ``column(name, dtype=float64)`` gives a column as a numpy array in the order of the ids
+    (sorted when sortable, as on the pandas path); ``column(name, "day")`` a day column as
+    day numbers.
+    """
+    out = per.collect()
+    ids = pd.Index(out.get_column(customer).to_numpy(), name=customer)
+    try:
+        ids, order = ids.sort_values(return_indexer=True)
+    except TypeError:  # ids of mixed, unorderable types: order of the result
+        order = np.arange(len(ids))
+
+    def column(name: str, dtype: object = np.float64) -> np.ndarray:
+        values = out.get_column(name)
+        if dtype == "day":
+            return _day_numbers_of(values)[order]
+        return np.asarray(values.to_numpy(), dtype=dtype)[order]
+
+    return ids, column
 
 
 def _engine_stats(
-    log: EngineLog, customer: str, end_day: int, cal_day: int | None, with_amount: bool
+    w: EngineWindow, customer: str, cal_day: int | None, with_amount: bool
 ) -> tuple[pd.Index, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-customer purchase-day statistics computed by the frame's own engine.
 
@@ -317,11 +397,11 @@ def _engine_stats(
     by customer) and one join (the amount of each customer's first day); only the
     per-customer result is collected.
     """
-    day, lf = nw.col(DAY), log.frame
-    if end_day < log.last_day:
-        lf = lf.filter(day <= _as_date(end_day))
-    daily = lf.group_by(customer, DAY).agg(
-        nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n")
+    day = nw.col(DAY)
+    daily = (
+        w.rows()
+        .group_by(customer, DAY)
+        .agg(nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n"))
     )
     if cal_day is None:
         aggs = {"n_days": nw.len(), "first": day.min(), "last": day.max()}
@@ -351,20 +431,9 @@ def _engine_stats(
             nw.col(customer), day.alias("first"), nw.col(AMOUNT).alias("__first_amt")
         )
         per = per.join(first_day, on=[customer, "first"], how="inner")
-    out = per.collect()
-    ids, order = pd.Index(out.get_column(customer).to_numpy(), name=customer).sort_values(
-        return_indexer=True
-    )
-
-    def col(name: str, dtype=np.float64) -> np.ndarray:
-        return np.asarray(out.get_column(name).to_numpy(), dtype=dtype)[order]
-
+    ids, col = collect_by_customer(per, customer)
     n_days = col("n_days", np.int64)
-    cal = {
-        "n_days": n_days,
-        "first": _day_numbers_of(out.get_column("first"))[order],
-        "last": _day_numbers_of(out.get_column("last"))[order],
-    }
+    cal = {"n_days": n_days, "first": col("first", "day"), "last": col("last", "day")}
     hold = {}
     if cal_day is not None:
         hold["n_days"] = col("n_all", np.int64) - n_days
@@ -453,15 +522,13 @@ def rfm_summary(
     """
     days = unit_days(unit)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
-    if isinstance(tx, pd.DataFrame):  # the vectorised numpy path (see module docstring)
-        d = prepare(tx, customer, date, amount, observation_end, **checks)
-        stats = per_customer(d.codes, d.day, d.amount, len(d.ids))
-        ids, end_day = d.ids, d.end_day
+    w = log_window(tx, customer, date, amount, observation_end, **checks)
+    if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
+        stats = per_customer(w.codes, w.day, w.amount, len(w.ids))
+        ids = w.ids
     else:  # any other engine, in that engine
-        log = engine_transactions(tx, customer, date, amount, **checks)
-        end_day = _engine_end(log, date, observation_end)
-        ids, stats, _ = _engine_stats(log, customer, end_day, None, amount is not None)
-    return pd.DataFrame(_rfm_frame(stats, end_day, days), index=ids)
+        ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
+    return pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
 
 
 def calibration_holdout(
@@ -533,31 +600,18 @@ def calibration_holdout(
         raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
     days = unit_days(unit)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
-    if not isinstance(tx, pd.DataFrame):  # any other engine, in that engine
-        log = engine_transactions(tx, customer, date, amount, **checks)
-        end_day = _engine_end(log, date, observation_end)
-        cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", log.tz))
-
-        def in_window() -> int:
-            if end_day >= log.last_day:
-                return log.n_rows
-            inside = log.frame.select((nw.col(DAY) <= _as_date(end_day)).cast(nw.Int64).sum())
-            return int(inside.collect().item())
-
-        error = _calibration_errors(date, cal_day, end_day, log.first_day, in_window)
-        if error is not None:
-            raise error
-        ids, cal, hold = _engine_stats(log, customer, end_day, cal_day, amount is not None)
-        return _holdout_frame(ids, cal, hold, cal_day, end_day, days)
-    d = prepare(tx, customer, date, amount, observation_end, **checks)
-    cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", d.tz))
-    error = _calibration_errors(date, cal_day, d.end_day, int(d.day.min()), lambda: len(d.day))
+    w = log_window(tx, customer, date, amount, observation_end, **checks)
+    cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", w.tz))
+    error = _calibration_errors(date, cal_day, w.end_day, w.first_day, w.n_rows)
     if error is not None:
         raise error
-    in_cal = d.day <= cal_day
-    n = len(d.ids)
+    if isinstance(w, EngineWindow):  # any other engine, in that engine
+        ids, cal, hold = _engine_stats(w, customer, cal_day, amount is not None)
+        return _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+    in_cal = w.day <= cal_day
+    n = len(w.ids)
     periods = []
     for rows in (in_cal, ~in_cal):
-        amounts = d.amount[rows] if d.amount is not None else None
-        periods.append(per_customer(d.codes[rows], d.day[rows], amounts, n))
-    return _holdout_frame(d.ids, *periods, cal_day, d.end_day, days)
+        amounts = w.amount[rows] if w.amount is not None else None
+        periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
+    return _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)

@@ -40,6 +40,7 @@ import pandas as pd
 
 from ._validate import check_columns, to_narwhals, validate_rfm
 from .clv import customer_lifetime_value
+from .errors import DataError
 from .models._base import compress_rows, unique_rows
 from .rfm import calibration_holdout, rfm_summary
 
@@ -47,6 +48,10 @@ __all__ = ["compress", "read_transactions", "rfm_from_file", "score", "score_das
 
 CHUNK_ROWS = 500_000
 _PARQUET = {".parquet", ".pq", ".parq"}
+# the CSV markers of a missing value: those of pandas.read_csv (its default na_values)
+CSV_MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+               "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
+               "null")  # fmt: skip
 
 
 # --- files through DuckDB -----------------------------------------------------------------
@@ -59,6 +64,7 @@ def read_transactions(
     memory_limit: str | None = "2GB",
     threads: int | None = None,
     temp_directory: str | Path | None = None,
+    text_columns: tuple[str, ...] | list[str] = (),
 ):
     """A lazy DuckDB relation over a Parquet or CSV transaction log (nothing is read yet).
 
@@ -66,8 +72,11 @@ def read_transactions(
     ----------
     path : str or Path
         A Parquet file (``.parquet``, ``.pq``), a CSV file (``.csv``, ``.tsv``, optionally
-        compressed, types auto-detected by DuckDB), a directory of Parquet files, or a glob
-        such as ``"logs/*.parquet"``.
+        compressed), a directory of Parquet files, or a glob such as ``"logs/*.parquet"``.
+        CSV column types are detected by DuckDB from the whole file (one extra pass), so
+        that a value far down the file cannot break the type guessed from its first rows
+        in the middle of a query; the values pandas reads as missing (:data:`CSV_MISSING`:
+        empty, ``NA``, ``NULL``, ``nan``, ...) are missing here too.
     connection : duckdb.DuckDBPyConnection, optional
         Use this connection (its settings are left alone). By default a new in-memory
         connection with the settings below.
@@ -78,11 +87,21 @@ def read_transactions(
     temp_directory : str or Path, optional
         Where DuckDB spills (default: ``clvmodels-duckdb`` in the system's temporary
         folder, not DuckDB's own default, a ``.tmp`` folder in the working directory).
+    text_columns : sequence of str
+        CSV columns to read as text whatever they look like (customer ids such as
+        ``"007"`` keep their leading zeros); names the file lacks are ignored.
 
     Returns
     -------
     duckdb.DuckDBPyRelation
         Pass it to :func:`~clvmodels.rfm_summary` or :func:`~clvmodels.calibration_holdout`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file or directory.
+    DataError
+        DuckDB cannot read the file as Parquet or CSV.
     """
     import duckdb
 
@@ -101,12 +120,21 @@ def read_transactions(
             temp_directory = Path(tempfile.gettempdir()) / "clvmodels-duckdb"
         config["temp_directory"] = str(temp_directory)
         connection = duckdb.connect(config=config)
-    if p.is_dir():
-        return connection.read_parquet(str(p / "**" / "*.parquet"))
     suffixes = [s.lower() for s in p.suffixes]
-    if any(s in _PARQUET for s in suffixes):
-        return connection.read_parquet(text)
-    return connection.read_csv(text)
+    kind = "Parquet" if p.is_dir() or any(s in _PARQUET for s in suffixes) else "CSV"
+    try:
+        if p.is_dir():
+            return connection.read_parquet(str(p / "**" / "*.parquet"))
+        if kind == "Parquet":
+            return connection.read_parquet(text)
+        header = connection.read_csv(text).columns  # sniffs the first rows only
+        dtype = {c: "VARCHAR" for c in text_columns if c in header}
+        return connection.read_csv(
+            text, sample_size=-1, dtype=dtype or None, na_values=list(CSV_MISSING)
+        )
+    except duckdb.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(None, f"cannot read {path} as {kind}: {reason}") from None
 
 
 def rfm_from_file(
