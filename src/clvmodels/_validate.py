@@ -148,30 +148,22 @@ def _float_array(
 ) -> np.ndarray:
     """The checks of :func:`check_numeric`; returns a float64 array that may be a view of
     `values` (read it, never write to it)."""
-    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu":
-        # plain numpy numbers (the common case): NaN is the only missing value
-        arr = values.to_numpy(dtype=np.float64)
-        finite = np.isfinite(arr)
-        if not finite.all():
-            n_missing = int(np.isnan(arr).sum())
-            if n_missing:
-                raise DataError(column, MISSING, n_missing)
-            raise DataError(column, FINITE, int((~finite).sum()))
-        return _check_values(arr, column, nonnegative, positive, integer)
-    is_num = _numeric_mask(values)
-    if is_num is not None:
-        n_bad = int((~is_num & ~values.isna().to_numpy(dtype=bool)).sum())
-        if n_bad:
-            raise DataError(column, f"must be numeric (dtype {values.dtype})", n_bad)
-    check_no_missing(values, column)
+    if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu"):
+        # objects, strings, nullable types: count non-numbers and missing values first
+        # (for plain numpy numbers, NaN is the only missing value: counted below)
+        is_num = _numeric_mask(values)
+        if is_num is not None:
+            n_bad = int((~is_num & ~values.isna().to_numpy(dtype=bool)).sum())
+            if n_bad:
+                raise DataError(column, f"must be numeric (dtype {values.dtype})", n_bad)
+        check_no_missing(values, column)
     arr = values.to_numpy(dtype=np.float64)
-    n_inf = int((~np.isfinite(arr)).sum())
-    if n_inf:
-        raise DataError(column, FINITE, n_inf)
-    return _check_values(arr, column, nonnegative, positive, integer)
-
-
-def _check_values(arr, column, nonnegative, positive, integer) -> np.ndarray:
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_missing = int(np.isnan(arr).sum())
+        if n_missing:
+            raise DataError(column, MISSING, n_missing)
+        raise DataError(column, FINITE, int((~finite).sum()))
     for flag, bad, rule in [
         (integer, lambda: arr != np.floor(arr), "must be whole numbers"),
         (nonnegative, lambda: arr < 0, NONNEGATIVE),

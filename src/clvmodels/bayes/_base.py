@@ -170,26 +170,26 @@ class BayesModel:
             tensors = [data(f"data_{n}", c) for n, c in zip(self.data_names, cols, strict=True)]
             weight = data("data_weight", w)
             par = self._parameters(specs, prior)
-            names = self.param_names
-            if self.segment is None:
-                per_row = [par[n] for n in names]
-            else:
-                seg = data("data_segment", codes)
-                per_row = [par[n][seg] for n in names]
+
+            def params_at(name, segments):
+                """The parameters at each of ``segments`` (scalars without segments)."""
+                if self.segment is None:
+                    return [par[n] for n in self.param_names]
+                at = data(name, segments.astype(np.int64))
+                return [par[n][at] for n in self.param_names]
+
             extra = {}
             if self._count_terms is not None:
                 # terms of (parameters, x) alone: once per distinct (segment, x), indexed
                 (pair_seg, pair_x), index, _, _ = unique_rows([codes, cols[0]])
-                at = data("data_pair_index", index)
-                if self.segment is None:
-                    per_pair = [par[n] for n in names]
-                else:
-                    seg_pairs = data("data_pair_segment", pair_seg.astype(np.int64))
-                    per_pair = [par[n][seg_pairs] for n in names]
                 terms = type(self)._count_terms(
-                    *per_pair, data("data_pair_x", pair_x), ops=pytensor_ops()
+                    *params_at("data_pair_segment", pair_seg),
+                    data("data_pair_x", pair_x),
+                    ops=pytensor_ops(),
                 )
+                at = data("data_pair_index", index)
                 extra["counts"] = [t[at] for t in terms]
+            per_row = params_at("data_segment", codes)
             ll = type(self)._ll(*per_row, *tensors, ops=pytensor_ops(), **extra)
             pm.Potential("loglik", pt.sum(weight * ll))
         cache_key = None if None in key else tuple(key)

@@ -274,7 +274,8 @@ class MLEModel:
                 result = self._maximise(cols, w, starts, runs)
         theta = np.exp(result.x)
         self.params_ = pd.Series(theta, index=list(self.param_names), name="estimate")
-        if isinstance(result, _Point):  # Newton: the value and Hessian at the optimum
+        newton = isinstance(result, _Point)  # Newton has the value and Hessian at the optimum
+        if newton:
             self.loglik_ = result.loglik
         elif runs is None:
             self.loglik_ = float(np.sum(w * self._loglik(theta, *cols)))
@@ -284,12 +285,9 @@ class MLEModel:
         self.n_obs_ = float(w.sum())
         self.n_unique_ = int(w.size)
         self.converged_ = True
-        if isinstance(result, _Point):
-            k = theta.size
-            self.cov_ = self._covariance_from_hessian(
-                result.loglik_hessian - 2 * self.penalizer * w.sum() * np.eye(k), theta)
-        else:
-            self.cov_ = self._covariance(theta, cols, w, runs)
+        self.cov_ = self._covariance(
+            theta, cols, w, runs, hessian=result.loglik_hessian if newton else None
+        )
         self.se_ = pd.Series(
             np.sqrt(np.clip(np.diag(self.cov_.to_numpy()), 0, None)),
             index=self.params_.index,
@@ -540,8 +538,12 @@ class MLEModel:
             "or set a small penalizer."
         )
 
-    def _covariance(self, theta, cols, w, runs=None) -> pd.DataFrame:
-        """Inverse observed information, on the natural scale (delta method)."""
+    def _covariance(self, theta, cols, w, runs=None, hessian=None) -> pd.DataFrame:
+        """Inverse observed information, on the natural scale (delta method).
+
+        ``hessian``: the log-likelihood's Hessian in log-parameters at ``theta`` when the
+        caller has it (Newton's last iterate); else analytic or by finite differences.
+        """
         log_theta = np.log(theta)
         k = theta.size
 
@@ -554,10 +556,11 @@ class MLEModel:
                     g = (w @ self._rows_loglik_and_grad(th, cols, runs)[1]) * th
             return g - 2 * self.penalizer * lt * w.sum()
 
-        if self._has_hessian:
-            _, _, hess = self._log_value_grad_and_hessian(theta, cols, w)
-            return self._covariance_from_hessian(hess - 2 * self.penalizer * w.sum() * np.eye(k),
-                                                 theta)
+        if hessian is None and self._has_hessian:
+            _, _, hessian = self._log_value_grad_and_hessian(theta, cols, w)
+        if hessian is not None:
+            penalty = 2 * self.penalizer * w.sum() * np.eye(k)
+            return self._covariance_from_hessian(hessian - penalty, theta)
         hess = np.empty((k, k))
         for j in range(k):
             h = 1e-5 * max(1.0, abs(log_theta[j]))

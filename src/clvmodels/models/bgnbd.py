@@ -111,7 +111,7 @@ def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
     the fit needs, without the per-row Hessians. Functions of the frequency alone are
     evaluated once per distinct frequency.
     """
-    psi, gl = special.digamma, special.gammaln
+    psi = special.digamma
     x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
     shape = x.shape
     x, t_x, T = x.ravel(), t_x.ravel(), T.ravel()
@@ -120,9 +120,10 @@ def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
     xsu = np.maximum(xu, 1.0)
     inv_b1 = 1.0 / (b + xsu - 1.0)
     tri_ab = trigamma_shift(a + b, xu)  # psi1(a+b) - psi1(a+b+x)
+    log_beta_gamma, log_b1 = count_terms(r, alpha, a, b, xu)
     of_x = np.stack([
-        gl(r + xu) + gl(b + xu) - gl(a + b + xu),  # x-dependent part of log L1
-        np.log(a) - np.log(b + xsu - 1.0),  # x-dependent part of d
+        log_beta_gamma,
+        log_b1,
         psi(r + xu),
         psi(a + b) - psi(a + b + xu),
         psi(b + xu) - psi(b),
@@ -133,14 +134,13 @@ def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
         inv_b1**2,
         (xu > 0).astype(float),
     ])[:, inv]
-    lg_x, d_x, psi_rx, psi_ab, psi_b, dd_b, h00, h23, h33, inv_b1_sq, pos = of_x
+    log_beta_gamma, log_b1, psi_rx, psi_ab, psi_b, dd_b, h00, h23, h33, inv_b1_sq, pos = of_x
     rx = r + x
     log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
     inv_T, inv_t = 1.0 / (alpha + T), 1.0 / (alpha + t_x)
-    d = d_x + rx * (log_aT - log_at)  # _log_odds_dead
+    ll = loglik(r, alpha, a, b, x, t_x, T, counts=(log_beta_gamma, log_b1))
+    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, log_b1=log_b1)
     w = pos * special.expit(d)
-    ll = (lg_x - gl(r) + r * np.log(alpha) + gl(a + b) - gl(b) - rx * log_aT
-          + pos * np.logaddexp(0.0, d))
     # gradient of d, and of log L1
     dd = np.stack([log_aT - log_at, rx * (inv_T - inv_t), np.full_like(x, 1.0 / a), dd_b],
                   axis=-1)
