@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -101,34 +97,10 @@ def test_loaders_return_fresh_frames():
 
 
 @pytest.mark.slow
-def test_data_load_from_installed_wheel(tmp_path):
-    """Build the wheel, install it (no deps) into a fresh venv, load every data set.
-
-    The venv gets the project's third-party packages through a ``.pth`` line naming the
-    project's site-packages directory; ``.pth`` files inside that directory (such as the
-    editable install's pointer to ``src/``) are not processed, so ``clvmodels`` and its
-    data can only come from the installed wheel, which the test asserts.
-    """
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not available")
-    dist = tmp_path / "dist"
-    subprocess.run([uv, "build", "--wheel", "-q", "-o", str(dist)], cwd=REPO, check=True)
-    (wheel,) = dist.glob("clvmodels-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [uv, "pip", "install", "-q", "--offline", "--no-deps", "--python", str(python), wheel],
-        check=True,
-    )
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    (Path(purelib) / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+def test_data_load_from_installed_wheel(tmp_path, installed_wheel):
+    """Build the wheel, install it (no deps) into a fresh venv, load every data set; the
+    data can only come from the installed wheel (see ``installed_wheel``), as asserted."""
+    python, purelib, env = installed_wheel.python, installed_wheel.purelib, installed_wheel.env
     script = (
         "import clvmodels, clvmodels.datasets as d\n"
         "from importlib import resources\n"
@@ -137,7 +109,6 @@ def test_data_load_from_installed_wheel(tmp_path):
         "print(len(d.cdnow_transactions()), len(d.cdnow_transactions(sample=True)),"
         " int(d.donations()['weights'].sum()))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     out = subprocess.run(
         [python, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()

@@ -382,37 +382,11 @@ def test_report_summary_json_and_code(tmp_path, odd_csv):
 
 
 @pytest.mark.slow
-def test_report_from_installed_wheel(tmp_path, odd_csv):
-    """The installed command finds the notebook inside the wheel (not the checkout).
-
-    As in test_datasets: the wheel is installed without dependencies into a fresh venv that
-    sees the project's third-party packages through a ``.pth`` line.
-    """
-    import os
-    import shutil
-    import sysconfig
-
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not available")
-    dist = tmp_path / "dist"
-    subprocess.run([uv, "build", "--wheel", "-q", "-o", str(dist)], cwd=ROOT, check=True)
-    (wheel,) = dist.glob("clvmodels-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [uv, "pip", "install", "-q", "--offline", "--no-deps", "--python", str(python), wheel],
-        check=True,
-    )
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    (Path(purelib) / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+def test_report_from_installed_wheel(tmp_path, odd_csv, installed_wheel):
+    """The installed command finds the notebook inside the wheel (not the checkout); the
+    wheel is installed without dependencies into a fresh venv (see ``installed_wheel``)."""
+    venv, python = installed_wheel.venv, installed_wheel.python
+    purelib, env = installed_wheel.purelib, installed_wheel.env
     where = subprocess.run(
         [python, "-c", "from clvmodels import report; print(report.notebook_path())"],
         cwd=tmp_path,
