@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow bench lint setup clean
+.PHONY: run test test-slow bench-bayes lint setup clean
 
 run: setup  ## the main job: the CDNOW HTML report (formula vs models), written to report.html
 	$(UV) run --frozen clvmodels report --out report.html
@@ -20,10 +20,17 @@ test-slow: setup  ## the slow tests only (sampling, wheel install, large data)
 lint: setup
 	$(UV) run --frozen ruff check src tests benchmarks
 
+bench-bayes: setup  ## Bayesian benchmark, side by side with pymc-marketing (bench group)
+	$(UV) sync --frozen --group bench --compile-bytecode
+	$(UV) run --frozen --group bench python benchmarks/bench_bayes.py
+
 setup: .venv/.synced
 
+# --compile-bytecode: .pyc files written once at install; without them (read-only
+# site-packages, or PYTHONDONTWRITEBYTECODE=1 as on our CI machines) every process
+# compiles pymc, pytensor and arviz from source on import, ~4.5 s each time
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 .tools/bin/uv:
