@@ -166,42 +166,93 @@ def test_gammagamma_model_uses_repeat_buyers(rfm):
     assert loglik == pytest.approx(-4055.92, abs=0.5)
 
 
+def _segment_logp_check(rfm, m, z, logs_of):
+    """The model's log density at a point against one computed here: each customer's
+    loglik at its own segment's parameters, plus the (hyper)priors; ``z`` gives each
+    population coordinate's standardised values in the two segments, ``logs_of`` turns
+    the coordinate values into the four logs. Centred entries carry the Jacobian of
+    z -> coordinate, so the density is in z for either form."""
+    frame = rfm.assign(seg=np.where(rfm["T"] > 35, "early", "late"))
+    codes = (frame["seg"] == "late").to_numpy().astype(int)
+    m._set_groups(codes, np.ones(len(codes)), 2)
+    sig = 0.2
+    mu = {c: 0.1 * i - 0.3 for i, c in enumerate(z)}
+    point, jacobian, value = {}, 0.0, {}
+    for c in z:
+        kind_log = c in BG_MLE
+        mu_name, sigma_name = (f"{c}_log_mu", f"{c}_log_sigma") if kind_log else (
+            f"{c}_mu",
+            f"{c}_sigma",
+        )
+        point[mu_name] = mu[c]
+        point[f"{sigma_name}_log__"] = np.log(sig)
+        cen = m.centered_[c].to_numpy()
+        value[c] = mu[c] + sig * np.array(z[c])
+        if (~cen).any():
+            point[f"{c}_z"] = np.array(z[c])[~cen]
+        if cen.any():
+            point[f"{c}_log" if kind_log else c] = value[c][cen]
+            jacobian += cen.sum() * np.log(sig)
+    logp, specs, key, shared = _model_logp(m, frame, point)
+    logp += jacobian
+    theta = {k: np.exp(v)[codes] for k, v in logs_of(value).items()}
+    data = [frame[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    expected = bgnbd.loglik(*(theta[k] for k in BG_MLE), *data).sum()
+    for c in z:
+        mu_name, sigma_name = (f"{c}_log_mu", f"{c}_log_sigma") if c in BG_MLE else (
+            f"{c}_mu",
+            f"{c}_sigma",
+        )
+        s = specs[mu_name][1]
+        expected += stats.norm(s["mu"], s["sigma"]).logpdf(mu[c])
+        expected += stats.halfnorm(scale=specs[sigma_name][1]["sigma"]).logpdf(sig)
+        expected += stats.norm().logpdf(z[c]).sum()
+    assert logp == pytest.approx(expected, rel=1e-10)
+    assert shared["data_segment"].max() == 1
+    return specs
+
+
 @pytest.mark.parametrize(
     "parametrization", ["non_centered", {"a": "centered", "b": [True, False]}, "centered"]
 )
-def test_segment_model_log_density(rfm, parametrization):
-    """Hierarchical model: each customer's loglik at its own segment's parameters; the
-    centred and non-centred forms give the same model."""
-    frame = rfm.assign(seg=np.where(rfm["T"] > 35, "early", "late"))
-    m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
-    mu = {k: np.log(v) for k, v in BG_MLE.items()}
+def test_segment_model_log_density_independent_logs(rfm, parametrization):
+    """Independent logs: the centred and non-centred forms give the same model."""
+    m = bayes.SegmentBGNBD(
+        segment="seg", parametrization=parametrization, population="independent"
+    )
     z = {"r": [0.3, -0.2], "alpha": [1.0, 0.0], "a": [-0.5, 0.5], "b": [0.0, 2.0]}
-    sig = 0.2
-    point = {}
-    m._set_groups(np.array([0, 1]), np.ones(2), 2)
-    jacobian = 0.0  # log |d log(theta) / dz| of the centred entries (the density is in z)
-    for k in BG_MLE:
-        point[f"{k}_log_mu"] = mu[k]
-        point[f"{k}_log_sigma_log__"] = np.log(sig)
-        c = m.centered_[k].to_numpy()
-        if (~c).any():
-            point[f"{k}_z"] = np.array(z[k])[~c]
-        if c.any():
-            point[f"{k}_log"] = mu[k] + sig * np.array(z[k])[c]
-            jacobian += c.sum() * np.log(sig)
-    logp, specs, key, shared = _model_logp(m, frame, point)
-    logp += jacobian
-    codes = (frame["seg"] == "late").to_numpy().astype(int)
-    theta = {k: np.exp(mu[k] + sig * np.array(z[k]))[codes] for k in BG_MLE}
-    data = [frame[c].to_numpy(float) for c in ("frequency", "recency", "T")]
-    expected = bgnbd.loglik(*theta.values(), *data).sum()
-    for k in BG_MLE:
-        s = specs[f"{k}_log_mu"][1]
-        expected += stats.norm(s["mu"], s["sigma"]).logpdf(mu[k])
-        expected += stats.halfnorm(scale=specs[f"{k}_log_sigma"][1]["sigma"]).logpdf(sig)
-        expected += stats.norm().logpdf(z[k]).sum()
-    assert logp == pytest.approx(expected, rel=1e-10)
-    assert shared["data_segment"].max() == 1
+    _segment_logp_check(rfm, m, z, lambda v: v)
+
+
+@pytest.mark.parametrize(
+    "parametrization",
+    ["auto", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": [False, True]}],
+)
+def test_segment_model_log_density_pairs(rfm, parametrization):
+    """Pairs population: log r = (v + u)/sqrt 2, log alpha = (v - u)/sqrt 2 (and a, b);
+    the centre's prior is the rotated prior of the two logs."""
+    m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
+    z = {"r_alpha_u": [0.3, -0.2], "r_alpha_v": [1.0, 0.0], "a_b_u": [-0.5, 0.5],
+         "a_b_v": [0.0, 2.0]}
+
+    def logs_of(v):
+        h = np.sqrt(0.5)
+        return {"r": h * (v["r_alpha_v"] + v["r_alpha_u"]),
+                "alpha": h * (v["r_alpha_v"] - v["r_alpha_u"]),
+                "a": h * (v["a_b_v"] + v["a_b_u"]), "b": h * (v["a_b_v"] - v["a_b_u"])}
+
+    specs = _segment_logp_check(rfm, m, z, logs_of)
+    base = bayes.BGNBD()._prior_specs(list(m._data(rfm)), np.ones(len(rfm)))
+    m_r, m_alpha = base["r"][1]["mu"], base["alpha"][1]["mu"]
+    assert specs["r_alpha_u_mu"][1]["mu"] == pytest.approx((m_r - m_alpha) * np.sqrt(0.5))
+    assert specs["r_alpha_v_mu"][1]["mu"] == pytest.approx((m_r + m_alpha) * np.sqrt(0.5))
+    assert specs["r_alpha_v_mu"][1]["sigma"] == pytest.approx(2.0)
+    if parametrization == "auto":  # u centred in segments of at least 500 customers
+        n_late = int((rfm["T"] <= 35).sum())
+        expected = [len(rfm) - n_late >= 500, n_late >= 500]
+        assert m.centered_["r_alpha_u"].tolist() == expected
+        assert m.centered_["a_b_u"].tolist() == expected
+        assert not m.centered_[["r_alpha_v", "a_b_v"]].to_numpy().any()
 
 
 def test_parametrization_errors():
@@ -211,6 +262,10 @@ def test_parametrization_errors():
         bayes.SegmentBGNBD(parametrization=[True])._set_groups(np.zeros(3, int), None, 2)
     with pytest.raises(ValueError, match="unknown parameter"):
         bayes.SegmentBGNBD(parametrization={"p": "centered"})._set_groups(None, None, 2)
+    with pytest.raises(ValueError, match="unknown parameter.*r_alpha_u"):
+        bayes.SegmentBGNBD(parametrization={"r": "centered"})._set_groups(None, None, 2)
+    with pytest.raises(ValueError, match="population must be"):
+        bayes.SegmentBGNBD(population="joint")
 
 
 # ---- priors ----------------------------------------------------------------------------
@@ -237,10 +292,20 @@ def test_priors_override_and_errors(rfm):
         bayes.BGNBD(priors={"r": ("Gamma", {"alpha": np.nan, "beta": 1})})._prior_specs(
             [x, t_x, T], np.ones(len(x))
         )
-    seg = bayes.SegmentBGNBD(priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})})
+    seg = bayes.SegmentBGNBD(
+        priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})}, population="independent"
+    )
     specs = seg._prior_specs([x, t_x, T], np.ones(len(x)))
     assert specs["b_log_sigma"] == ("HalfNormal", {"sigma": 0.1})
     assert specs["r_log_sigma"] == ("HalfNormal", {"sigma": 0.5})
+    seg = bayes.SegmentBGNBD(priors={"a_b_v_sigma": ("HalfNormal", {"sigma": 0.1})})
+    specs = seg._prior_specs([x, t_x, T], np.ones(len(x)))
+    assert specs["a_b_v_sigma"] == ("HalfNormal", {"sigma": 0.1})
+    assert specs["a_b_u_sigma"] == ("HalfNormal", {"sigma": 0.5})
+    with pytest.raises(ValueError, match="no hyperparameter 'b_log_sigma'"):
+        bayes.SegmentBGNBD(priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})})._prior_specs(
+            [x, t_x, T], np.ones(len(x))
+        )
     with pytest.raises(ValueError, match="no hyperparameter 'r'"):
         bayes.SegmentBGNBD(priors={"r": ("Gamma", {"alpha": 1, "beta": 1})})._prior_specs(
             [x, t_x, T], np.ones(len(x))
@@ -380,12 +445,23 @@ def test_clv_pairs_draws_and_is_consistent(rfm):
 
 
 # ---- segments ------------------------------------------------------------------------------
-def seg_fake(labels, n_seg_draws=30):
+def seg_fake(labels, n_seg_draws=30, population="pairs"):
     draws = around(BG_MLE, n_draws=n_seg_draws, n_seg=len(labels), spread=0.3)
-    for k in BG_MLE:
-        draws[f"{k}_log_mu"] = np.log(BG_MLE[k]) + np.zeros((2, n_seg_draws))
-        draws[f"{k}_log_sigma"] = 0.3 + np.zeros((2, n_seg_draws))
-    return fake(bayes.SegmentBGNBD, draws, segments=list(labels), segment="seg"), draws
+    const = np.zeros((2, n_seg_draws))
+    log = {k: np.log(v) for k, v in BG_MLE.items()}
+    if population == "independent":
+        for k in BG_MLE:
+            draws[f"{k}_log_mu"] = log[k] + const
+            draws[f"{k}_log_sigma"] = 0.3 + const
+    else:
+        for j, k in (("r", "alpha"), ("a", "b")):
+            draws[f"{j}_{k}_u_mu"] = np.sqrt(0.5) * (log[j] - log[k]) + const
+            draws[f"{j}_{k}_v_mu"] = np.sqrt(0.5) * (log[j] + log[k]) + const
+            draws[f"{j}_{k}_u_sigma"] = draws[f"{j}_{k}_v_sigma"] = 0.3 + const
+    h = fake(
+        bayes.SegmentBGNBD, draws, segments=list(labels), segment="seg", population=population
+    )
+    return h, draws
 
 
 def test_segment_predictions_use_own_segment(rfm):
@@ -411,7 +487,13 @@ def test_segment_params_table():
     assert table.loc[(20, "b"), "hdi_low"] == pytest.approx(low)
     assert table.loc[(20, "b"), "hdi_high"] == pytest.approx(high)
     pop = h.population_params()
-    assert pop.loc["r_median", "mean"] == pytest.approx(BG_MLE["r"])
+    for k in BG_MLE:  # the population centre of the pairs, rotated back
+        assert pop.loc[f"{k}_median", "mean"] == pytest.approx(BG_MLE[k])
+    assert list(pop.index[4:]) == [f"{c}_sigma" for c in ("r_alpha_u", "r_alpha_v", "a_b_u",
+                                                          "a_b_v")]
+    pop = seg_fake([10, 20], population="independent")[0].population_params()
+    assert pop.loc["b_median", "mean"] == pytest.approx(BG_MLE["b"])
+    assert pop.loc["b_log_sigma", "mean"] == pytest.approx(0.3)
 
 
 # ---- persistence ---------------------------------------------------------------------------

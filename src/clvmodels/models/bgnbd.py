@@ -29,27 +29,30 @@ from ._hyp2f1 import log_hyp2f1
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
 
-def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY, log_b1=None):
+def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY, log_c2=None):
     """log of  a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x)  for x > 0 (0-safe for x = 0);
-    ``log_b1`` is log(b + max(x, 1) - 1) when the caller has it (:func:`count_terms`)."""
-    if log_b1 is None:
-        log_b1 = ops.log(b + ops.maximum(x, 1.0) - 1.0)
-    return ops.log(a) - log_b1 + (r + x) * (ops.log(alpha + T) - ops.log(alpha + t_x))
+    ``log_c2`` is log(a) - log(b + max(x, 1) - 1) when the caller has it
+    (:func:`count_terms`)."""
+    if log_c2 is None:
+        log_c2 = ops.log(a) - ops.log(b + ops.maximum(x, 1.0) - 1.0)
+    return log_c2 + (r + x) * (ops.log(alpha + T) - ops.log(alpha + t_x))
 
 
 def count_terms(r, alpha, a, b, x, ops=NUMPY):
     r"""The parts of [1]_ eq. (6) that depend on the parameters and the count x alone.
 
-    Returns :math:`\log \frac{B(a, b+x)}{B(a, b)} \frac{\Gamma(r+x)}{\Gamma(r)}` and
-    :math:`\log(b + \max(x, 1) - 1)`. :func:`loglik` computes them per row unless given;
-    the Bayesian models evaluate them once per distinct (segment, x) and index, which
-    takes the gamma functions (and their derivatives) off the per-customer work.
+    Returns :math:`\log c_1 = \log \frac{B(a, b+x)}{B(a, b)} \frac{\Gamma(r+x)\alpha^r}{\Gamma(r)}`
+    and :math:`\log c_2 = \log a - \log(b + \max(x, 1) - 1)`, so that eq. (6) reads
+    :math:`L = c_1 (\alpha+T)^{-(r+x)} + \delta_{x>0}\, c_1 c_2 (\alpha+t_x)^{-(r+x)}`.
+    :func:`loglik` computes them per row unless given; the Bayesian models evaluate them
+    once per distinct (segment, x) and index, which takes the gamma functions (and their
+    derivatives) and the logs of per-segment parameters off the per-customer work.
     """
-    log_beta_gamma = (
-        ops.gammaln(r + x) - ops.gammaln(r)
+    log_c1 = (
+        ops.gammaln(r + x) - ops.gammaln(r) + r * ops.log(alpha)
         + ops.gammaln(a + b) + ops.gammaln(b + x) - ops.gammaln(b) - ops.gammaln(a + b + x)
     )
-    return log_beta_gamma, ops.log(b + ops.maximum(x, 1.0) - 1.0)
+    return log_c1, ops.log(a) - ops.log(b + ops.maximum(x, 1.0) - 1.0)
 
 
 def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY, counts=None):
@@ -64,9 +67,9 @@ def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY, counts=None):
     overflows. ``ops`` is the array back-end (numpy here, pytensor in :mod:`clvmodels.bayes`);
     ``counts`` is :func:`count_terms` per row when the caller computed it.
     """
-    log_beta_gamma, log_b1 = count_terms(r, alpha, a, b, x, ops) if counts is None else counts
-    log_l1 = log_beta_gamma + r * ops.log(alpha) - (r + x) * ops.log(alpha + T)
-    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, ops, log_b1=log_b1)
+    log_c1, log_c2 = count_terms(r, alpha, a, b, x, ops) if counts is None else counts
+    log_l1 = log_c1 - (r + x) * ops.log(alpha + T)
+    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, ops, log_c2=log_c2)
     return log_l1 + ops.where(x > 0, ops.softplus(d), 0.0)
 
 
@@ -120,10 +123,10 @@ def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
     xsu = np.maximum(xu, 1.0)
     inv_b1 = 1.0 / (b + xsu - 1.0)
     tri_ab = trigamma_shift(a + b, xu)  # psi1(a+b) - psi1(a+b+x)
-    log_beta_gamma, log_b1 = count_terms(r, alpha, a, b, xu)
+    log_c1, log_c2 = count_terms(r, alpha, a, b, xu)
     of_x = np.stack([
-        log_beta_gamma,
-        log_b1,
+        log_c1,
+        log_c2,
         psi(r + xu),
         psi(a + b) - psi(a + b + xu),
         psi(b + xu) - psi(b),
@@ -134,12 +137,12 @@ def loglik_value_grad_and_hessian(r, alpha, a, b, x, t_x, T, weights=None):
         inv_b1**2,
         (xu > 0).astype(float),
     ])[:, inv]
-    log_beta_gamma, log_b1, psi_rx, psi_ab, psi_b, dd_b, h00, h23, h33, inv_b1_sq, pos = of_x
+    log_c1, log_c2, psi_rx, psi_ab, psi_b, dd_b, h00, h23, h33, inv_b1_sq, pos = of_x
     rx = r + x
     log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
     inv_T, inv_t = 1.0 / (alpha + T), 1.0 / (alpha + t_x)
-    ll = loglik(r, alpha, a, b, x, t_x, T, counts=(log_beta_gamma, log_b1))
-    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, log_b1=log_b1)
+    ll = loglik(r, alpha, a, b, x, t_x, T, counts=(log_c1, log_c2))
+    d = _log_odds_dead(r, alpha, a, b, x, t_x, T, log_c2=log_c2)
     w = pos * special.expit(d)
     # gradient of d, and of log L1
     dd = np.stack([log_aT - log_at, rx * (inv_T - inv_t), np.full_like(x, 1.0 / a), dd_b],
