@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--hierarchical",
         action="store_true",
-        help="fit the hierarchical model also on more than 10,000 customers (slow)",
+        help="fit the hierarchical model also on more than 30,000 customers (slow)",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument("--show-code", action="store_true", help="keep the code in the HTML")

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.colors import to_rgba
+from matplotlib.ticker import MaxNLocator, SymmetricalLogLocator
 
 from ._aggregate import purchase_days_of
 from .compare import ACTUAL, holdout_predictions, repeat_purchases_over_time
@@ -47,12 +49,20 @@ __all__ = [
 _UNIT_NAMES = {"D": "day", "W": "week", "M": "month", "Y": "year"}
 
 
-def _axes(ax):
+def _axes(ax, *, figsize=(8, 4.5), layout=None):
+    """`ax`, or the Axes of a new figure (`layout="constrained"` keeps a legend placed
+    outside the Axes within the figure)."""
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(8, 4.5))
+        _, ax = plt.subplots(figsize=figsize, layout=layout)
     return ax
+
+
+def _legend_outside(ax, **kwargs):
+    """A legend to the right of the Axes, top-aligned, where it cannot hide data."""
+    kwargs.setdefault("frameon", False)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def _unit_name(unit) -> str:
@@ -357,9 +367,10 @@ def plot_alive_history(
     -------
     matplotlib.axes.Axes
         ``ax.lines[0]`` is the P(alive) path (x dates, y probabilities); the purchase
-        days are the line collection labelled ``"purchase day"``.
+        days are the line collection labelled ``"purchase day"``. The legend sits to the
+        right of the Axes: the path and the rug can fill the whole frame.
     """
-    ax = _axes(ax)
+    ax = _axes(ax, layout="constrained")
     days, end = purchase_days_of(tx, customer, date, customer_id, observation_end)
     first = int(days[0])
     grid = np.arange(first, max(end, first) + 1)
@@ -385,14 +396,24 @@ def plot_alive_history(
         label="purchase day",
     )
     ax.set_ylim(0, 1.05)
+    # short date labels ("Mar", "May", "1998"): they stay apart in a narrow panel
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_xlabel("date")
     ax.set_ylabel("P(alive)")
     ax.set_title(f"Customer {customer_id}: probability of being alive")
-    ax.legend(frameon=True, framealpha=0.9, loc="best", fontsize=8)
+    _legend_outside(ax, fontsize=9)
     return ax
 
 
 # ---- segments ---------------------------------------------------------------------------------
+def _forest_height(n_segments: int, n_methods: int) -> float:
+    """Figure height (inches) for a forest plot: a seventh of an inch per marker, at
+    least half an inch per segment, plus room for the title and the x axis; 3.5 at least."""
+    return max(3.5, 1.3 + n_segments * max(0.5, 0.14 * n_methods))
+
+
 def plot_segment_forest(
     estimates: pd.DataFrame, *, xlabel: str = "mean holdout purchases per customer", ax=None
 ):
@@ -405,20 +426,28 @@ def plot_segment_forest(
         no interval) and optionally ``customers``, e.g. from
         :func:`clvmodels.compare.segment_estimates`. The method ``"actual"`` is drawn as a
         black diamond.
+    ax : matplotlib.axes.Axes, optional
+        Without it, a new figure 9 inches wide whose height grows with the number of
+        segments and methods.
 
     Returns
     -------
     matplotlib.axes.Axes
-        One errorbar container per method (``ax.containers``, labelled by method); y tick
-        labels are the segments (with their number of customers).
+        One errorbar container per method (``ax.containers``, labelled by method); only
+        methods with at least one interval have error bars, so the legend shows bars
+        exactly for them. The legend sits to the right of the Axes. y tick labels are the
+        segments (with their number of customers).
     """
-    ax = _axes(ax)
     segments = list(pd.unique(estimates.index.get_level_values(0)))
     methods = list(pd.unique(estimates.index.get_level_values(1)))
+    if ax is None:
+        height = _forest_height(len(segments), len(methods))
+        ax = _axes(None, figsize=(9, height), layout="constrained")
     colors = _Palette(methods)
     others = [m for m in methods if m != ACTUAL]
+    # within a segment the methods run top to bottom in legend order
     offsets = {
-        m: (k - (len(others) - 1) / 2) * 0.6 / max(len(others), 1) for k, m in enumerate(others)
+        m: ((len(others) - 1) / 2 - k) * 0.6 / max(len(others), 1) for k, m in enumerate(others)
     }
     offsets[ACTUAL] = 0.0
     y0 = np.arange(len(segments))[::-1]
@@ -428,7 +457,8 @@ def plot_segment_forest(
         mean = part["mean"].to_numpy(float)
         low, high = part["low"].to_numpy(float), part["high"].to_numpy(float)
         err = np.vstack([mean - low, high - mean])
-        err = np.where(np.isfinite(err), err, 0.0)
+        # a method without any interval gets no error bars (and none in its legend entry)
+        err = np.where(np.isfinite(err), err, 0.0) if np.isfinite(err).any() else None
         if m == ACTUAL:
             ax.errorbar(
                 mean, y, fmt="D", color="black", ms=7, mfc="white", mew=1.5, label=m, zorder=3
@@ -442,16 +472,30 @@ def plot_segment_forest(
         n = estimates["customers"].groupby(level=0).first()
         labels = [f"{s} (n={int(n[s]):,})" for s in segments]
     ax.set_yticks(y0, labels)
+    ax.set_ylim(-0.5, len(segments) - 0.5)
     ax.set_xlabel(xlabel)
     ax.set_title("Segments: estimates with intervals by method")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="best")
+    _legend_outside(ax, fontsize=9)
     return ax
 
 
 # ---- CLV -------------------------------------------------------------------------------------
+def _headroom_top(vmax: float, log: bool) -> float:
+    """An upper y limit above `vmax`: the next decade on a symlog axis (so the top decade
+    has a labelled tick), 5% more on a linear one."""
+    if log and vmax > 1.0:
+        return float(10.0 ** np.ceil(np.log10(vmax) + 1e-9))
+    return vmax * 1.05 if vmax > 0 else vmax
+
+
 def plot_clv_distribution(
-    clv, *, formula: float | Mapping[str, float] | None = None, log: bool = False, ax=None
+    clv,
+    *,
+    formula: float | Mapping[str, float] | None = None,
+    log: bool = False,
+    ylabel: str = "CLV",
+    ax=None,
 ):
     """Customers ranked by CLV, with each customer's credible interval.
 
@@ -463,45 +507,81 @@ def plot_clv_distribution(
     formula : float or mapping of label to float, optional
         The formula's CLV per customer, drawn as horizontal reference lines.
     log : bool, default False
-        Logarithmic y axis (CLV is usually very skewed).
+        Symmetric-logarithmic y axis, linear below 1 (CLV is usually very skewed).
+    ylabel : str, default "CLV"
+        The y axis label; name the currency here (e.g. ``"CLV, $"``).
 
     Returns
     -------
     matplotlib.axes.Axes
         ``ax.lines[0]`` is the ranked CLV (x: share of customers in %, highest first);
-        the interval band is ``ax.collections[0]`` when there are intervals.
+        the interval band is ``ax.collections[0]`` when there are intervals (shaded, with
+        an outline). Where the bands of most customers are narrower than the line, the
+        band's legend label says so. The upper y limit is above every value drawn; on a
+        log axis it is the next power of ten, so the top decade has a tick.
     """
     ax = _axes(ax)
     mean = _mean(clv)
     order = np.argsort(-mean, kind="stable")
     x = 100.0 * (np.arange(len(mean)) + 0.5) / len(mean)
+    lw = 1.5
     ax.plot(
         x,
         mean[order],
         color="C0",
-        lw=1.5,
+        lw=lw,
+        zorder=3,
         label="model CLV (posterior mean)" if isinstance(clv, pd.DataFrame) else "model CLV",
     )
+    drawn = [mean]
+    band = None
     if isinstance(clv, pd.DataFrame) and {"hdi_low", "hdi_high"} <= set(clv.columns):
-        ax.fill_between(
+        low = clv["hdi_low"].to_numpy(float)[order]
+        high = clv["hdi_high"].to_numpy(float)[order]
+        drawn += [low, high]
+        band = ax.fill_between(
             x,
-            clv["hdi_low"].to_numpy(float)[order],
-            clv["hdi_high"].to_numpy(float)[order],
-            color="C0",
-            alpha=0.25,
-            lw=0,
+            low,
+            high,
+            facecolor=to_rgba("C0", 0.3),
+            edgecolor=to_rgba("C0", 0.8),
+            lw=0.6,
+            zorder=2,
             label="94% credible interval",
         )
     if formula is not None:
         refs = formula if isinstance(formula, Mapping) else {"formula": formula}
         for k, (label, value) in enumerate(refs.items()):
             ax.axhline(float(value), color=f"C{k + 1}", ls="--", lw=1.2, label=label)
+            drawn.append(np.array([float(value)]))
     if log:
         ax.set_yscale("symlog", linthresh=1.0)
-    if np.nanmin(mean) >= 0:
-        ax.set_ylim(bottom=0)
+        # minor ticks at 2..9 x 10^k: values between the decades can be read
+        ax.yaxis.set_minor_locator(
+            SymmetricalLogLocator(linthresh=1.0, base=10.0, subs=np.arange(2.0, 10.0))
+        )
+    values = np.concatenate(drawn)
+    values = values[np.isfinite(values)]
+    if values.size:
+        top = _headroom_top(float(values.max()), log)
+        if np.nanmin(mean) >= 0:
+            ax.set_ylim(0, top)
+        elif top > ax.get_ylim()[0]:
+            ax.set_ylim(top=top)
+    if band is not None:
+        # in display units (points, at the current Axes size): how many customers'
+        # bands stick out beyond the line, by half a point or more on either side?
+        ok = np.isfinite(low) & np.isfinite(high)
+        ys = ax.transData.transform(np.column_stack([x[ok], low[ok]]))[:, 1]
+        ye = ax.transData.transform(np.column_stack([x[ok], high[ok]]))[:, 1]
+        hidden = np.mean(np.abs(ye - ys) * 72.0 / ax.figure.dpi <= lw + 1.0) if ok.any() else 0
+        if hidden > 0.5:
+            band.set_label(
+                f"94% credible interval (narrower than the line for {hidden:.0%} of customers)"
+            )
+    ax.grid(axis="y", alpha=0.3)
     ax.set_xlabel("customers ranked by CLV (% of customers, highest first)")
-    ax.set_ylabel("CLV")
+    ax.set_ylabel(ylabel)
     ax.set_title("Customer lifetime value, customer by customer")
     ax.legend(frameon=False)
     return ax
@@ -514,9 +594,14 @@ def plot_formula_vs_model(
     xlabel: str = "formula CLV",
     ylabel: str = "model CLV",
     log: bool = False,
+    zero_label: str = "formula = 0",
     ax=None,
 ):
     """Scatter of the formula's CLV against a model's CLV, one point per customer.
+
+    Customers whose formula value is exactly 0 (for an own-history formula: no repeat
+    purchase yet) are drawn apart: a strip of short dashes in the next colour of the
+    cycle at x = 0, inside the frame, with their number and share in the legend.
 
     Parameters
     ----------
@@ -525,26 +610,46 @@ def plot_formula_vs_model(
         index of `model`.
     log : bool, default False
         Symmetric-logarithmic axes (linear below 1), for skewed values.
+    zero_label : str, default "formula = 0"
+        Legend label of the customers with formula value 0, followed by their number
+        and share: ``"formula = 0: 1,234 customers (52%)"``.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The points are ``ax.collections[0]``; ``ax.lines[0]`` is the diagonal y = x.
+        The points with a non-zero formula value are ``ax.collections[0]``; those with
+        formula value 0, if any, ``ax.collections[1]``. ``ax.lines[0]`` is the diagonal
+        y = x.
     """
     ax = _axes(ax)
     m = model["mean"] if isinstance(model, pd.DataFrame) else model
     f = (formula["mean"] if isinstance(formula, pd.DataFrame) else formula).reindex(m.index)
     x, y = f.to_numpy(float), m.to_numpy(float)
-    ax.scatter(x, y, s=6, alpha=0.35, color="C0", lw=0)
     finite = np.isfinite(x) & np.isfinite(y)
+    zero = finite & (x == 0)
+    ax.scatter(x[~zero], y[~zero], s=6, alpha=0.35, color="C0", lw=0)
     hi = float(max(x[finite].max(), y[finite].max())) if finite.any() else 1.0
     lo = float(min(0.0, x[finite].min(), y[finite].min())) if finite.any() else 0.0
     ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="formula = model")
+    if zero.any():
+        n_zero = int(zero.sum())
+        ax.scatter(
+            x[zero],
+            y[zero],
+            s=40,
+            marker="_",
+            alpha=0.5,
+            color="C1",
+            lw=1.2,
+            zorder=3,
+            label=f"{zero_label}: {n_zero:,} customers ({n_zero / finite.sum():.0%})",
+        )
     if log:
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_yscale("symlog", linthresh=1.0)
     if lo >= 0:
-        ax.set_xlim(left=0)
+        # customers at x = 0 are drawn inside the frame, not on its edge
+        ax.set_xlim(left=(-0.3 if log else -0.03 * hi) if zero.any() else 0.0)
         ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
