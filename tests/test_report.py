@@ -323,8 +323,10 @@ def test_report_on_cdnow_fast(tmp_path):
     html = _check_report(result, out, min_images=6, progress=True)
     assert "calibration period ends 1997-09-30 (chosen" in result.stderr
     assert "Bayesian BG/NBD" in result.stdout
-    # 23,570 customers: the hierarchical model is skipped by default, and the user is told
-    assert "note: The hierarchical BG/NBD was not fitted: with 23,570 customers" in (result.stdout)
+    # 23,570 customers (the default fits it up to 30,000): the hierarchical model is in the
+    # summary table, with its predicted holdout purchases
+    assert re.search(r"^\s+hierarchical BG/NBD\s+[\d,]+\s+[+-]\d", result.stdout, re.M)
+    assert "hierarchical BG/NBD was not fitted" not in result.stdout
     assert (
         "Holdout 1997-10-01 to 1998-06-30 (39.0 weeks), 23,570 customers: actual "
         "19,684 purchases" in result.stdout
