@@ -380,7 +380,7 @@ def _log_pfaff_series(a, b, c, z):
 
     .. math::
         {}_2F_1(a, b; c; z) = (1-z)^{-b} \sum_{n \ge 0}
-            rac{(b)_n (c-a)_n}{(c)_n\, n!} w^n, \qquad w = rac{z}{z-1} \le 0
+            \frac{(b)_n (c-a)_n}{(c)_n\, n!} w^n, \qquad w = \frac{z}{z-1} \le 0
 
     (DLMF 15.8.1). For large :math:`c` the sum is also the large-parameter expansion of
     DLMF 15.12.2, whose error is of the order of the first omitted term; it is used where
