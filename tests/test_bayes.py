@@ -177,13 +177,11 @@ def _segment_logp_check(rfm, m, z, logs_of):
     m._set_groups(codes, np.ones(len(codes)), 2)
     sig = 0.2
     mu = {c: 0.1 * i - 0.3 for i, c in enumerate(z)}
+    # hyperparameter names: "r_log_mu" for a parameter's log, "r_alpha_u_mu" for a pair's
+    stem = {c: f"{c}_log" if c in BG_MLE else c for c in z}
     point, jacobian, value = {}, 0.0, {}
     for c in z:
-        kind_log = c in BG_MLE
-        mu_name, sigma_name = (f"{c}_log_mu", f"{c}_log_sigma") if kind_log else (
-            f"{c}_mu",
-            f"{c}_sigma",
-        )
+        mu_name, sigma_name = f"{stem[c]}_mu", f"{stem[c]}_sigma"
         point[mu_name] = mu[c]
         point[f"{sigma_name}_log__"] = np.log(sig)
         cen = m.centered_[c].to_numpy()
@@ -191,7 +189,7 @@ def _segment_logp_check(rfm, m, z, logs_of):
         if (~cen).any():
             point[f"{c}_z"] = np.array(z[c])[~cen]
         if cen.any():
-            point[f"{c}_log" if kind_log else c] = value[c][cen]
+            point[f"{c}_log" if c in BG_MLE else c] = value[c][cen]
             jacobian += cen.sum() * np.log(sig)
     logp, specs, key, shared = _model_logp(m, frame, point)
     logp += jacobian
@@ -199,10 +197,7 @@ def _segment_logp_check(rfm, m, z, logs_of):
     data = [frame[c].to_numpy(float) for c in ("frequency", "recency", "T")]
     expected = bgnbd.loglik(*(theta[k] for k in BG_MLE), *data).sum()
     for c in z:
-        mu_name, sigma_name = (f"{c}_log_mu", f"{c}_log_sigma") if c in BG_MLE else (
-            f"{c}_mu",
-            f"{c}_sigma",
-        )
+        mu_name, sigma_name = f"{stem[c]}_mu", f"{stem[c]}_sigma"
         s = specs[mu_name][1]
         expected += stats.norm(s["mu"], s["sigma"]).logpdf(mu[c])
         expected += stats.halfnorm(scale=specs[sigma_name][1]["sigma"]).logpdf(sig)

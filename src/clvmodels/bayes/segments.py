@@ -125,10 +125,9 @@ class SegmentMixin(BayesModel):
 
     @staticmethod
     def _hyper_names(name: str, kind: str) -> tuple[str, str]:
-        return (f"{name}_log_mu", f"{name}_log_sigma") if kind == "log" else (
-            f"{name}_mu",
-            f"{name}_sigma",
-        )
+        """Names of the coordinate's population centre and spread."""
+        stem = f"{name}_log" if kind == "log" else name
+        return f"{stem}_mu", f"{stem}_sigma"
 
     def _settings(self) -> dict:
         def plain(form):
@@ -199,8 +198,8 @@ class SegmentMixin(BayesModel):
         return {"segment": np.arange(n_groups)}
 
     def _set_groups(self, codes, w, n_groups):
-        names = [name for name, _, _ in self._coordinates()]
         kinds = {name: kind for name, _, kind in self._coordinates()}
+        names = list(kinds)
         par = self.parametrization
         per_coord = par if isinstance(par, dict) else dict.fromkeys(names, par)
         unknown = set(per_coord) - set(names)
@@ -321,13 +320,10 @@ class SegmentMixin(BayesModel):
         from ._predict import hdi_of_sorted
 
         post = self._check_fitted().posterior
-        coords = self._coordinates()
-        centre = {name: post[self._hyper_names(name, kind)[0]] for name, _, kind in coords}
+        hyper = {name: self._hyper_names(name, kind) for name, _, kind in self._coordinates()}
+        centre = {name: post[mu] for name, (mu, _) in hyper.items()}
         series = [(f"{n}_median", np.exp(v)) for n, v in self._logs(centre).items()]
-        series += [
-            (self._hyper_names(name, kind)[1], post[self._hyper_names(name, kind)[1]])
-            for name, _, kind in coords
-        ]
+        series += [(sigma, post[sigma]) for _, sigma in hyper.values()]
         rows = []
         for label, da in series:
             v = np.ravel(da.values)
