@@ -75,10 +75,12 @@ def _covers(pred, truth):
     return (pred["hdi_low"] <= truth) & (truth <= pred["hdi_high"])
 
 
-def one_seed(seed: int, sizes, draws: int) -> dict:
+def one_seed(seed: int, sizes, draws: int, **model) -> dict:
+    """One simulated data set; ``model``: settings of ``SegmentBGNBD`` (population,
+    parametrization)."""
     rfm, truth = simulate_segments(sizes, seed)
     t0 = time.perf_counter()
-    h = _fit(bayes.SegmentBGNBD, rfm, seed, draws, segment="segment")
+    h = _fit(bayes.SegmentBGNBD, rfm, seed, draws, segment="segment", **model)
     t_h = time.perf_counter() - t0
     table = h.segment_params()
     param_rows = []
@@ -125,10 +127,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--out", default=None, help="write all results as JSON here")
+    parser.add_argument("--population", default="pairs", choices=["pairs", "independent"])
+    parser.add_argument("--parametrization", default="auto")
     args = parser.parse_args()
     results = []
     for seed in range(args.seeds):
-        res = one_seed(seed, SIZES, args.draws)
+        res = one_seed(
+            seed,
+            SIZES,
+            args.draws,
+            population=args.population,
+            parametrization=args.parametrization,
+        )
         results.append(res)
         print(
             f"seed {seed}: {res['seconds_hierarchical']:.0f} s, divergences "
