@@ -81,6 +81,78 @@ def test_map(cdnow_rfm):
     assert (ep["sd"] == 0).all()
 
 
+def _stats_and_draws(model):
+    idata = model.idata_
+    return {f"posterior/{k}": v.values for k, v in idata.posterior.data_vars.items()} | {
+        f"sample_stats/{k}": v.values for k, v in idata.sample_stats.data_vars.items()
+    }
+
+
+def test_c_backend_draws_do_not_depend_on_cores(quick, cdnow_rfm):
+    """Chains dealt to forked workers (cores=2, 3 chains: 2 + 1) or run in this process
+    (cores=1) get the same seeds, so the same draws and sampler statistics."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        kw = {**QUICK, "chains": 3}
+        forked = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **kw)
+        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**kw, "cores": 1})
+    a, b = _stats_and_draws(forked), _stats_and_draws(serial)
+    assert a.keys() == b.keys()
+    assert {"sample_stats/diverging", "sample_stats/n_steps", "sample_stats/step_size"} <= set(a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert forked.idata_.posterior.sizes["chain"] == 3
+    # the first two chains are those of the 2-chain fit with the same seed
+    np.testing.assert_array_equal(
+        forked.idata_.posterior["r"].values[:2], quick.idata_.posterior["r"].values
+    )
+
+
+def test_failed_worker_falls_back_to_this_process(cdnow_rfm, monkeypatch):
+    """A worker that fails: a RuntimeWarning naming the error, and the chains run again
+    here with the same seeds."""
+    import os
+
+    from clvmodels.bayes import _chains
+
+    parent, real = os.getpid(), _chains._one_chain
+
+    def failing_in_workers(*args, **kwargs):
+        if os.getpid() != parent:
+            raise RuntimeError("worker broke")
+        return real(*args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **{**QUICK, "cores": 1})
+        monkeypatch.setattr(_chains, "_one_chain", failing_in_workers)
+        with pytest.warns(RuntimeWarning, match="parallel chains failed.*worker broke"):
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **QUICK)
+    np.testing.assert_array_equal(
+        again.idata_.posterior["b"].values, serial.idata_.posterior["b"].values
+    )
+
+
+def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys):
+    monkeypatch.delenv("CI", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**QUICK, "progressbar": True})
+    err = capsys.readouterr().err
+    assert "Sampling 2 chains" in err
+    assert "600/600" in err  # 2 chains x (150 tuning + 150 kept) draws
+
+
+def test_chain_seeds():
+    from clvmodels.bayes._chains import chain_seeds
+
+    seeds = chain_seeds(7, 4)
+    assert seeds == chain_seeds(7, 4) and len(set(seeds)) == 4
+    assert seeds[:2] == chain_seeds(7, 2)  # more chains keep the first ones' seeds
+    assert all(0 <= s < 2**64 for s in seeds)
+    assert chain_seeds(None, 2) != chain_seeds(None, 2)
+
+
 @pytest.mark.slow
 def test_advi(cdnow_rfm):
     m = bayes.BGNBD().fit(

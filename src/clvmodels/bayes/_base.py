@@ -19,8 +19,9 @@ Sampling
 ``method="nuts"`` (default) samples with nutpie and falls back to PyMC's NUTS when
 nutpie is missing (``sampler="pymc"`` asks for it directly). nutpie gets the compiled log
 density from pytensor's C back-end (cached on disk: no compilation wait after the first
-fit on a machine) for up to 5,000 distinct rows, and from numba (faster gradients,
-parallel chains, but 15-30 s of compilation per process) above; ``backend=`` overrides.
+fit on a machine; chains in forked worker processes) for up to 5,000 distinct rows, and
+from numba (faster gradients, chains in threads, but 15-30 s of compilation per process)
+above; ``backend=`` overrides.
 nutpie adapts a low-rank-modified mass matrix by default. ``method="map"`` stores the
 posterior mode as one draw (no uncertainty: a quick look), ``method="advi"`` a mean-field
 ADVI approximation started at the mode (``chains * draws`` draws in one chain). The same
@@ -148,6 +149,7 @@ class BayesModel:
         import pymc as pm
         import pytensor.tensor as pt
 
+        _sampling.probe_compiler()
         shared: dict[str, np.ndarray] = {}
         key: list = [type(self).__name__]
 
@@ -233,12 +235,14 @@ class BayesModel:
             :func:`clvmodels.bayes._sampling.sample_nutpie`): ``"numba"`` has the fastest
             gradients and truly parallel chains but compiles for 15-30 s in every new
             process; ``"c"`` uses pytensor's C back-end, compiled once per machine and
-            cached on disk, with chains that share the GIL. ``"auto"`` picks ``"c"`` for
-            up to 5,000 distinct rows (compilation dominates there) and ``"numba"``
-            above.
+            cached on disk, its chains in forked worker processes (on Linux; see
+            :mod:`clvmodels.bayes._chains`). ``"auto"`` picks ``"c"`` for up to 5,000
+            distinct rows (compilation dominates there) and ``"numba"`` above.
         cores : int, optional
-            Chains run in parallel (default: ``min(chains, os.cpu_count())``), except with
-            nutpie's ``"c"`` backend, whose chains share Python's GIL and run in one thread.
+            Chains run in parallel, this many at a time (default:
+            ``min(chains, os.cpu_count())``): threads with ``"numba"``, worker processes
+            with ``"c"`` (Linux; elsewhere one chain after another). With ``"c"`` the
+            draws do not depend on ``cores``.
         progressbar : bool, optional
             Default: shown in terminals and notebooks, never when ``CI`` is set.
         weights : str, array or Series, optional

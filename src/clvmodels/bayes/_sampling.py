@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -21,6 +23,7 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 _CACHE_SIZE = 16
 _COMPILED: OrderedDict = OrderedDict()
+_PROBE: threading.Thread | None = None
 
 
 def show_progress(progressbar: bool | None) -> bool:
@@ -57,38 +60,37 @@ def sample_nutpie(
     so compiled models are cached in memory by structure and refits only swap the data).
     ``backend="c"``: the log density compiled by pytensor's C back-end, whose compiled
     code is cached on disk (~2 s when warm), called from nutpie's Rust sampler through
-    Python (one function copy per chain). These chains share Python's GIL, so they run
-    in one thread whatever ``cores`` says: on CDNOW, 4 chains took 8.3 s in two threads
-    contending for the GIL and 4.8 s in one.
+    Python (one function copy per chain). Such chains hold Python's GIL, so they run in
+    ``min(cores, chains)`` forked worker processes, not threads (see
+    :mod:`clvmodels.bayes._chains`).
     """
     import nutpie
 
+    common = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, **kwargs}
     if backend == "c":
-        compiled = compile_c(model, var_names)
-        cores = 1
-    elif backend != "numba":
+        from ._chains import sample_chains
+
+        return sample_chains(
+            compile_c(model, var_names),
+            var_names,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **common,
+        )
+    if backend != "numba":
         raise ValueError(f"backend must be 'numba' or 'c', got {backend!r}")
+    compiled = _COMPILED.get(key) if key is not None else None
+    if compiled is None:
+        compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
+        if key is not None:
+            _COMPILED[key] = compiled
+            while len(_COMPILED) > _CACHE_SIZE:
+                _COMPILED.popitem(last=False)
     else:
-        compiled = _COMPILED.get(key) if key is not None else None
-        if compiled is None:
-            compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
-            if key is not None:
-                _COMPILED[key] = compiled
-                while len(_COMPILED) > _CACHE_SIZE:
-                    _COMPILED.popitem(last=False)
-        else:
-            _COMPILED.move_to_end(key)
-            compiled = compiled.with_data(**shared_values)
+        _COMPILED.move_to_end(key)
+        compiled = compiled.with_data(**shared_values)
     return nutpie.sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
-        seed=random_seed,
-        progress_bar=progressbar,
-        save_warmup=False,
-        **kwargs,
+        compiled, seed=random_seed, progress_bar=progressbar, save_warmup=False, **common
     )
 
 
@@ -119,27 +121,43 @@ def compile_c(model, var_names):
         var_names=var_names,
     )
     names, _, shapes = shape_info
+    copies = {"logp": [], "expand": []}
+
+    def borrow(kind, template, closure_of):
+        """A copy of a compiled function for one chain (pytensor functions are not
+        thread-safe), back in the pool when the chain's closure is freed: chains run one
+        after another in a process reuse it (a copy takes ~40 ms)."""
+        pool = copies[kind]
+        try:
+            fn = pool.pop()
+        except IndexError:
+            fn = template.copy()
+            fn.trust_input = True
+        closure = closure_of(fn)
+        weakref.finalize(closure, pool.append, fn)
+        return closure
 
     def make_logp_func():
-        fn = logp_fn.copy()  # pytensor functions are not thread-safe: one per chain
-        fn.trust_input = True
+        def closure_of(fn):
+            def logp(x, **shared):
+                value, grad = fn(x)
+                return float(value), np.asarray(grad, dtype="float64", order="C")
 
-        def logp(x, **shared):
-            value, grad = fn(x)
-            return float(value), np.asarray(grad, dtype="float64", order="C")
+            return logp
 
-        return logp
+        return borrow("logp", logp_fn, closure_of)
 
     def make_expand_func(seed1, seed2, chain):
-        fn = expand_fn.copy()
+        def closure_of(fn):
+            def expand(x, **shared):
+                return {
+                    n: np.asarray(v, dtype="float64", order="C").reshape(s)
+                    for n, v, s in zip(names, fn(x), shapes, strict=True)
+                }
 
-        def expand(x, **shared):
-            return {
-                n: np.asarray(v, dtype="float64", order="C").reshape(s)
-                for n, v, s in zip(names, fn(x), shapes, strict=True)
-            }
+            return expand
 
-        return expand
+        return borrow("expand", expand_fn, closure_of)
 
     dims, coords = _prepare_dims_and_coords(model, shape_info)
     return from_pyfunc(
@@ -153,6 +171,40 @@ def compile_c(model, var_names):
         dims=dims,
         coords=coords,
     )
+
+
+def probe_compiler() -> None:
+    """Start pytensor's once-per-process probe of the C++ compiler in a thread.
+
+    Before its first C module in a process, pytensor runs g++ three times to find the
+    flags ``-march=native`` stands for (0.26 s on this machine). The probe mostly waits on
+    g++, without holding the GIL, so it runs while this thread builds the model and
+    rewrites its graph. If the
+    linker gets there first it probes again, with the same result; nothing is imported in
+    the thread (pytensor is fully imported before this is called).
+    """
+    try:
+        from pytensor.link.c.cmodule import GCC_compiler
+    except ImportError:
+        return
+    global _PROBE
+    if getattr(GCC_compiler, "march_flags", ()) is None and _PROBE is None:
+
+        def probe():
+            try:
+                GCC_compiler.compile_args()
+            except Exception:  # noqa: BLE001 - the linker will probe (and report) itself
+                pass
+
+        _PROBE = threading.Thread(target=probe, name="clvmodels-compiler-probe", daemon=True)
+        _PROBE.start()
+
+
+def join_probe() -> None:
+    """Wait for the compiler probe (before forking: a forked child must not inherit a
+    half-done subprocess call)."""
+    if _PROBE is not None:
+        _PROBE.join()
 
 
 def sample_pymc(
@@ -214,38 +266,49 @@ def _dims(model, var_names):
     }
 
 
-def _element_names(da) -> list[str]:
-    """'r', or 'r[seg A]' for each element of a variable with a dimension."""
+def _elements(da):
+    """('r', draws) or ('r[seg A]', draws) for each element of a variable; draws is a
+    (chain, draw) array."""
     dims = [d for d in da.dims if d not in ("chain", "draw")]
+    values = da.transpose("chain", "draw", *dims).values
+    values = values.reshape(values.shape[0], values.shape[1], -1)
     if not dims:
-        return [da.name]
+        return [(da.name, values[:, :, 0])]
     labels = (
         np.array(np.meshgrid(*[da[d].values for d in dims], indexing="ij"), dtype=object)
         .reshape(len(dims), -1)
         .T
     )
-    return [f"{da.name}[{', '.join(str(v) for v in row)}]" for row in labels]
+    return [
+        (f"{da.name}[{', '.join(str(v) for v in row)}]", values[:, :, j])
+        for j, row in enumerate(labels)
+    ]
 
 
 def diagnostics(idata, var_names):
-    """R-hat, bulk and tail ESS per parameter element, and the number of divergences."""
+    """R-hat, bulk and tail ESS per parameter element, and the number of divergences.
+
+    Rank-normalised split R-hat and bulk/tail ESS (Vehtari et al. 2021) from ArviZ,
+    called on each element's (chain, draw) array (ArviZ's numpy path, without the
+    per-variable xarray overhead).
+    """
     import arviz as az
     import pandas as pd
 
-    post = idata.posterior[var_names]
-    rhat = az.rhat(post)
-    ess_bulk = az.ess(post, method="bulk")
-    ess_tail = az.ess(post, method="tail")
     rows = []
-    for name in var_names:
-        for label, rh, eb, et in zip(
-            _element_names(post[name]),
-            np.ravel(rhat[name].values),
-            np.ravel(ess_bulk[name].values),
-            np.ravel(ess_tail[name].values),
-            strict=True,
-        ):
-            rows.append((label, float(rh), float(eb), float(et)))
+    numba_flag = az.Numba.numba_flag
+    # ArviZ's numba variance kernel compiles (0.16 s) on first use in every process; for
+    # arrays of (chain, draw) numpy's variance is as fast
+    az.Numba.numba_flag = False
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a stuck chain: NaN R-hat
+            for name in var_names:
+                for label, draws in _elements(idata.posterior[name]):
+                    rhat = az.rhat(draws)
+                    bulk, tail = az.ess(draws, method="bulk"), az.ess(draws, method="tail")
+                    rows.append((label, float(rhat), float(bulk), float(tail)))
+    finally:
+        az.Numba.numba_flag = numba_flag
     table = pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"])
     table = table.set_index("parameter")
     n_div = 0
