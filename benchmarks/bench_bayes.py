@@ -12,7 +12,7 @@
 Run: ``make bench-bayes``, or ``uv run --group bench python benchmarks/bench_bayes.py
 [--skip-reference] [--repeat N]`` (pymc-marketing is in the ``bench`` dependency group
 only). Chains run 2 at a time (``cores=2``) for both packages. The two BG/NBD cases run
-alternately ``--repeat`` times (default 3), each in a fresh process, and the medians are
+alternately ``--repeat`` times (default 5), each in a fresh process, and the medians are
 compared: the first process of a series pays for a cold page cache (imports of pymc,
 pytensor and arviz read from disk), whichever package it is.
 """
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["ours", "reference", "hierarchical"])
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-hierarchical", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each BG/NBD case")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each BG/NBD case")
     args = parser.parse_args()
     runs = {"ours": run_ours, "reference": run_reference, "hierarchical": run_hierarchical}
     if args.only:

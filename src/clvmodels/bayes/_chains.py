@@ -95,16 +95,16 @@ def _one_chain(compiled, var_names, index, seed, run, report) -> dict[str, np.nd
 
     settings = {"chains": 1, "cores": 1, "seed": seed, "progress_bar": False}
     settings.update(save_warmup=False, return_raw_trace=True, **run)
-    if report is None:
-        trace = nutpie.sample(compiled, **settings)
-    else:
-        sampler = nutpie.sample(compiled, blocking=False, **settings)
-        try:
-            while (trace := _wait(sampler)) is None:
+    # not blocking: an interrupt (Ctrl-C) cancels the chain and propagates, where
+    # nutpie's blocking call would return the draws so far as if complete
+    sampler = nutpie.sample(compiled, blocking=False, **settings)
+    try:
+        while (trace := _wait(sampler)) is None:
+            if report is not None:
                 report(index, _rows(sampler.inspect()))
-        except BaseException:
-            sampler.cancel()
-            raise
+    except BaseException:
+        sampler.cancel()
+        raise
     (draw_batch,), (stat_batch,) = trace.get_arrow_trace()
     if report is not None:
         report(index, draw_batch.num_rows)
@@ -299,9 +299,9 @@ class _Bar:
 def _progress(show: bool, total: int, chains: int) -> _Bar:
     if not show:
         return _Bar(None, chains)
-    from tqdm.auto import tqdm
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tqdm.auto without ipywidgets falls back to text
+        from tqdm.auto import tqdm
+
         bar = tqdm(total=total, desc=f"Sampling {chains} chains", unit=" draws")
     return _Bar(bar, chains)
