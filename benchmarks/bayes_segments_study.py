@@ -29,8 +29,6 @@ import pandas as pd
 
 from clvmodels import bayes
 from clvmodels.errors import StatisticalWarning
-from clvmodels.models import bgnbd
-from clvmodels.models.bgnbd import BGNBD as MLEBGNBD
 
 SIZES = [50, 50, 100, 200, 500, 1000, 5000, 20000]
 SMALL = 200
@@ -41,26 +39,9 @@ HORIZON = 39.0
 
 def simulate_segments(sizes, seed, pop_sigma=POP_SIGMA):
     """RFM frame with columns segment and truth (E[Y(39) | history] at the true values)."""
-    rng = np.random.default_rng(seed)
-    truth, frames = {}, []
-    for s, n in enumerate(sizes):
-        theta = {k: float(v * np.exp(pop_sigma * rng.standard_normal())) for k, v in POP.items()}
-        truth[s] = theta
-        T = rng.integers(26, 53, n).astype(float)
-        sim = MLEBGNBD.from_params(**theta).simulate(n, T, random_state=rng)
-        sim["recency"] = np.minimum(np.round(sim["recency"] * 7) / 7, sim["T"])
-        sim["segment"] = s
-        sim["truth"] = bgnbd.expected_purchases(
-            *theta.values(),
-            HORIZON,
-            sim["frequency"].to_numpy(float),
-            sim["recency"].to_numpy(float),
-            sim["T"].to_numpy(float),
-        )
-        frames.append(sim)
-    rfm = pd.concat(frames, ignore_index=True)
-    rfm.index.name = "customer_id"
-    return rfm, truth
+    return bayes.simulate_segments(
+        sizes, POP, spread=pop_sigma, horizon=HORIZON, random_state=seed
+    )
 
 
 def _fit(cls, data, seed, draws, **kw):

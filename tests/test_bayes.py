@@ -540,3 +540,31 @@ def test_progress_bar_policy(monkeypatch):
     monkeypatch.delenv("CI")
     assert _sampling.show_progress(True) is True
     assert _sampling.show_progress(False) is False
+
+
+def test_simulate_segments():
+    """Segment parameters drawn around the population with the given spread; customers
+    in whole-week ages and whole-day recencies; truth = eq. (10) at the true values."""
+    from clvmodels.models import bgnbd
+
+    pop = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+    rfm, truth = bayes.simulate_segments([3] * 400, pop, spread=0.5, horizon=39, random_state=3)
+    again, _ = bayes.simulate_segments([3] * 400, pop, spread=0.5, horizon=39, random_state=3)
+    pd.testing.assert_frame_equal(rfm, again)
+    assert len(rfm) == 1200 and rfm.index.name == "customer_id"
+    assert rfm["segment"].value_counts().eq(3).all() and rfm["segment"].nunique() == 400
+    assert rfm["T"].between(26, 52).all() and (rfm["T"] % 1 == 0).all()
+    days = rfm["recency"] * 7
+    assert np.allclose(days, np.round(days)) and (rfm["recency"] <= rfm["T"]).all()
+    assert (rfm.loc[rfm["frequency"] == 0, "recency"] == 0).all()
+    logs = pd.DataFrame(truth).T.apply(np.log) - pd.Series(pop).apply(np.log)
+    assert logs.std().between(0.45, 0.55).all() and logs.mean().abs().lt(0.08).all()
+    seg = rfm[rfm["segment"] == 7]
+    expected = bgnbd.expected_purchases(
+        *truth[7].values(), 39.0, *(seg[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    )
+    np.testing.assert_allclose(seg["truth"], expected)
+    no_truth, _ = bayes.simulate_segments([5], pop, random_state=0)
+    assert "truth" not in no_truth
+    with pytest.raises(ValueError, match="missing"):
+        bayes.simulate_segments([5], {"r": 1.0})

@@ -8,12 +8,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from clvmodels import bayes
 from clvmodels.errors import StatisticalWarning
-from clvmodels.models import bgnbd
 from clvmodels.models.bgnbd import BGNBD as MLEBGNBD
 from clvmodels.models.gammagamma import GammaGamma as MLEGammaGamma
 
@@ -54,34 +52,14 @@ def test_cdnow_gammagamma_acceptance(cdnow_rfm):
 
 
 # ---- simulated segments -----------------------------------------------------------------
-POP_MU = {k: np.log(v) for k, v in BG_MLE.items()}
 POP_SIGMA = 0.5
 
 
 def simulate_segments(sizes, seed, horizon=39.0):
-    """Segments with parameters drawn from the population; T in whole weeks (cohorts),
-    recency in whole days, and each customer's purchases in the next ``horizon`` weeks'
-    expectation under the true parameters."""
-    rng = np.random.default_rng(seed)
-    truth, frames = {}, []
-    for s, n in enumerate(sizes):
-        theta = {k: float(np.exp(POP_MU[k] + POP_SIGMA * rng.standard_normal())) for k in BG_MLE}
-        truth[s] = theta
-        T = rng.integers(26, 53, n).astype(float)
-        sim = MLEBGNBD.from_params(**theta).simulate(n, T, random_state=rng)
-        sim["recency"] = np.minimum(np.round(sim["recency"] * 7) / 7, sim["T"])
-        sim["segment"] = s
-        sim["truth"] = bgnbd.expected_purchases(
-            *theta.values(),
-            horizon,
-            sim["frequency"].to_numpy(float),
-            sim["recency"].to_numpy(float),
-            sim["T"].to_numpy(float),
-        )
-        frames.append(sim)
-    rfm = pd.concat(frames, ignore_index=True)
-    rfm.index.name = "customer_id"
-    return rfm, truth
+    """Segments with parameters drawn from the population around the CDNOW MLE."""
+    return bayes.simulate_segments(
+        sizes, BG_MLE, spread=POP_SIGMA, horizon=horizon, random_state=seed
+    )
 
 
 def _fit(cls, data, seed, **kw):

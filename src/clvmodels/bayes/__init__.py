@@ -3,7 +3,8 @@
 * :class:`BGNBD` and :class:`GammaGamma`: one set of parameters for all customers; the
   likelihoods are the maximum-likelihood modules' functions evaluated with pytensor.
 * :class:`SegmentBGNBD` and :class:`SegmentGammaGamma`: parameters per segment, partially
-  pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`).
+  pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`);
+  :func:`simulate_segments` draws data from such a population (simulation studies).
 * :func:`customer_lifetime_value`: posterior of discounted CLV per customer.
 
 Sampling uses nutpie (PyMC's NUTS as fallback); predictions report mean, sd and the 94%
@@ -14,7 +15,7 @@ to and loaded from netCDF (``save``/``load``).
 from .bgnbd import BGNBD
 from .clv import customer_lifetime_value
 from .gammagamma import GammaGamma
-from .segments import SegmentBGNBD, SegmentGammaGamma
+from .segments import SegmentBGNBD, SegmentGammaGamma, simulate_segments
 
 __all__ = [
     "BGNBD",
@@ -22,4 +23,5 @@ __all__ = [
     "SegmentBGNBD",
     "SegmentGammaGamma",
     "customer_lifetime_value",
+    "simulate_segments",
 ]

@@ -79,6 +79,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..models import bgnbd as bgnbd_formulas
+from ..models.bgnbd import BGNBD as MLEBGNBD
 from ._base import BayesModel, _check_spec
 from ._predict import HDI_PROB
 from .bgnbd import BGNBDMixin
@@ -372,3 +374,62 @@ class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
     population : {"pairs", "independent"}
         Without pairs of parameters here, both are the model with independent logs.
     """
+
+
+def simulate_segments(
+    sizes,
+    population: dict,
+    *,
+    spread: float = 0.5,
+    ages=(26, 52),
+    horizon: float | None = None,
+    random_state=None,
+) -> tuple[pd.DataFrame, dict]:
+    r"""Customers of segments whose BG/NBD parameters come from a log-normal population.
+
+    Segment ``s`` gets :math:`\log\theta_{s,j} = \log\theta_j + \sigma z_{s,j}`,
+    :math:`z_{s,j} \sim N(0, 1)`: the independent-log population of this module with
+    centre ``population`` (``{"r": .., "alpha": .., "a": .., "b": ..}``) and spread
+    :math:`\sigma` = ``spread``. Its ``sizes[s]`` customers are drawn exactly from the
+    BG/NBD (:func:`clvmodels.models.bgnbd.simulate`) at ages ``T`` of whole weeks, uniform
+    on ``ages`` (inclusive), with the recency rounded to whole days (1/7 week), as in
+    weekly RFM data from daily transactions.
+
+    Returns ``(rfm, truth)``: ``rfm`` has the columns frequency, recency, T and segment
+    (``0 .. len(sizes) - 1``), indexed by ``customer_id``, and with ``horizon`` a column
+    ``truth``, each customer's expected purchases in the next ``horizon`` weeks given the
+    history at the true parameters (Fader, Hardie & Lee 2005, eq. 10); ``truth`` maps each
+    segment to its parameters. The data of simulation studies of :class:`SegmentBGNBD`
+    (``benchmarks/bayes_segments_study.py``).
+    """
+    rng = np.random.default_rng(random_state)
+    names = MLEBGNBD.param_names
+    missing = [k for k in names if k not in population]
+    if missing:
+        raise ValueError(f"population needs {list(names)}; missing {missing}")
+    lo, hi = (int(v) for v in ages)
+    if not 0 < lo <= hi:
+        raise ValueError(f"ages must be whole weeks 0 < low <= high, got {ages}")
+    truth, frames = {}, []
+    for seg, n in enumerate(sizes):
+        theta = {
+            k: float(population[k] * np.exp(spread * rng.standard_normal())) for k in names
+        }
+        truth[seg] = theta
+        T = rng.integers(lo, hi + 1, int(n)).astype(float)
+        sim = MLEBGNBD.from_params(**theta).simulate(int(n), T, random_state=rng)
+        # whole days, never past T (recency is the time of the last purchase in (0, T])
+        sim["recency"] = np.minimum(np.round(sim["recency"] * 7) / 7, sim["T"])
+        sim["segment"] = seg
+        if horizon is not None:
+            sim["truth"] = bgnbd_formulas.expected_purchases(
+                *theta.values(),
+                float(horizon),
+                sim["frequency"].to_numpy(float),
+                sim["recency"].to_numpy(float),
+                sim["T"].to_numpy(float),
+            )
+        frames.append(sim)
+    rfm = pd.concat(frames, ignore_index=True)
+    rfm.index.name = "customer_id"
+    return rfm, truth
