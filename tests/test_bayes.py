@@ -568,3 +568,23 @@ def test_simulate_segments():
     assert "truth" not in no_truth
     with pytest.raises(ValueError, match="missing"):
         bayes.simulate_segments([5], {"r": 1.0})
+
+
+def test_gc_paused_restores_the_collector():
+    import gc
+
+    from clvmodels.bayes._sampling import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("compile failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()

