@@ -133,6 +133,26 @@ def test_failed_worker_falls_back_to_this_process(cdnow_rfm, monkeypatch):
     )
 
 
+def test_workers_that_cannot_start_fall_back_to_this_process(quick, cdnow_rfm, monkeypatch):
+    """E.g. fit() inside a daemonic process, which may not have children."""
+    import multiprocessing.context
+
+    def refuse(self):
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        with pytest.warns(
+            RuntimeWarning, match="could not start worker processes.*daemonic"
+        ) as record:
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+    assert [w.filename for w in record if w.category is RuntimeWarning] == [__file__]
+    np.testing.assert_array_equal(
+        again.idata_.posterior["a"].values, quick.idata_.posterior["a"].values
+    )
+
+
 def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys):
     monkeypatch.delenv("CI", raising=False)
     with warnings.catch_warnings():

@@ -177,12 +177,18 @@ def _in_workers(compiled, var_names, seeds, workers, run, bar):
                 args=(send, compiled, var_names, mine, seeds, run, bar.shown),
                 daemon=True,
             )
-            with warnings.catch_warnings():
-                # Python >= 3.12 warns about forking a process with threads (BLAS pools);
-                # the workers use no lock those threads could hold
-                warnings.simplefilter("ignore", DeprecationWarning)
-                proc.start()
-            send.close()
+            try:
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns about forking a process with threads (BLAS
+                    # pools); the workers use no lock those threads could hold
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    proc.start()
+            except Exception as err:  # e.g. fit() inside a daemonic process: no children
+                recv.close()
+                _warn_fallback(f"could not start worker processes ({err!r})")
+                return None
+            finally:
+                send.close()
             procs.append(proc)
             readers[recv] = k
         _prepare_conversion()  # while the workers sample
@@ -205,12 +211,7 @@ def _in_workers(compiled, var_names, seeds, workers, run, bar):
                     failed.append(body.decode(errors="replace"))
                     readers.pop(conn)
         if failed:
-            warnings.warn(
-                "parallel chains failed; sampling them again in this process: "
-                + failed[0].strip().splitlines()[-1],
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            _warn_fallback(failed[0].strip().splitlines()[-1])
             return None
         return arrays
     finally:
@@ -218,6 +219,14 @@ def _in_workers(compiled, var_names, seeds, workers, run, bar):
             if proc.is_alive():
                 proc.terminate()
             proc.join()
+
+
+def _warn_fallback(reason: str) -> None:
+    warnings.warn(
+        f"parallel chains failed; sampling them again in this process: {reason}",
+        RuntimeWarning,
+        stacklevel=6,  # the caller of fit()
+    )
 
 
 def _worker(conn, compiled, var_names, mine, seeds, run, progress) -> None:
