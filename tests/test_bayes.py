@@ -588,3 +588,31 @@ def test_gc_paused_restores_the_collector():
         assert not gc.isenabled()  # a caller's choice is kept
     finally:
         gc.enable()
+
+
+def test_compiler_probe_thread_imports_nothing():
+    """The probe thread runs while the main thread imports (nutpie, arviz, ...); an import
+    in the thread raced with them (setuptools' distutils shim edits sys.meta_path). Run in
+    a fresh interpreter, where pytensor has not probed yet, with a meta-path finder that
+    records which thread looks a module up."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, pymc\n"
+        "from clvmodels.bayes import _sampling\n"
+        "from pytensor.link.c.cmodule import GCC_compiler\n"
+        "assert GCC_compiler.march_flags is None\n"
+        "seen = []\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        seen.append((threading.current_thread().name, name))\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "_sampling.probe_compiler()\n"
+        "_sampling.join_probe()\n"
+        "assert GCC_compiler.march_flags is not None\n"
+        "print(sorted({n for t, n in seen if t == 'clvmodels-compiler-probe'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -217,11 +217,17 @@ def probe_compiler() -> None:
     Before its first C module in a process, pytensor runs g++ three times to find the
     flags ``-march=native`` stands for (0.26 s on this machine). The probe mostly waits on
     g++, without holding the GIL, so it runs while this thread builds the model and
-    rewrites its graph. If the
-    linker gets there first it probes again, with the same result; nothing is imported in
-    the thread (pytensor is fully imported before this is called).
+    rewrites its graph. If the linker gets there first it probes again, with the same
+    result.
+
+    The thread must import nothing: an import there ran concurrently with this thread's
+    ``import nutpie``, and setuptools' distutils shim, imported by the probe, edits
+    ``sys.meta_path`` while the other import walks it, which once made nutpie "not
+    found". So the module the probe imports lazily is imported here first, and a test
+    checks that the probe imports no module (``tests/test_bayes.py``).
     """
     try:
+        import setuptools._distutils.sysconfig  # noqa: F401 - pytensor's lazy import
         from pytensor.link.c.cmodule import GCC_compiler
     except ImportError:
         return
