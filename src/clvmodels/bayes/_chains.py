@@ -267,8 +267,8 @@ def _to_idata(arrays, chains, compiled):
     names = {(key.split("/", 2)[1], key.split("/", 2)[2]) for key in arrays}
     for group, name in sorted(names):
         groups[group][name] = np.stack([arrays[f"{i}/{group}/{name}"] for i in range(chains)])
-    dims = dict(getattr(compiled, "dims", None) or {})
-    coords = dict(getattr(compiled, "coords", None) or {})
+    dims = getattr(compiled, "dims", None) or {}
+    coords = getattr(compiled, "coords", None) or {}
     return az.from_dict(
         posterior=groups["post"],
         sample_stats=groups["stat"],
@@ -283,8 +283,11 @@ class _Bar:
 
     def __init__(self, tqdm_bar, chains):
         self._bar = tqdm_bar
-        self.shown = tqdm_bar is not None
         self._done = [0] * chains
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
 
     def update(self, index: int, rows: int) -> None:
         rows = max(int(rows), self._done[index])

@@ -103,8 +103,8 @@ def compile_c(model, var_names):
     """A nutpie model whose log density and gradient are compiled by pytensor's C back-end.
 
     Mirrors nutpie's own JAX path (``nutpie.compile_pymc._compile_pymc_model_jax``) with
-    pytensor's C back-end (:func:`_c_mode`); it uses nutpie helpers that are not public API, so an
-    ImportError here makes the caller fall back to PyMC's NUTS.
+    pytensor's C back-end (:func:`_c_mode`); it uses nutpie helpers that are not public
+    API, so an ImportError here makes the caller fall back to PyMC's NUTS.
     """
     import numpy as np
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
