@@ -23,11 +23,14 @@ from .compare import (
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
 from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
+from .models import BDW, SBG  # contractual (subscription) models
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BDW",
+    "SBG",
     "BGBB",
     "BGNBD",
     "MBGNBD",

@@ -20,6 +20,16 @@ def _softplus(x):
     return np.logaddexp(0.0, x)
 
 
+def log1mexp(x):
+    """log(1 - exp(x)) for x <= 0, accurate near 0 and for very negative x (Maechler 2012)."""
+    x = np.asarray(x, dtype=float)
+    out = np.empty_like(x)
+    small = x > -np.log(2.0)
+    out[small] = np.log(-np.expm1(x[small]))
+    out[~small] = np.log1p(-np.exp(x[~small]))
+    return out
+
+
 NUMPY = SimpleNamespace(
     gammaln=special.gammaln,
     betaln=special.betaln,
@@ -31,6 +41,7 @@ NUMPY = SimpleNamespace(
     where=np.where,
     maximum=np.maximum,
     minimum=np.minimum,
+    log1mexp=log1mexp,
 )
 """numpy/scipy implementation of the ops namespace."""
 
@@ -51,17 +62,8 @@ def pytensor_ops() -> SimpleNamespace:
         where=pt.where,
         maximum=pt.maximum,
         minimum=pt.minimum,
+        log1mexp=pt.log1mexp,
     )
-
-
-def log1mexp(x):
-    """log(1 - exp(x)) for x <= 0, accurate near 0 and for very negative x (Maechler 2012)."""
-    x = np.asarray(x, dtype=float)
-    out = np.empty_like(x)
-    small = x > -np.log(2.0)
-    out[small] = np.log(-np.expm1(x[small]))
-    out[~small] = np.log1p(-np.exp(x[~small]))
-    return out
 
 
 def trigamma_shift(base: float, x) -> np.ndarray:

@@ -1,9 +1,13 @@
-"""Maximum-likelihood BTYD models: one module per model, formulas as pure functions."""
+"""Maximum-likelihood models: one module per model, formulas as pure functions.
+
+BTYD (transaction) models, and the contractual (subscription) models SBG and BDW."""
 
 from .bgbb import BGBB
+from .bdw import BDW
 from .bgnbd import BGNBD
 from .gammagamma import GammaGamma
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
+from .sbg import SBG
 
-__all__ = ["BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD"]
+__all__ = ["BDW", "BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD", "SBG"]
