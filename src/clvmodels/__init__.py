@@ -23,7 +23,8 @@ from .compare import (
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
 from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
-from .models import BDW, SBG  # contractual (subscription) models
+from .models.bdw import BDW
+from .models.sbg import SBG
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"

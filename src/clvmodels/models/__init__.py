@@ -2,8 +2,8 @@
 
 BTYD (transaction) models, and the contractual (subscription) models SBG and BDW."""
 
-from .bgbb import BGBB
 from .bdw import BDW
+from .bgbb import BGBB
 from .bgnbd import BGNBD
 from .gammagamma import GammaGamma
 from .mbgnbd import MBGNBD

@@ -98,7 +98,7 @@ def retention_rows(data) -> tuple[pd.DataFrame, bool]:
         parts = [_alive_rows(data[c], c).assign(**{COHORT: c}) for c in data.columns]
         return pd.concat(parts, ignore_index=True), True
     if isinstance(data, pd.Series | np.ndarray | list | tuple):
-        series = pd.Series(np.asarray(data, dtype=float)) if not isinstance(data, pd.Series) else data
+        series = data if isinstance(data, pd.Series) else pd.Series(np.asarray(data, float))
         return _alive_rows(series, None).assign(**{COHORT: 0}), True
     raise DataError(
         None, "expected a Series of customers alive per period, a DataFrame with one such "
