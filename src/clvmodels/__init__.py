@@ -9,7 +9,7 @@ a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); 
 are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
 """
 
-from . import datasets
+from . import contractual, datasets
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
@@ -45,6 +45,7 @@ __all__ = [
     "acquisition_cost",
     "calibration_holdout",
     "compare",
+    "contractual",
     "customer_lifetime_value",
     "datasets",
     "formula_clv",
