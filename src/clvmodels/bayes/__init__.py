@@ -6,6 +6,8 @@
   pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`);
   :func:`simulate_segments` draws data from such a population (simulation studies).
 * :func:`customer_lifetime_value`: posterior of discounted CLV per customer.
+* :class:`SBG`, :class:`BDW`, :class:`SegmentSBG`: contractual (subscription) models
+  (:mod:`clvmodels.bayes.sbg`).
 
 Sampling uses nutpie (PyMC's NUTS as fallback); predictions report mean, sd and the 94%
 highest-density interval per customer, computed in bounded memory. Posteriors are saved
@@ -15,9 +17,13 @@ to and loaded from netCDF (``save``/``load``).
 from .bgnbd import BGNBD
 from .clv import customer_lifetime_value
 from .gammagamma import GammaGamma
+from .sbg import BDW, SBG, SegmentSBG
 from .segments import SegmentBGNBD, SegmentGammaGamma, simulate_segments
 
 __all__ = [
+    "BDW",
+    "SBG",
+    "SegmentSBG",
     "BGNBD",
     "GammaGamma",
     "SegmentBGNBD",

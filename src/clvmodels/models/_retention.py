@@ -144,6 +144,39 @@ def _shape(out: np.ndarray, like) -> np.ndarray | float:
     return float(out) if np.ndim(like) == 0 else out
 
 
+def discounted_sum(log_s: Callable, d: float, k: np.ndarray, horizon: int | None,
+                   name: str = "the model") -> np.ndarray:
+    r""":math:`\sum_{j=0}^{J-1} S(k + 1 + j) / S(k) / (1 + d)^j` for each k.
+
+    ``log_s(t)`` is the log-survival function (it may return leading dimensions, e.g. one
+    per posterior draw, before those of ``t``). J is ``horizon``, or the number of terms
+    after which the tail is below 1e-16 of the first term (:math:`z^J/(1 - z) < 10^{-16}`,
+    :math:`z = 1/(1+d)`, as every ratio S(k+1+j)/S(k) is at most 1). The terms are summed
+    in blocks of bounded size, in log space (no overflow of :math:`(1+d)^j`).
+    """
+    z = 1.0 / (1.0 + d)
+    if horizon is None:
+        if d == 0:
+            raise ValueError(f"{name}: the undiscounted infinite sum has no closed form here; "
+                             "give a horizon or a discount_rate > 0")
+        terms = int(np.ceil((np.log(_TAIL) + np.log1p(-z)) / np.log(z)))
+        if terms > _MAX_TERMS:
+            raise ValueError(f"discount_rate {d} is too small for the direct sum; give a horizon")
+    else:
+        terms = int(horizon)
+    uniq, inverse = np.unique(np.asarray(k, dtype=float), return_inverse=True)
+    base = log_s(uniq)
+    lead = base.shape[:-1]
+    out = np.zeros(base.shape)
+    step = max(1, 1_000_000 // max(base.size, 1))
+    log_z = np.log(z)
+    for start in range(0, terms, step):
+        j = np.arange(start, min(start + step, terms), dtype=float)
+        log_terms = log_s(uniq[:, None] + 1 + j) - base[..., None] + j * log_z
+        out += np.exp(log_terms).sum(axis=-1)
+    return out[..., inverse].reshape(lead + np.shape(k))
+
+
 class RetentionModel(MLEModel):
     """Base class of the contractual models (see the module docstring).
 
@@ -216,29 +249,7 @@ class RetentionModel(MLEModel):
 
     # ---- value -------------------------------------------------------------------------
     def _discounted_sum(self, d: float, k: np.ndarray, horizon: int | None) -> np.ndarray:
-        """sum_{j=0}^{J-1} S(k + 1 + j) / S(k) / (1 + d)^j for each k (J = horizon or
-        until the tail is below 1e-16 of the first term: z^J / (1 - z) < 1e-16)."""
-        z = 1.0 / (1.0 + d)
-        if horizon is None:
-            if d == 0:
-                raise ValueError(f"{type(self).__name__}: the undiscounted infinite sum has no "
-                                 "closed form here; give a horizon or a discount_rate > 0")
-            terms = int(np.ceil((np.log(_TAIL) + np.log1p(-z)) / np.log(z)))
-            if terms > _MAX_TERMS:
-                raise ValueError(f"discount_rate {d} is too small for the direct sum; give a "
-                                 "horizon")
-        else:
-            terms = int(horizon)
-        uniq, inverse = np.unique(k, return_inverse=True)
-        out = np.zeros(uniq.size)
-        step = max(1, 1_000_000 // max(uniq.size, 1))
-        log_z = np.log(z)
-        base = self._log_s(uniq)
-        for start in range(0, terms, step):
-            j = np.arange(start, min(start + step, terms), dtype=float)
-            log_terms = self._log_s(uniq[:, None] + 1 + j) - base[:, None] + j * log_z
-            out += np.exp(log_terms).sum(axis=1)
-        return out[inverse].reshape(np.shape(k))
+        return discounted_sum(self._log_s, d, k, horizon, type(self).__name__)
 
     def derl(self, discount_rate: float = 0.1, renewals=0):
         r"""Discounted expected residual lifetime of a customer who has made ``renewals``
@@ -316,4 +327,4 @@ def likelihood_ratio_test(restricted: MLEModel, general: MLEModel, df: int = 1) 
                       "p_value": float(stats.chi2.sf(stat, df))}, name="lr_test")
 
 
-__all__ = ["RetentionModel", "likelihood_ratio_test", "retention_rows"]
+__all__ = ["RetentionModel", "discounted_sum", "likelihood_ratio_test", "retention_rows"]
