@@ -14,20 +14,24 @@ import pytest
 import clvmodels
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report"]
+NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report",
+         "07-subscriptions"]
 FAST = {
     "01-quickstart": {},
     "02-formula-vs-models": {"draws": 100, "tune": 100, "chains": 2},
     "03-bayesian-segments": {"draws": 100, "tune": 100, "chains": 2},
     "04-report": {"draws": 100, "tune": 100, "chains": 2},
+    "07-subscriptions": {"draws": 100, "tune": 100, "chains": 2},
 }
 MIN_FIGURES = {
     "01-quickstart": 4,
     "02-formula-vs-models": 4,
     "03-bayesian-segments": 3,
     "04-report": 6,
+    "07-subscriptions": 3,
 }
-PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report"}
+PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report",
+                  "clvmodels.contractual"}
 
 
 def read(name: str):
