@@ -148,3 +148,42 @@ def test_read_inputs(tmp_path, retention):
     assert alive.iloc[:, 0].tolist() == [2.0, 2.0, 1.0]
     with pytest.raises(FileNotFoundError):
         contractual.load_retention_input(tmp_path / "missing.csv")
+
+
+def test_cli_detects_subscription_logs(tmp_path):
+    from clvmodels.cli import build_parser
+
+    log = tmp_path / "subs.csv"
+    pd.DataFrame({"customer_id": [1], "start": ["2024-01-01"], "end": [None]}).to_csv(log)
+    tx = tmp_path / "tx.csv"
+    pd.DataFrame({"customer_id": [1], "date": ["2024-01-01"], "amount": [3.0]}).to_csv(tx)
+    parser = build_parser()
+    assert contractual.wants_contractual_report(parser.parse_args(["report", "--transactions",
+                                                                   str(log)]))
+    assert not contractual.wants_contractual_report(parser.parse_args(["report", "--transactions",
+                                                                       str(tx)]))
+    assert contractual.wants_contractual_report(parser.parse_args(["report", "--contractual"]))
+
+
+def test_cli_bad_calibration(capsys):
+    from clvmodels.cli import main
+
+    assert main(["report", "--contractual", "--calibration-periods", "12", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--calibration-periods" in err and "between 1 and 11" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_cli_contractual_report(tmp_path, capsys):
+    """The whole contractual report on the published cohorts (no sampling): HTML with its
+    three figures and the holdout errors printed."""
+    from clvmodels.cli import main
+
+    out = tmp_path / "r.html"
+    assert main(["report", "--contractual", "--no-bayes", "--no-progress", "--out",
+                 str(out)]) == 0
+    html = out.read_text()
+    assert html.count("<img") >= 3 and "<script src" not in html
+    printed = capsys.readouterr().out
+    assert "regular: sBG 1.5%, BdW 1.4%, formula 3.9%" in printed

@@ -121,7 +121,11 @@ def _print_report_summary(s: dict) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from . import contractual
     from .report import run_report
+
+    if contractual.wants_contractual_report(args):  # subscriptions: clvmodels.contractual
+        return contractual.cli_report(args)
 
     draws, tune, chains = args.draws, args.tune, args.chains
     if args.fast:
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-notebook", default=None, metavar="FILE", help="also save the executed notebook"
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .contractual import add_report_arguments
+
+    add_report_arguments(r)  # --contractual and its flags
     r.set_defaults(func=_report)
     return parser
 

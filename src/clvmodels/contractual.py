@@ -56,10 +56,13 @@ from .models.sbg import SBG
 __all__ = [
     "LIFESPAN_RULE",
     "RetentionComparison",
+    "add_report_arguments",
     "alive_table",
+    "cli_report",
     "default_calibration",
     "fader_hardie_2007",
     "formula_contractual",
+    "is_subscription_log",
     "load_retention_input",
     "plot_retention_curves",
     "plot_retention_rates",
@@ -68,6 +71,7 @@ __all__ = [
     "retention_holdout",
     "run_contractual_report",
     "subscription_summary",
+    "wants_contractual_report",
 ]
 
 NOTEBOOK = "07-subscriptions.ipynb"
@@ -459,12 +463,17 @@ def run_contractual_report(
     *,
     out: str | Path = "report.html",
     calibration_periods: int | None = None,
-    margin: float = 1.0,
+    margin: float = 100.0,
     discount_rate: float = 0.1,
     customer: str = "customer_id",
     start: str = "start",
     end: str = "end",
-    period_months: int = 1,
+    period_months: int = 12,
+    bayes: bool = True,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int = 0,
     show_code: bool = False,
     progress: bool = True,
     keep_notebook: str | Path | None = None,
@@ -485,7 +494,13 @@ def run_contractual_report(
     margin, discount_rate : float
         Value per customer and period, discount rate per period.
     period_months : int
-        Length of a paid period of a subscription log.
+        Length of a paid period of a subscription log, in months (default 12).
+    bayes : bool
+        Fit the Bayesian cohort model (uncertainty of the projections).
+    draws, tune, chains : int, optional
+        Its sampling settings (the notebook's defaults when None).
+    seed : int
+        Random seed.
 
     Returns
     -------
@@ -506,9 +521,10 @@ def run_contractual_report(
     calibration = default_calibration(table) if calibration_periods is None else int(
         calibration_periods)
     shortest = int(table.notna().sum().min()) - 1
-    if not 1 <= calibration <= shortest:
-        raise DataError(None, f"calibration periods must be between 1 and {shortest} (the "
-                        f"shortest cohort's periods), got {calibration}")
+    if not 1 <= calibration < shortest:
+        raise DataError(None, f"calibration_periods (--calibration-periods) must be between 1 "
+                        f"and {shortest - 1}: the shortest cohort has {shortest} periods after "
+                        f"period 0 and at least one is held out; got {calibration}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
@@ -520,7 +536,14 @@ def run_contractual_report(
         "start": start,
         "end": end,
         "period_months": int(period_months),
+        "bayes": bool(bayes),
+        "seed": int(seed),
     }
+    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if value is not None:
+            if int(value) < 1:
+                raise DataError(None, f"{name} must be at least 1, got {value}")
+            params[name] = int(value)
     with tempfile.TemporaryDirectory(prefix="clvmodels-report-") as tmp:
         summary_path = Path(tmp) / "summary.json"
         params["summary_path"] = str(summary_path)
@@ -546,7 +569,7 @@ def run_contractual_report(
 
 
 def load_retention_input(retention=None, *, customer="customer_id", start="start", end="end",
-                         period_months: int = 1) -> pd.DataFrame:
+                         period_months: int = 12) -> pd.DataFrame:
     """The cohort table of the report's input: the published cohorts (None), a
     subscription log (a CSV with the ``customer``, ``start`` and ``end`` columns) or a
     retention table (:func:`read_retention`)."""
@@ -569,3 +592,73 @@ def default_calibration(table: pd.DataFrame) -> int:
     shortest = int(table.notna().sum().min()) - 1
     return max(min(int(round(0.6 * shortest)), shortest - 1), min(2, shortest))
 
+
+
+# ---- the command line (wired into ``clvmodels report`` by clvmodels.cli) -------------------
+def is_subscription_log(path, *, customer="customer_id", start="start", end="end") -> bool:
+    """Whether a CSV file has the columns of a subscription log (header only is read)."""
+    p = Path(path) if path is not None else None
+    if p is None or not p.is_file() or p.suffix.lower() in {".parquet", ".pq"}:
+        return False
+    try:
+        head = pd.read_csv(p, nrows=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return False
+    return {customer, start, end} <= set(head.columns)
+
+
+def add_report_arguments(parser) -> None:
+    """The ``clvmodels report`` flags of the contractual report."""
+    g = parser.add_argument_group(
+        "contractual report (--contractual, or a --transactions file with the columns of a "
+        "subscription log: --customer, --start, --end)")
+    g.add_argument("--contractual", action="store_true",
+                   help="subscriptions: --transactions is a retention table (CSV: period, one "
+                   "column per cohort) or a subscription log (default: Fader & Hardie 2007)")
+    g.add_argument("--start", default="start", metavar="COL",
+                   help="subscription start column (default: start)")
+    g.add_argument("--end", default="end", metavar="COL",
+                   help="subscription end column, empty while active (default: end)")
+    g.add_argument("--period-months", type=int, default=12, metavar="N",
+                   help="length of a paid period in months (default: 12)")
+    g.add_argument("--calibration-periods", type=int, default=None, metavar="N",
+                   help="last period of the fit (default: about 60%% of the shortest cohort)")
+    g.add_argument("--margin", type=float, default=100.0,
+                   help="margin per customer and period (default: 100)")
+    g.add_argument("--discount-rate", type=float, default=0.1,
+                   help="discount rate per period (default: 0.1)")
+
+
+def wants_contractual_report(args) -> bool:
+    """``--contractual``, or a transactions file that is a subscription log."""
+    return bool(args.contractual) or is_subscription_log(
+        args.transactions, customer=args.customer, start=args.start, end=args.end)
+
+
+def cli_report(args) -> int:
+    """``clvmodels report --contractual``: run the report and print its key numbers."""
+    draws, tune, chains = args.draws, args.tune, args.chains
+    if args.fast:
+        draws, tune, chains = draws or 100, tune or 100, chains or 2
+    try:
+        s = run_contractual_report(
+            args.transactions, out=args.out, calibration_periods=args.calibration_periods,
+            margin=args.margin, discount_rate=args.discount_rate, customer=args.customer,
+            start=args.start, end=args.end, period_months=args.period_months,
+            bayes=not args.no_bayes, draws=draws, tune=tune, chains=chains, seed=args.seed,
+            show_code=args.show_code, progress=not args.no_progress,
+            keep_notebook=args.keep_notebook)
+    except RuntimeError as exc:
+        print(f"clvmodels: report failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Report written to {s['html']} in {s['seconds']:.0f} s")
+    print(f"\nFitted on periods 0-{s['calibration_periods']}, holdout to period {s['periods']}:"
+          " mean absolute error of the customers still active")
+    for cohort, errors in s["errors"].items():
+        row = ", ".join(f"{m} {v:.1f}%" for m, v in errors.items())
+        print(f"  {cohort}: {row}")
+    for line in s["conclusions"]:
+        print(f"- {line.replace('**', '')}")
+    for line in s["notes"]:
+        print(f"note: {line}")
+    return 0
