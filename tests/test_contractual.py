@@ -144,7 +144,7 @@ def test_read_inputs(tmp_path, retention):
     log = pd.DataFrame({"customer_id": ["x", "y"], "start": ["2024-01-01", "2024-01-01"],
                         "end": ["2024-03-01", None]})
     log.to_csv(tmp_path / "log.csv", index=False)
-    alive = contractual.load_retention_input(tmp_path / "log.csv")
+    alive = contractual.load_retention_input(tmp_path / "log.csv", period_months=1)
     assert alive.iloc[:, 0].tolist() == [2.0, 2.0, 1.0]
     with pytest.raises(FileNotFoundError):
         contractual.load_retention_input(tmp_path / "missing.csv")
