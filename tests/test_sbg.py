@@ -292,3 +292,12 @@ def test_save_load_round_trip(tmp_path, fits):
         m.save(tmp_path / "m.json")
         back = cls.load(tmp_path / "m.json")
         np.testing.assert_allclose(back.derl(0.1, [0, 5]), m.derl(0.1, [0, 5]), rtol=1e-14)
+
+
+def test_too_few_periods_to_identify_the_parameters():
+    """One retention rate identifies only alpha / (alpha + beta): a clear error."""
+    with pytest.raises(DataError, match="at least 2 renewal periods.*found 1"):
+        cm.SBG().fit([1000, 500])
+    with pytest.raises(DataError, match="BDW needs at least 3"):
+        cm.BDW().fit([1000, 500, 400])
+    assert cm.SBG().fit([1000, 500, 400]).params_.gt(0).all()

@@ -213,6 +213,17 @@ class RetentionModel(MLEModel):
         self.max_renewals_ = int(pd.to_numeric(rows[RENEWALS]).max())
         return self
 
+    def _fit_rows(self, frame):
+        k, c = validated_columns(frame)
+        periods = int(np.max(k + c, initial=0))  # renewal opportunities seen in the data
+        need = len(self.param_names)
+        if periods < need:
+            raise DataError(
+                RENEWALS, f"{type(self).__name__} needs at least {need} renewal periods in the "
+                f"data to identify {', '.join(self.param_names)}; found {periods}", len(frame),
+            )
+        return frame
+
     def _data(self, frame):
         return validated_columns(frame)
 
