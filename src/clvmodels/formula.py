@@ -3,7 +3,9 @@
 This is the back-of-the-envelope customer lifetime value used in practice and in
 marketing texts (e.g. Kumar & Reinartz 2016 [1]_, ch. 6; Farris et al. 2010 [2]_, ch. 5):
 historic averages, no discounting and no per-customer prediction. It is the baseline that
-the probabilistic models in this package are compared against.
+the probabilistic models in this package are compared against. For subscriptions, where
+churn is observed, see :func:`clvmodels.contractual.formula_contractual` (lifespan = 1 / churn
+of the last observed period).
 """
 
 from __future__ import annotations
