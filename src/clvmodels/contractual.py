@@ -31,16 +31,11 @@ References
    *Journal of Interactive Marketing* 21(1), 76-90.
 .. [2] Fader, P. S. and Hardie, B. G. S. (2010). Customer-Base Valuation in a Contractual
    Setting: The Perils of Ignoring Heterogeneity. *Marketing Science* 29(1), 85-93.
-.. [3] Fader, P. S., Hardie, B. G. S., Liu, Y., Davin, J. and Steenburgh, T. (2018).
-   "How to Project Customer Retention" Revisited: The Role of Duration Dependence.
-   *Journal of Interactive Marketing* 43, 1-16.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,32 +412,31 @@ def _holdout_line(ax, comparison: RetentionComparison):
             fontsize=9, transform=ax.get_xaxis_transform())
 
 
-def plot_retention_curves(comparison: RetentionComparison, *, ax=None, title: str = ""):
-    """Customers still active by period: actual (dots) and the projections (lines), with
-    the end of the calibration period marked."""
+def _plot_methods(tab: pd.DataFrame, comparison: RetentionComparison, ax, **labels):
+    """Actual (dots) and each method (lines) of one of the comparison's tables."""
     ax = _axes(ax)
-    tab = comparison.survivors
     ax.plot(tab.index, tab[ACTUAL], "o", color=_COLOURS[ACTUAL], label="actual")
     for method in ("sBG", "BdW", FORMULA):
         ax.plot(tab.index, tab[method], "-", color=_COLOURS[method], label=method)
     _holdout_line(ax, comparison)
-    ax.set(xlabel="period", ylabel="customers still active", title=title)
+    ax.set(**labels)
     ax.legend(frameon=False)
     return ax
+
+
+def plot_retention_curves(comparison: RetentionComparison, *, ax=None, title: str = ""):
+    """Customers still active by period: actual (dots) and the projections (lines), with
+    the end of the calibration period marked."""
+    return _plot_methods(comparison.survivors, comparison, ax, xlabel="period",
+                         ylabel="customers still active", title=title)
 
 
 def plot_retention_rates(comparison: RetentionComparison, *, ax=None, title: str = ""):
     """Retention rate by tenure: actual and each method's (the formula's is flat after the
     calibration period; the models' rise with tenure)."""
-    ax = _axes(ax)
-    tab = comparison.retention
-    ax.plot(tab.index, tab[ACTUAL], "o", color=_COLOURS[ACTUAL], label="actual")
-    for method in ("sBG", "BdW", FORMULA):
-        ax.plot(tab.index, tab[method], "-", color=_COLOURS[method], label=method)
-    _holdout_line(ax, comparison)
-    ax.set(xlabel="period (renewal opportunity)", ylabel="retention rate", title=title)
-    ax.legend(frameon=False)
-    return ax
+    return _plot_methods(comparison.retention, comparison, ax,
+                         xlabel="period (renewal opportunity)", ylabel="retention rate",
+                         title=title)
 
 
 def plot_value_by_tenure(comparison: RetentionComparison, *, ax=None, title: str = ""):
@@ -508,8 +502,6 @@ def run_contractual_report(
         The report's key numbers (the notebook's last cell) plus ``"html"`` and
         ``"seconds"``.
     """
-    import papermill as pm
-
     from . import report
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -539,31 +531,9 @@ def run_contractual_report(
         "bayes": bool(bayes),
         "seed": int(seed),
     }
-    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if value is not None:
-            if int(value) < 1:
-                raise DataError(None, f"{name} must be at least 1, got {value}")
-            params[name] = int(value)
-    with tempfile.TemporaryDirectory(prefix="clvmodels-report-") as tmp:
-        summary_path = Path(tmp) / "summary.json"
-        params["summary_path"] = str(summary_path)
-        executed = Path(keep_notebook) if keep_notebook else Path(tmp) / "report.ipynb"
-        say(f"[2/3] running the report notebook ({NOTEBOOK})")
-        try:
-            nb = pm.execute_notebook(
-                str(report.notebook_path(NOTEBOOK)), str(executed), parameters=params,
-                kernel_name="python3", progress_bar=progress, cwd=tmp,
-                kernel_manager_class=report._kernel_manager_class(),
-            )
-        except pm.PapermillExecutionError as exc:
-            raise RuntimeError(f"the report notebook failed in cell {exc.exec_count}: "
-                               f"{exc.ename}: {exc.evalue}") from None
-        say(f"[3/3] writing {out}")
-        clean, stderr = report._prepare_for_html(nb)
-        for line in dict.fromkeys(stderr):
-            say(f"      notebook message (not in the report): {line}")
-        out.write_text(report._export_html(clean, show_code), encoding="utf-8")
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    params.update(report.sampling_params(draws=draws, tune=tune, chains=chains))
+    summary = report.render_notebook(NOTEBOOK, params, out, show_code=show_code,
+                                     progress=progress, keep_notebook=keep_notebook, say=say)
     summary.update({"html": str(out), "seconds": time.perf_counter() - t0})
     return summary
 

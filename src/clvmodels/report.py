@@ -48,7 +48,9 @@ __all__ = [
     "notebook_path",
     "open_transactions",
     "read_transactions",
+    "render_notebook",
     "run_report",
+    "sampling_params",
     "transaction_totals",
 ]
 
@@ -371,6 +373,67 @@ def _kernel_manager_class():
     return ThisPythonKernelManager
 
 
+def sampling_params(**settings: int | None) -> dict[str, int]:
+    """The sampling settings given (draws, tune, chains: None = the notebook's default),
+    checked to be at least 1."""
+    out = {}
+    for name, value in settings.items():
+        if value is not None:
+            if int(value) < 1:
+                raise DataError(None, f"{name} must be at least 1, got {value}")
+            out[name] = int(value)
+    return out
+
+
+def render_notebook(
+    name: str,
+    params: dict,
+    out: Path,
+    *,
+    show_code: bool = False,
+    progress: bool = True,
+    keep_notebook: str | Path | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Run the packaged notebook ``name`` with papermill and write it as one HTML file.
+
+    The notebook gets ``params`` plus ``summary_path``, where it writes its key numbers as
+    JSON; they are returned (empty when it wrote none). Shared by :func:`run_report` and
+    :func:`clvmodels.contractual.run_contractual_report`.
+    """
+    import papermill as pm
+
+    with tempfile.TemporaryDirectory(prefix="clvmodels-report-") as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        params = {**params, "summary_path": str(summary_path)}
+        executed = Path(keep_notebook) if keep_notebook else Path(tmp) / "report.ipynb"
+        say(f"[2/3] running the report notebook ({name})")
+        try:
+            nb = pm.execute_notebook(
+                str(notebook_path(name)),
+                str(executed),
+                parameters=params,
+                kernel_name="python3",
+                progress_bar=progress,
+                cwd=tmp,
+                kernel_manager_class=_kernel_manager_class(),
+            )
+        except pm.PapermillExecutionError as exc:
+            raise RuntimeError(
+                f"the report notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            ) from None
+        say(f"[3/3] writing {out}")
+        clean, stderr = _prepare_for_html(nb)
+        for line in dict.fromkeys(stderr):  # each message once
+            say(f"      notebook message (not in the report): {line}")
+        try:
+            html = _export_html(clean, show_code)
+        except Exception as exc:  # noqa: BLE001 - not the user's input: exit code 1
+            raise RuntimeError(f"exporting the HTML failed: {exc}") from None
+        out.write_text(html, encoding="utf-8")
+        return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+
+
 def run_report(
     transactions: str | Path | None = None,
     *,
@@ -449,8 +512,6 @@ def run_report(
     RuntimeError
         The notebook failed (the message names the cell's error).
     """
-    import papermill as pm
-
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     if engine not in ENGINES:
@@ -497,40 +558,9 @@ def run_report(
         "seed": int(seed),
         "engine": engine,
     }
-    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if value is not None:
-            if int(value) < 1:
-                raise DataError(None, f"{name} must be at least 1, got {value}")
-            params[name] = int(value)
-    with tempfile.TemporaryDirectory(prefix="clvmodels-report-") as tmp:
-        summary_path = Path(tmp) / "summary.json"
-        params["summary_path"] = str(summary_path)
-        executed = Path(keep_notebook) if keep_notebook else Path(tmp) / "report.ipynb"
-        say(f"[2/3] running the report notebook ({NOTEBOOK})")
-        try:
-            nb = pm.execute_notebook(
-                str(notebook_path()),
-                str(executed),
-                parameters=params,
-                kernel_name="python3",
-                progress_bar=progress,
-                cwd=tmp,
-                kernel_manager_class=_kernel_manager_class(),
-            )
-        except pm.PapermillExecutionError as exc:
-            raise RuntimeError(
-                f"the report notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-            ) from None
-        say(f"[3/3] writing {out}")
-        clean, stderr = _prepare_for_html(nb)
-        for line in dict.fromkeys(stderr):  # each message once
-            say(f"      notebook message (not in the report): {line}")
-        try:
-            html = _export_html(clean, show_code)
-        except Exception as exc:  # noqa: BLE001 - not the user's input: exit code 1
-            raise RuntimeError(f"exporting the HTML failed: {exc}") from None
-        out.write_text(html, encoding="utf-8")
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    params.update(sampling_params(draws=draws, tune=tune, chains=chains))
+    summary = render_notebook(NOTEBOOK, params, out, show_code=show_code, progress=progress,
+                              keep_notebook=keep_notebook, say=say)
     summary.update(
         {
             "html": str(out),
