@@ -1,7 +1,7 @@
 r"""Bayesian contractual models in PyMC: sBG, BdW, and the sBG with parameters per cohort.
 
-The likelihoods are :func:`clvmodels.models.sbg.loglik` (Fader & Hardie 2007 [1]_, eq. (7)
-and the survival function) and :func:`clvmodels.models.bdw.loglik` (Fader et al. 2018
+The likelihoods are :func:`clvmodels.models.sbg.loglik` (Fader & Hardie 2007 [1]_, the sBG
+mass and survival functions) and :func:`clvmodels.models.bdw.loglik` (Fader et al. 2018
 [3]_) evaluated with pytensor; predictions are the maximum-likelihood modules' pure
 functions at every posterior draw: survival, retention rates ([1]_ eq. (8)), DERL
 ([2]_ eq. (6); summed directly for the BdW) and DEL. They take the same data as the

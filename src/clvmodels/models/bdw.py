@@ -7,8 +7,7 @@ survives t renewal opportunities with the discrete Weibull probability
 :math:`P(T > t \mid \theta, c) = (1 - \theta)^{t^c}`, so the customer's own churn
 probability falls with tenure when c < 1 (duration dependence: habits, switching costs)
 and rises when c > 1; c = 1 is the geometric of the sBG. With
-:math:`\theta \sim \mathrm{Beta}(\alpha, \beta)` ([1]_, section 3, the BdW survival
-function):
+:math:`\theta \sim \mathrm{Beta}(\alpha, \beta)` ([1]_, the BdW survival function):
 
 .. math::
     S(t) = \frac{B(\alpha, \beta + t^c)}{B(\alpha, \beta)}, \qquad
@@ -50,8 +49,8 @@ def _power(k, c, ops=NUMPY):
 
 
 def log_survival(alpha, beta, c, t, ops=NUMPY):
-    r""":math:`\log S(t) = \log B(\alpha, \beta + t^c) - \log B(\alpha, \beta)` ([1]_,
-    section 3)."""
+    r""":math:`\log S(t) = \log B(\alpha, \beta + t^c) - \log B(\alpha, \beta)`, the BdW
+    survival function of [1]_."""
     return ops.betaln(alpha, beta + _power(t, c, ops)) - ops.betaln(alpha, beta)
 
 

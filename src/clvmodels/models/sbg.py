@@ -3,8 +3,8 @@ r"""Shifted-beta-geometric (sBG) model of contract renewals (Fader & Hardie 2007
 At the end of each period an active customer cancels with probability :math:`\theta`
 (the same every period for that customer), so the customer's lifetime T is shifted
 geometric, :math:`P(T = t \mid \theta) = \theta (1-\theta)^{t-1}`, t = 1, 2, ...
-Across customers :math:`\theta \sim \mathrm{Beta}(\alpha, \beta)`. Mixing gives ([1]_,
-eqs. (6)-(7) and the survival function after them):
+Across customers :math:`\theta \sim \mathrm{Beta}(\alpha, \beta)`. Mixing gives the sBG's
+probability mass and survival functions ([1]_):
 
 .. math::
     P(T = t) = \frac{B(\alpha + 1, \beta + t - 1)}{B(\alpha, \beta)}, \qquad
@@ -36,6 +36,9 @@ renewals :math:`(\beta + k)/(\alpha - 1)` (Gauss's sum, DLMF 15.4.20), infinite 
 :math:`\alpha \le 1`: the beta distribution then has so much mass near :math:`\theta = 0`
 that the mean lifetime diverges.
 
+Equation numbers are cited where they were checked against a second source (eq. (8) of
+[1]_, eq. (6) of [2]_); the other formulas are cited by name.
+
 References
 ----------
 .. [1] Fader, P. S. and Hardie, B. G. S. (2007). How to Project Customer Retention.
@@ -65,8 +68,8 @@ def log_survival(alpha, beta, t, ops=NUMPY):
 
 def loglik(alpha, beta, renewals, churned, ops=NUMPY):
     r"""Log-likelihood of each row: :math:`\log B(\alpha + c, \beta + k) - \log B(\alpha,
-    \beta)`, i.e. :math:`\log P(T = k + 1)` ([1]_ eq. (7)) for a customer who cancelled
-    after k renewals (c = 1) and :math:`\log S(k)` for an active one (c = 0)."""
+    \beta)`, i.e. :math:`\log P(T = k + 1)` (the sBG mass function of [1]_) for a customer
+    who cancelled after k renewals (c = 1) and :math:`\log S(k)` for an active one (c = 0)."""
     return ops.betaln(alpha + churned, beta + renewals) - ops.betaln(alpha, beta)
 
 
