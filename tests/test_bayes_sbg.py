@@ -136,3 +136,14 @@ def test_per_customer_frame_with_cohorts():
     h = bayes.SegmentSBG().fit(data, method="map", progressbar=False)
     beta = h.idata_.posterior["beta"].values.reshape(-1, 2)[0]
     assert beta[1] > beta[0]  # cohort B churns less
+
+
+def test_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    draws = {"alpha": np.exp(0.1 * rng.standard_normal((2, 20, 2))),
+             "beta": 2 * np.exp(0.1 * rng.standard_normal((2, 20, 2)))}
+    m = _fake(bayes.SegmentSBG, draws, segments=["a", "b"], segment="cohort")
+    m.save(tmp_path / "m.nc")
+    back = bayes.SegmentSBG.load(tmp_path / "m.nc")
+    pd.testing.assert_frame_equal(back.derl(0.1, [0, 3]), m.derl(0.1, [0, 3]))
+    assert back.segment == "cohort"

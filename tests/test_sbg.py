@@ -171,9 +171,10 @@ def test_sbg_recovery(alpha, beta):
         assert m.se_[name] < 0.2 * true
 
 
-def test_bdw_recovery():
+@pytest.mark.parametrize("truth", [{"alpha": 1.0, "beta": 2.0, "c": 0.6},
+                                   {"alpha": 0.5, "beta": 1.5, "c": 1.6}])
+def test_bdw_recovery(truth):
     rng = np.random.default_rng(2)
-    truth = {"alpha": 1.0, "beta": 2.0, "c": 0.6}
     rows = sbg_mod.simulate(truth["alpha"], truth["beta"], 30_000, 15, rng, c=truth["c"])
     m = cm.BDW().fit(rows)
     for name, true in truth.items():
