@@ -209,9 +209,7 @@ class RetentionModel(MLEModel):
                 raise ValueError("weights= applies to per-customer frames only; counts of "
                                  "customers alive are their own weights")
             weights = COUNT
-        super().fit(rows, weights=weights, initial_params=initial_params)
-        self.max_renewals_ = int(pd.to_numeric(rows[RENEWALS]).max())
-        return self
+        return super().fit(rows, weights=weights, initial_params=initial_params)
 
     def _fit_rows(self, frame):
         k, c = validated_columns(frame)
