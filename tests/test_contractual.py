@@ -187,3 +187,8 @@ def test_cli_contractual_report(tmp_path, capsys):
     assert html.count("<img") >= 3 and "<script src" not in html
     printed = capsys.readouterr().out
     assert "regular: sBG 1.5%, BdW 1.4%, formula 3.9%" in printed
+
+
+def test_formula_needs_customers_left():
+    with pytest.raises(DataError, match="no customers left in period 1.*period 2 is undefined"):
+        contractual.formula_contractual(pd.Series([10.0, 0.0, 0.0]))

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .models._retention import CHURNED, RENEWALS, likelihood_ratio_test
+from .models._retention import CHURNED, RENEWALS, likelihood_ratio_test, retention_rows
 from .models.bdw import BDW
 from .models.sbg import SBG
 
@@ -251,7 +251,9 @@ def formula_contractual(alive, *, margin: float = 1.0, discount_rate: float = 0.
         if len(s) < 2:
             raise DataError(str(col), "needs at least two periods for a retention rate", len(s))
         if s.iloc[-2] <= 0:
-            raise DataError(str(col), "no customers left before the last period", 1)
+            raise DataError(str(col), f"no customers left in period {len(s) - 2}, so the "
+                            f"retention rate of period {len(s) - 1} is undefined; end the "
+                            "calibration (or the observation) earlier", 1)
         r = float(s.iloc[-1] / s.iloc[-2])
         with np.errstate(divide="ignore"):
             lifespan = 1.0 / (1.0 - r) if r < 1 else np.inf
@@ -463,6 +465,7 @@ def run_contractual_report(
     start: str = "start",
     end: str = "end",
     period_months: int = 12,
+    observation_end: object = None,
     bayes: bool = True,
     draws: int | None = None,
     tune: int | None = None,
@@ -489,6 +492,8 @@ def run_contractual_report(
         Value per customer and period, discount rate per period.
     period_months : int
         Length of a paid period of a subscription log, in months (default 12).
+    observation_end : date-like, optional
+        Last day of observation of a subscription log (default: its latest date).
     bayes : bool
         Fit the Bayesian cohort model (uncertainty of the projections).
     draws, tune, chains : int, optional
@@ -507,7 +512,7 @@ def run_contractual_report(
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     table = load_retention_input(retention, customer=customer, start=start, end=end,
-                                 period_months=period_months)
+                                 period_months=period_months, observation_end=observation_end)
     say(f"[1/3] checking {retention or 'Fader & Hardie (2007), two cohorts'}: "
         f"{table.shape[1]} cohort(s), up to {len(table) - 1} periods")
     calibration = default_calibration(table) if calibration_periods is None else int(
@@ -517,6 +522,8 @@ def run_contractual_report(
         raise DataError(None, f"calibration_periods (--calibration-periods) must be between 1 "
                         f"and {shortest - 1}: the shortest cohort has {shortest} periods after "
                         f"period 0 and at least one is held out; got {calibration}")
+    retention_rows(table)  # the counts (bad input is reported here, not in the notebook)
+    formula_contractual(table.iloc[: calibration + 1])  # customers left to compute a retention
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
@@ -528,6 +535,7 @@ def run_contractual_report(
         "start": start,
         "end": end,
         "period_months": int(period_months),
+        "observation_end": None if observation_end is None else str(observation_end),
         "bayes": bool(bayes),
         "seed": int(seed),
     }
@@ -539,7 +547,7 @@ def run_contractual_report(
 
 
 def load_retention_input(retention=None, *, customer="customer_id", start="start", end="end",
-                         period_months: int = 12) -> pd.DataFrame:
+                         period_months: int = 12, observation_end=None) -> pd.DataFrame:
     """The cohort table of the report's input: the published cohorts (None), a
     subscription log (a CSV with the ``customer``, ``start`` and ``end`` columns) or a
     retention table (:func:`read_retention`)."""
@@ -552,7 +560,8 @@ def load_retention_input(retention=None, *, customer="customer_id", start="start
     if {customer, start, end} <= set(head.columns):
         log = pd.read_csv(path, dtype={customer: str})
         summary = subscription_summary(log, customer=customer, start=start, end=end,
-                                       period_months=period_months)
+                                       period_months=period_months,
+                                       observation_end=observation_end)
         return alive_table(summary)
     return read_retention(path)
 
@@ -615,7 +624,8 @@ def cli_report(args) -> int:
             args.transactions, out=args.out, calibration_periods=args.calibration_periods,
             margin=args.margin, discount_rate=args.discount_rate, customer=args.customer,
             start=args.start, end=args.end, period_months=args.period_months,
-            bayes=not args.no_bayes, draws=draws, tune=tune, chains=chains, seed=args.seed,
+            observation_end=args.observation_end, bayes=not args.no_bayes, draws=draws,
+            tune=tune, chains=chains, seed=args.seed,
             show_code=args.show_code, progress=not args.no_progress,
             keep_notebook=args.keep_notebook)
     except RuntimeError as exc:
