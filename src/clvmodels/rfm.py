@@ -67,6 +67,7 @@ from clvmodels._validate import (
     transaction_arrays,
 )
 from clvmodels.errors import DataError
+from clvmodels.regularity import sum_log_intertransaction_times
 
 __all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
 
@@ -445,6 +446,15 @@ def _engine_stats(
     return ids, cal, hold
 
 
+def _check_litt_engine(tx: object, litt: bool) -> None:
+    """``litt`` is computed on the pandas path only: name the engine of any other frame."""
+    if litt and not isinstance(tx, pd.DataFrame):
+        raise NotImplementedError(
+            f"litt=True needs a pandas DataFrame; got a {type(tx).__module__.split('.')[0]} "
+            f"{type(tx).__name__}: convert it first (e.g. .to_pandas() or .df())"
+        )
+
+
 def rfm_summary(
     tx: pd.DataFrame,
     customer: str,
@@ -455,6 +465,7 @@ def rfm_summary(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """Summarise a transaction log into an RFM frame (frequency, recency, T, monetary value).
 
@@ -489,6 +500,12 @@ def rfm_summary(
     date_format : str, optional
         strftime format for string dates (default: the format inferred from most of the
         first 1,000 values; ``"ISO8601"`` for ISO strings of varying precision).
+    litt : bool, default False
+        Add ``litt``, the sum of the logs of each customer's inter-transaction times
+        (between consecutive purchase days, in `unit`; 0 without repeat purchases), which
+        :class:`clvmodels.MBGCNBD` and :class:`clvmodels.BGCNBD` need
+        (:func:`clvmodels.regularity.sum_log_intertransaction_times`). pandas frames only:
+        other engines raise NotImplementedError.
 
     Returns
     -------
@@ -521,6 +538,7 @@ def rfm_summary(
     2           0      0.0  2.0             0.0
     """
     days = unit_days(unit)
+    _check_litt_engine(tx, litt)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
     w = log_window(tx, customer, date, amount, observation_end, **checks)
     if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
@@ -528,7 +546,10 @@ def rfm_summary(
         ids = w.ids
     else:  # any other engine, in that engine
         ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
-    return pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
+    out = pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
+    if litt:
+        out["litt"] = sum_log_intertransaction_times(w.codes, w.day, len(w.ids), days)
+    return out
 
 
 def calibration_holdout(
@@ -542,6 +563,7 @@ def calibration_holdout(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """RFM frame for a calibration period plus what each customer did in the holdout.
 
@@ -555,6 +577,9 @@ def calibration_holdout(
     ----------
     tx, customer, date, amount, unit, allow_returns, date_format
         As in :func:`rfm_summary`.
+    litt : bool, default False
+        Add ``litt`` of the calibration period (see :func:`rfm_summary`), after the
+        calibration columns.
     calibration_end : date-like
         Last day of the calibration period (required).
     observation_end : date-like, optional
@@ -599,6 +624,7 @@ def calibration_holdout(
     if calibration_end is None:
         raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
     days = unit_days(unit)
+    _check_litt_engine(tx, litt)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
     w = log_window(tx, customer, date, amount, observation_end, **checks)
     cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", w.tz))
@@ -614,4 +640,9 @@ def calibration_holdout(
     for rows in (in_cal, ~in_cal):
         amounts = w.amount[rows] if w.amount is not None else None
         periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
-    return _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    out = _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    if litt:
+        values = sum_log_intertransaction_times(w.codes[in_cal], w.day[in_cal], n, days)
+        out.insert(out.columns.get_loc("frequency_holdout"), "litt",
+                   values[periods[0]["n_days"] > 0])
+    return out

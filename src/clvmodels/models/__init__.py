@@ -2,8 +2,9 @@
 
 from .bgbb import BGBB
 from .bgnbd import BGNBD
+from .cnbd import BGCNBD, MBGCNBD
 from .gammagamma import GammaGamma
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
 
-__all__ = ["BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD"]
+__all__ = ["BGBB", "BGCNBD", "BGNBD", "GammaGamma", "MBGCNBD", "MBGNBD", "ParetoNBD"]
