@@ -195,6 +195,71 @@ def _survival_sums(a, b_post, n_max):
     return np.concatenate(([0.0], np.cumsum(np.exp(log_c))))
 
 
+def _survival_sums_at(a, b_post, M):
+    r""":func:`_survival_sums` at any M >= 1 in closed form, by the telescoping sum
+    :math:`\sum_{n=1}^{M-1}\frac{\Gamma(b'+n)}{\Gamma(a+b'+n)} = \frac{1}{a-1}
+    \big[\frac{\Gamma(b'+1)}{\Gamma(a+b')} - \frac{\Gamma(b'+M)}{\Gamma(a+b'+M-1)}\big]`
+    (all arguments of Gamma positive):
+
+    .. math:: G(M) = 1 + \frac{b'}{a-1}\Big[1 - \frac{\Gamma(a+b')\,\Gamma(b'+M)}
+              {\Gamma(b'+1)\,\Gamma(a+b'+M-1)}\Big]
+
+    (a removable singularity at a = 1 is stepped over by 1e-7, as in
+    :func:`clvmodels.models.bgnbd._a_minus_1`)."""
+    a = 1.0 + 1e-7 if abs(a - 1.0) < 1e-7 else a
+    log_ratio = (special.gammaln(a + b_post) - special.gammaln(b_post + 1)
+                 + special.gammaln(b_post + M) - special.gammaln(a + b_post + M - 1))
+    return 1.0 + b_post / (a - 1) * -np.expm1(log_ratio)
+
+
+_GRID = 20_000  # Poisson counts summed term by term; beyond, in blocks of 0.1% width
+_BLOCK = 1e-3
+
+
+def _phase_sum(rp, k, j, a, b_post, z):
+    r""":math:`h_j = \sum_{m\ge1} \mathrm{NB}(m; r', 1-z)\, G(\lfloor (m+j)/k \rfloor)` for
+    an array of z (one r', one phase j): see :func:`_if_alive_by_phase`.
+
+    Term by term up to the negative binomial's 1 - 1e-16 quantile at the largest z (the
+    distribution grows with z), or to :data:`_GRID` terms; a longer tail (z near 1: a
+    horizon far beyond alpha + T) is summed over blocks of 0.1% relative width, each
+    block's probability an exact difference of incomplete beta functions and G at the
+    block's mean purchase count (relative error below 1e-5).
+    """
+    out = np.zeros(z.shape)
+    z_max = float(z.max()) if z.size else 0.0
+    if z_max <= 0:
+        return out
+    top = float(stats.nbinom.isf(1e-16, rp, 1.0 - z_max))
+    top = min(top if np.isfinite(top) else 1e15, 1e15) + k + 1
+    m_max = int(min(top, _GRID))
+    log_z = np.log(np.maximum(z, _TINY))[..., None]
+    log_1mz = np.log1p(-z)[..., None]
+    m = np.arange(1, m_max + 1, dtype=float)
+    weight = _survival_sums(a, b_post, (m_max + j) // k + 1)[(np.arange(1, m_max + 1) + j) // k]
+    log_coef = special.gammaln(rp + m) - special.gammaln(rp) - special.gammaln(m + 1)
+    flat_z, flat_out = log_z.reshape(-1, 1), out.reshape(-1)
+    flat_1mz = log_1mz.reshape(-1, 1)
+    step = max(1, _CELLS // m_max)
+    for lo in range(0, flat_out.size, step):
+        sl = slice(lo, lo + step)
+        flat_out[sl] = np.exp(log_coef + rp * flat_1mz[sl] + m * flat_z[sl]) @ weight
+    if top > m_max + 1:
+        n_blocks = int(np.ceil(np.log(top / m_max) / _BLOCK)) + 1
+        edges = np.unique(np.round(np.geomspace(m_max + 1, top, n_blocks)))
+        lo_e, hi_e = edges[:-1], edges[1:]
+        # G at the block's mean of (m + j - R) / k, R = (m + j) mod k uniform on 0..k-1
+        g_mid = _survival_sums_at(a, b_post, ((lo_e + hi_e - 1) / 2 + j - (k - 1) / 2) / k)
+        zz = z.reshape(-1, 1)
+        step = max(1, _CELLS // lo_e.size)
+        for lo in range(0, zz.shape[0], step):
+            sl = slice(lo, lo + step)
+            # P(lo <= N < hi) = P(N >= lo) - P(N >= hi), P(N >= m) = I_z(m, r')
+            mass = special.betainc(lo_e, rp, zz[sl]) - special.betainc(hi_e, rp, zz[sl])
+            flat_out[sl] += mass @ g_mid
+    return out
+
+
 def _if_alive_by_phase(k, r, alpha, a, b, s, times, x, T):
     r"""E[purchases in (T, T+t] | alive at T, phase J = j]: array (n, len(times), k).
 
@@ -204,11 +269,9 @@ def _if_alive_by_phase(k, r, alpha, a, b, s, times, x, T):
     purchases and survives to make :math:`G(\cdot)` of them (:func:`_survival_sums`):
 
     .. math:: h_j = \sum_{m\ge 1} \mathrm{NB}(m; r+kx+j, 1-z)\,
-              G\big(\lfloor (m+j)/k \rfloor\big).
+              G\big(\lfloor (m+j)/k \rfloor\big)
 
-    The sum stops where the negative binomial's upper tail is below 1e-16 (found at the
-    largest z of each frequency; the distribution grows with z). At k = 1 this is the
-    bracket of [3]_ eq. (10) (tested equal to it).
+    (:func:`_phase_sum`). At k = 1 this is the bracket of [3]_ eq. (10) (tested equal).
     """
     x = np.asarray(x, dtype=float)
     T = np.asarray(T, dtype=float)
@@ -219,21 +282,8 @@ def _if_alive_by_phase(k, r, alpha, a, b, s, times, x, T):
     for xv in np.unique(x):
         rows = np.flatnonzero(x == xv)
         z = times[None, :] / (alpha + T[rows, None] + times[None, :])  # (rows, times)
-        log_z = np.log(np.maximum(z, _TINY))
-        log_1mz = np.log1p(-z)
         for j in range(k):
-            rp = r + k * xv + j
-            top = float(stats.nbinom.isf(1e-16, rp, 1.0 - z.max())) if z.max() > 0 else 0.0
-            m_max = int(min(max(top, 0.0), 1e8)) + k + 1
-            g = _survival_sums(a, b + xv + s, (m_max + j) // k + 1)
-            m = np.arange(1, m_max + 1, dtype=float)
-            weight = g[(np.arange(1, m_max + 1) + j) // k]
-            log_coef = special.gammaln(rp + m) - special.gammaln(rp) - special.gammaln(m + 1)
-            step = max(1, _CELLS // max(1, m_max * times.size))
-            for lo in range(0, rows.size, step):
-                sl = slice(lo, lo + step)
-                log_pmf = (log_coef + rp * log_1mz[sl, :, None] + m * log_z[sl, :, None])
-                out[rows[sl], :, j] = np.exp(log_pmf) @ weight
+            out[rows, :, j] = _phase_sum(r + k * xv + j, k, j, a, b + xv + s, z)
     return out
 
 
@@ -273,10 +323,11 @@ def expected_purchases_new(k, r, alpha, a, b, t, *, dropout_at_zero=True):
     :math:`\sum_{n\ge1} \frac{B(a, b+n-1+s)}{B(a, b)} P(N(t) \ge nk)` with N(t) the
     negative binomial count of Poisson events, :math:`\mathrm{NB}(r, \alpha/(\alpha+t))`."""
     t = np.asarray(t, dtype=float)
+    times, inverse = np.unique(t, return_inverse=True)
     zero = np.zeros(1)
-    out = expected_purchases_path(k, r, alpha, a, b, t.ravel(), zero, zero, zero,
+    out = expected_purchases_path(k, r, alpha, a, b, times, zero, zero, zero,
                                   dropout_at_zero=dropout_at_zero)[0]
-    return out.reshape(t.shape)
+    return out[inverse].reshape(t.shape)
 
 
 def probability_of_purchases(k, r, alpha, a, b, n, t, *, dropout_at_zero=True):
