@@ -270,3 +270,21 @@ def test_extremes_are_finite_without_warnings():
                 e = cnbd.expected_purchases_path(k, *p, np.array([1.0, 1e3]), x, t_x, T,
                                                  dropout_at_zero=daz)
                 assert np.all(np.isfinite(e) & (e >= 0)), (k, p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dropout_at_zero", [True, False])
+def test_pytensor_loglik_equals_numpy(cdnow_litt, dropout_at_zero):
+    import pytensor
+    import pytensor.tensor as pt
+
+    from clvmodels._math import pytensor_ops
+
+    data = tuple(cdnow_litt[c].to_numpy(float) for c in ("frequency", "recency", "T", "litt"))
+    theta = pt.dvector("theta")
+    f = pytensor.function([theta], cnbd.loglik(
+        3, *(theta[i] for i in range(4)), *data, ops=pytensor_ops(),
+        dropout_at_zero=dropout_at_zero))
+    p = np.array(BTYDPLUS[1:])
+    np.testing.assert_allclose(
+        f(p), cnbd.loglik(3, *p, *data, dropout_at_zero=dropout_at_zero), rtol=1e-12)

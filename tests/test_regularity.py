@@ -113,7 +113,7 @@ def test_grocery_is_regular_and_estimate_errors():
 def test_ratio_density_is_a_density_and_matches_simulation():
     gaps = np.repeat([2, 3, 10], [10, 5, 1]).astype(float)
     for k in (1.0, 2.5):
-        total, _ = integrate.quad(lambda y: ratio_density(np.array([y]), gaps, k)[0], 0, 10,
+        total, _ = integrate.quad(lambda y, k=k: ratio_density(np.array([y]), gaps, k)[0], 0, 10,
                                   limit=200)
         assert total == pytest.approx(1.0, abs=1e-6)
     rng = np.random.default_rng(0)
