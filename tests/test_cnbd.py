@@ -288,3 +288,18 @@ def test_pytensor_loglik_equals_numpy(cdnow_litt, dropout_at_zero):
     p = np.array(BTYDPLUS[1:])
     np.testing.assert_allclose(
         f(p), cnbd.loglik(3, *p, *data, dropout_at_zero=dropout_at_zero), rtol=1e-12)
+
+
+def test_weights_equal_repeated_rows_and_segment_intervals(grocery):
+    rows = grocery.iloc[:400]
+    twice = pd.concat([rows, rows.iloc[:100]])
+    weighted = rows.assign(w=np.r_[np.full(100, 2.0), np.ones(300)])
+    a = cm.MBGCNBD().fit(twice)
+    b = cm.MBGCNBD().fit(weighted, weights="w")
+    pd.testing.assert_series_equal(a.params_, b.params_, rtol=1e-5)
+    assert a.loglik_ == pytest.approx(b.loglik_, rel=1e-9)
+    seg = grocery.assign(segment=np.where(grocery.index % 2 == 0, "even", "odd"))
+    fits = {s: cm.MBGCNBD(k=2).fit(seg[seg["segment"] == s]) for s in ("even", "odd")}
+    table = cm.segment_estimates(seg, {"MBG/CNBD-2": fits}, "segment", t=52.0, n_draws=50)
+    assert len(table) == 2 and np.isfinite(table.to_numpy(dtype=float)).all()
+    assert (table["low"] < table["mean"]).all() and (table["mean"] < table["high"]).all()

@@ -52,7 +52,7 @@ import pandas as pd
 from scipy import special, stats
 
 from .._math import NUMPY
-from .._validate import _float_array
+from .._validate import _float_array, rfm_arrays
 from ..errors import ConvergenceError, DataError
 from ._btyd import TransactionModel, _as_series
 
@@ -409,35 +409,32 @@ def _litt_array(frame: pd.DataFrame, x: np.ndarray) -> np.ndarray:
 
 
 class _FixedK(TransactionModel):
-    """The maximum-likelihood fit of (r, alpha, a, b) at one k (used by :class:`MBGCNBD`)."""
+    r"""The maximum-likelihood fit of (r, alpha, a, b) at one k (used by :class:`MBGCNBD`).
+
+    ``litt`` enters the likelihood only as the constant :math:`(k-1)\,\mathrm{litt}`, so the
+    fit runs on (x, t_x, T) alone (identical rows compress, as for the other models) and
+    :class:`MBGCNBD` adds the constant to ``loglik_``.
+    """
 
     param_names = ("r", "alpha", "a", "b")
-    columns = ("frequency", "recency", "T")
 
     def __init__(self, *, k: int, dropout_at_zero: bool, penalizer: float = 0.0):
         super().__init__(penalizer=penalizer)
         self.k = k
         self.dropout_at_zero = dropout_at_zero
 
-    def _data(self, frame):
-        x, t_x, T = super()._data(frame)
-        litt = _litt_array(frame, x) if "litt" in frame.columns or self.k > 1 else np.zeros_like(x)
-        return x, t_x, T, litt
-
     def _loglik(self, params, *data):
-        return loglik(self.k, *params, *data, dropout_at_zero=self.dropout_at_zero)
+        return loglik(self.k, *params, *data, 0.0, dropout_at_zero=self.dropout_at_zero)
 
     def _loglik_grad(self, params, *data):
-        return np.column_stack(
-            np.broadcast_arrays(*loglik_grad(self.k, *params, *data,
-                                             dropout_at_zero=self.dropout_at_zero))
-        )
+        grad = loglik_grad(self.k, *params, *data, 0.0, dropout_at_zero=self.dropout_at_zero)
+        return np.column_stack(np.broadcast_arrays(*grad))
 
     def _loglik_and_grad(self, params, *data):
         return self._loglik(params, *data), self._loglik_grad(params, *data)
 
     def _start(self, data, weights):
-        start = super()._start(data[:3], weights)
+        start = super()._start(data, weights)
         start[1] /= self.k  # lambda is k times the purchase rate
         return start
 
@@ -495,12 +492,21 @@ class MBGCNBD(TransactionModel):
                 raise ValueError(f"{type(self).__name__}: {name} must be a whole number >= 1; "
                                  f"got {v!r}")
 
-    def _fit_one(self, data, k, weights, start):
+    def _fit_one(self, data, k, weights, start, litt_total):
         model = _FixedK(k=k, dropout_at_zero=self.dropout_at_zero, penalizer=self.penalizer)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.fit(data, weights=weights, initial_params=start)
+        model.loglik_ += (k - 1) * litt_total
         return model, caught
+
+    def _litt_total(self, data, weights) -> float:
+        """The weighted sum of ``litt`` (0 when a fixed k = 1 needs none)."""
+        if self.k is not None and int(self.k) == 1 and "litt" not in data.columns:
+            return 0.0
+        litt = _litt_array(data, rfm_arrays(data)["frequency"])
+        w = self._weights(data, data, weights)
+        return float(litt.sum() if w is None else w @ litt)
 
     def fit(self, data: pd.DataFrame, *, weights=None, initial_params=None):
         """Fit by maximum likelihood (choosing k unless it was given) and return ``self``.
@@ -513,12 +519,11 @@ class MBGCNBD(TransactionModel):
         if initial_params is not None:
             start = {n: initial_params[n] for n in PARAM_NAMES[1:] if n in initial_params}
         ks = [int(self.k)] if self.k is not None else list(range(1, int(self.max_k) + 1))
-        if self.k is None and "litt" not in data.columns:
-            _litt_array(data, np.zeros(0))  # raises the error that names the column
+        litt_total = self._litt_total(data, weights)
         fits, logliks, caught_by_k = {}, {}, {}
         for k in ks:
             try:
-                model, caught = self._fit_one(data, k, weights, start)
+                model, caught = self._fit_one(data, k, weights, start, litt_total)
             except ConvergenceError:
                 if not fits:
                     raise
@@ -553,10 +558,10 @@ class MBGCNBD(TransactionModel):
     def from_params(cls, **params: float):
         """A model with known parameters ``k, r, alpha, a, b`` (k a whole number >= 1)."""
         k = params.get("k")
-        if k is None or not float(k).is_integer() or k < 1:
+        if k is None or abs(k - round(k)) > 1e-9 or k < 1:
             raise ValueError(f"{cls.__name__}.from_params: k must be a whole number >= 1; "
                              f"got {k!r}")
-        return super().from_params(**params)
+        return super().from_params(**{**params, "k": float(round(k))})
 
     def to_dict(self):
         out = super().to_dict()
