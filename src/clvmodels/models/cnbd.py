@@ -541,6 +541,8 @@ class MBGCNBD(TransactionModel):
         self._adopt(fits[best], best)
         if self.k is None:
             self.loglik_by_k_ = pd.Series(logliks, name="loglik").rename_axis("k")
+        elif hasattr(self, "loglik_by_k_"):  # a refit discards the previous fit's search
+            del self.loglik_by_k_
         return self
 
     def _adopt(self, model: _FixedK, k: int) -> None:
