@@ -32,6 +32,7 @@ from .errors import DataError
 
 __all__ = [
     "RegularityEstimate",
+    "engine_sum_log_intertransaction_times",
     "estimate_regularity",
     "ratio_density",
     "sum_log_intertransaction_times",
@@ -69,6 +70,39 @@ def sum_log_intertransaction_times(
     """
     c, gap = _gaps(codes, day)
     return np.bincount(c, weights=np.log(gap / float(unit_days)), minlength=n_customers)
+
+
+def engine_sum_log_intertransaction_times(
+    rows: object, customer: str, day: str, unit_days: float
+) -> pd.Series:
+    """:func:`sum_log_intertransaction_times` computed by another engine (polars, DuckDB...).
+
+    ``rows`` is a narwhals lazy frame of transactions whose ``day`` column holds the
+    calendar day (midnight datetimes); the gaps come from one window function (the
+    previous purchase day of the same customer), summed per customer by the engine, and
+    only the per-customer result is collected: a Series of ``litt`` by customer id
+    (0 for customers with one purchase day). Engines whose narwhals backend has no ordered
+    window function raise NotImplementedError naming the engine.
+    """
+    import narwhals as nw
+
+    days = rows.select(nw.col(customer), nw.col(day)).unique()
+    gap = (nw.col(day) - nw.col(day).shift(1)).over(customer, order_by=day)
+    try:
+        per = (
+            days.with_columns(__gap=gap.dt.total_seconds() / (86_400.0 * float(unit_days)))
+            .group_by(customer)
+            .agg(litt=nw.col("__gap").log().sum())
+            .collect()
+        )
+    except NotImplementedError as err:
+        engine = nw.get_native_namespace(rows).__name__.split(".")[0]
+        raise NotImplementedError(
+            f"litt=True is not available for {engine} frames (their narwhals backend has no "
+            "ordered window function): convert the log to pandas or polars first"
+        ) from err
+    values = np.nan_to_num(np.asarray(per.get_column("litt").to_numpy(), dtype=float))
+    return pd.Series(values, index=per.get_column(customer).to_numpy(), name="litt")
 
 
 @dataclass(frozen=True, repr=False)

@@ -67,7 +67,10 @@ from clvmodels._validate import (
     transaction_arrays,
 )
 from clvmodels.errors import DataError
-from clvmodels.regularity import sum_log_intertransaction_times
+from clvmodels.regularity import (
+    engine_sum_log_intertransaction_times,
+    sum_log_intertransaction_times,
+)
 
 __all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
 
@@ -446,13 +449,11 @@ def _engine_stats(
     return ids, cal, hold
 
 
-def _check_litt_engine(tx: object, litt: bool) -> None:
-    """``litt`` is computed on the pandas path only: name the engine of any other frame."""
-    if litt and not isinstance(tx, pd.DataFrame):
-        raise NotImplementedError(
-            f"litt=True needs a pandas DataFrame; got a {type(tx).__module__.split('.')[0]} "
-            f"{type(tx).__name__}: convert it first (e.g. .to_pandas() or .df())"
-        )
+def _engine_litt(w: EngineWindow, customer: str, ids: pd.Index, days: float, cal_day=None):
+    """``litt`` of the customers ``ids`` computed by the frame's engine (up to ``cal_day``)."""
+    rows = w.rows() if cal_day is None else w.rows().filter(nw.col(DAY) <= _as_date(cal_day))
+    litt = engine_sum_log_intertransaction_times(rows, customer, DAY, days)
+    return litt.reindex(ids, fill_value=0.0).to_numpy()
 
 
 def rfm_summary(
@@ -504,8 +505,9 @@ def rfm_summary(
         Add ``litt``, the sum of the logs of each customer's inter-transaction times
         (between consecutive purchase days, in `unit`; 0 without repeat purchases), which
         :class:`clvmodels.MBGCNBD` and :class:`clvmodels.BGCNBD` need
-        (:func:`clvmodels.regularity.sum_log_intertransaction_times`). pandas frames only:
-        other engines raise NotImplementedError.
+        (:func:`clvmodels.regularity.sum_log_intertransaction_times`; other engines
+        compute it with one window function, where their narwhals backend has one, else
+        NotImplementedError).
 
     Returns
     -------
@@ -538,7 +540,6 @@ def rfm_summary(
     2           0      0.0  2.0             0.0
     """
     days = unit_days(unit)
-    _check_litt_engine(tx, litt)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
     w = log_window(tx, customer, date, amount, observation_end, **checks)
     if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
@@ -547,8 +548,10 @@ def rfm_summary(
     else:  # any other engine, in that engine
         ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
     out = pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
-    if litt:
+    if litt and isinstance(w, Daily):
         out["litt"] = sum_log_intertransaction_times(w.codes, w.day, len(w.ids), days)
+    elif litt:
+        out["litt"] = _engine_litt(w, customer, ids, days)
     return out
 
 
@@ -624,7 +627,6 @@ def calibration_holdout(
     if calibration_end is None:
         raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
     days = unit_days(unit)
-    _check_litt_engine(tx, litt)
     checks = dict(allow_returns=allow_returns, date_format=date_format)
     w = log_window(tx, customer, date, amount, observation_end, **checks)
     cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", w.tz))
@@ -633,7 +635,11 @@ def calibration_holdout(
         raise error
     if isinstance(w, EngineWindow):  # any other engine, in that engine
         ids, cal, hold = _engine_stats(w, customer, cal_day, amount is not None)
-        return _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+        out = _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+        if litt:
+            out.insert(out.columns.get_loc("frequency_holdout"), "litt",
+                       _engine_litt(w, customer, out.index, days, cal_day))
+        return out
     in_cal = w.day <= cal_day
     n = len(w.ids)
     periods = []
