@@ -11,7 +11,7 @@ customer without repeat purchases is not surely alive), in the BG/CNBD-k not. k 
 the MBG/NBD and the BG/NBD exactly. k is a whole number, chosen by likelihood
 (:class:`MBGCNBD`), and parameterises the formulas here as their first argument.
 
-The likelihood ([1]_ eq. (5); BTYDplus' ``xbgcnbd.LL``) needs one statistic beyond
+The likelihood ([1]_; written as BTYDplus' ``xbgcnbd.LL`` [2]_) needs one statistic beyond
 (x, t_x, T): ``litt``, the sum of the logs of the customer's x inter-transaction times
 (:func:`clvmodels.rfm_summary` with ``litt=True``). It enters as :math:`(k-1)\,\mathrm{litt}`,
 a term free of (r, alpha, a, b) that makes likelihoods of different k comparable.
@@ -26,11 +26,16 @@ the cohort total to the unconditional expectation (its ``ConditionalExpectedTran
 "bias correction"). Both give the same expectation over the model; ours is exact per
 customer.
 
+Equation numbers of [1]_ could not be checked here against the printed paper; the
+expressions are those of BTYDplus' R source [2]_ (each function names its counterpart),
+re-derived in the docstrings, and checked against BTYDplus' own reference values and,
+at k = 1, against [3]_ and [4]_.
+
 References
 ----------
 .. [1] Reutterer, T., Platzer, M. and Schroder, N. (2021). Leveraging purchase
    regularity for predicting customer behavior the easy way. *International Journal of
-   Research in Marketing* 38(1), 194-215 (online 2020).
+   Research in Marketing* 38(1), 194-215 (online 2020), doi:10.1016/j.ijresmar.2020.09.002.
 .. [2] Platzer, M. BTYDplus: Probabilistic Models for Assessing and Predicting your
    Customer Base. R package, https://github.com/mplatzer/BTYDplus (``R/mbg-cnbd-k.R``,
    ``src/slice-sampling.cpp``: ``xbgcnbd_pmf_cpp``).
@@ -67,7 +72,7 @@ def _shift(dropout_at_zero: bool) -> float:
 
 
 def _phase_terms(k, r, alpha, x, t_x, T, ops=NUMPY):
-    r"""log of the k terms of :math:`S_2` ([1]_ eq. (5)), j = 0..k-1:
+    r"""log of the k terms of :math:`S_2` of :func:`loglik`, j = 0..k-1:
 
     .. math:: \tau_j = \log\frac{\Gamma(r+kx+j)}{\Gamma(r+kx)\, j!}
               + j \log\frac{T - t_x}{\alpha + T},
@@ -93,7 +98,7 @@ def _logsumexp(terms, ops=NUMPY):
 
 def _log_dead_term(k, r, alpha, a, b, x, t_x, T, s, ops=NUMPY):
     r"""log of :math:`S_1 = \frac{a}{b+x-1+s}(\frac{\alpha+T}{\alpha+t_x})^{r+kx}`
-    ([1]_ eq. (5)): having dropped out right after the last purchase. For the BG/CNBD-k
+    (:func:`loglik`): having dropped out right after the last purchase. For the BG/CNBD-k
     (s = 0) and x = 0 the term is absent; it is computed 0-safe there and masked by the
     caller."""
     return (
@@ -104,7 +109,7 @@ def _log_dead_term(k, r, alpha, a, b, x, t_x, T, s, ops=NUMPY):
 
 
 def loglik(k, r, alpha, a, b, x, t_x, T, litt, ops=NUMPY, *, dropout_at_zero=True):
-    r"""Log-likelihood of each customer's (x, t_x, T, litt), [1]_ eq. (5).
+    r"""Log-likelihood of each customer's (x, t_x, T, litt), [1]_ ([2]_ ``xbgcnbd.LL``).
 
     .. math::
         L = \frac{e^{(k-1)\,\mathrm{litt}}}{((k-1)!)^x}
