@@ -15,13 +15,15 @@ import clvmodels
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report",
-         "07-subscriptions"]
+         "07-subscriptions", "08-regular-buyers"]
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FAST = {
     "01-quickstart": {},
     "02-formula-vs-models": {"draws": 100, "tune": 100, "chains": 2},
     "03-bayesian-segments": {"draws": 100, "tune": 100, "chains": 2},
     "04-report": {"draws": 100, "tune": 100, "chains": 2},
     "07-subscriptions": {"draws": 100, "tune": 100, "chains": 2},
+    "08-regular-buyers": {"grocery_csv": str(SHARED / "grocery_elog.csv")},
 }
 MIN_FIGURES = {
     "01-quickstart": 4,
@@ -29,6 +31,7 @@ MIN_FIGURES = {
     "03-bayesian-segments": 3,
     "04-report": 6,
     "07-subscriptions": 3,
+    "08-regular-buyers": 3,
 }
 PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report",
                   "clvmodels.contractual"}

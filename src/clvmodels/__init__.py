@@ -2,7 +2,8 @@
 
 Data preparation (:func:`rfm_summary`, :func:`calibration_holdout`), the analysts'
 formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
-:class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`) and discounted
+:class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`; the regularity
+models :class:`MBGCNBD`, :class:`BGCNBD` with :func:`estimate_regularity`) and discounted
 CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
 a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
@@ -22,9 +23,8 @@ from .compare import (
 )
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
-from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
-from .models.bdw import BDW
-from .models.sbg import SBG
+from .models import BDW, BGBB, BGCNBD, BGNBD, MBGCNBD, MBGNBD, SBG, GammaGamma, ParetoNBD
+from .regularity import estimate_regularity
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"
@@ -33,7 +33,9 @@ __all__ = [
     "BDW",
     "SBG",
     "BGBB",
+    "BGCNBD",
     "BGNBD",
+    "MBGCNBD",
     "MBGNBD",
     "ConvergenceError",
     "DataError",
@@ -48,6 +50,7 @@ __all__ = [
     "contractual",
     "customer_lifetime_value",
     "datasets",
+    "estimate_regularity",
     "formula_clv",
     "formula_holdout",
     "holdout_predictions",

@@ -18,6 +18,9 @@ highest-density intervals where a figure shows uncertainty.
 * :func:`plot_segment_forest` -- per-segment estimates with intervals, several methods.
 * :func:`plot_clv_distribution` -- customers' CLV ranked, with credible intervals.
 * :func:`plot_formula_vs_model` -- formula CLV against model CLV per customer.
+* :func:`plot_regularity` and :func:`plot_intertransaction_times` -- is purchase timing
+  regular? Wheat & Morrison's ratio and the inter-transaction times against the Poisson
+  (k = 1) and Erlang-k references (:func:`clvmodels.estimate_regularity`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ __all__ = [
     "plot_formula_vs_model",
     "plot_frequency_recency",
     "plot_holdout_by_frequency",
+    "plot_intertransaction_times",
     "plot_purchase_distribution",
+    "plot_regularity",
     "plot_repeat_purchases",
     "plot_segment_forest",
 ]
@@ -655,4 +660,68 @@ def plot_formula_vs_model(
     ax.set_ylabel(ylabel)
     ax.set_title("Formula vs model, customer by customer")
     ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+# ---- regularity of purchase timing ----------------------------------------------------------
+def _reference_ks(estimate) -> dict[str, float]:
+    """Reference shapes of the regularity plots: Poisson (k = 1), Erlang-2 and the estimate."""
+    refs = {"k = 1 (Poisson models)": 1.0, "k = 2": 2.0}
+    if np.isfinite(estimate.k) and estimate.k > 0:
+        refs[f"k = {estimate.k:.2f} (Wheat & Morrison)"] = float(estimate.k)
+    return refs
+
+
+def plot_regularity(estimate, *, bins: int = 20, ax=None):
+    """Wheat & Morrison's ratio of the last two inter-transaction times, against Beta(k, k).
+
+    ``estimate`` is :func:`clvmodels.estimate_regularity`'s result. Under Gamma(k)
+    inter-transaction times the ratio ITT_1 / (ITT_1 + ITT_2) is Beta(k, k): flat for the
+    Poisson models (k = 1), peaked at 1/2 for regular buyers.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        A density histogram (``ax.patches``) and one line per reference k (``ax.lines``).
+    """
+    from scipy import stats
+
+    ax = _axes(ax)
+    ax.hist(estimate.m, bins=bins, range=(0, 1), density=True, color="0.8",
+            edgecolor="white", label=f"actual ({estimate.n_customers} customers)")
+    grid = np.linspace(0.0025, 0.9975, 200)
+    for label, k in _reference_ks(estimate).items():
+        ax.plot(grid, stats.beta.pdf(grid, k, k), label=label)
+    ax.set_xlabel("ITT\u2081 / (ITT\u2081 + ITT\u2082), last two inter-transaction times")
+    ax.set_ylabel("density")
+    ax.set_title("Regularity of purchase timing (Wheat & Morrison)")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_intertransaction_times(estimate, *, max_ratio: float = 4.0, bins: int = 40, ax=None):
+    """Inter-transaction times relative to each customer's mean, against Gamma(k) references.
+
+    ``estimate`` is :func:`clvmodels.estimate_regularity`'s result; the reference curves
+    are :func:`clvmodels.regularity.ratio_density` (exact for any spread of purchase
+    rates across customers): exponential-like for k = 1, concentrated around 1 for
+    regular buyers. Ratios above `max_ratio` are not drawn.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        A density histogram (``ax.patches``) and one line per reference k (``ax.lines``).
+    """
+    from .regularity import ratio_density
+
+    ax = _axes(ax)
+    ax.hist(estimate.ratios, bins=bins, range=(0, max_ratio), density=True, color="0.8",
+            edgecolor="white", label=f"actual ({estimate.ratios.size} times)")
+    grid = np.linspace(max_ratio / 400, max_ratio, 200)
+    for label, k in _reference_ks(estimate).items():
+        ax.plot(grid, ratio_density(grid, estimate.gaps, k), label=label)
+    ax.set_xlabel("inter-transaction time / the customer's mean")
+    ax.set_ylabel("density")
+    ax.set_title("Inter-transaction times: actual vs Gamma(k)")
+    ax.legend(frameon=False)
     return ax

@@ -67,6 +67,10 @@ from clvmodels._validate import (
     transaction_arrays,
 )
 from clvmodels.errors import DataError
+from clvmodels.regularity import (
+    engine_sum_log_intertransaction_times,
+    sum_log_intertransaction_times,
+)
 
 __all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
 
@@ -445,6 +449,13 @@ def _engine_stats(
     return ids, cal, hold
 
 
+def _engine_litt(w: EngineWindow, customer: str, ids: pd.Index, days: float, cal_day=None):
+    """``litt`` of the customers ``ids`` computed by the frame's engine (up to ``cal_day``)."""
+    rows = w.rows() if cal_day is None else w.rows().filter(nw.col(DAY) <= _as_date(cal_day))
+    litt = engine_sum_log_intertransaction_times(rows, customer, DAY, days)
+    return litt.reindex(ids, fill_value=0.0).to_numpy()
+
+
 def rfm_summary(
     tx: pd.DataFrame,
     customer: str,
@@ -455,6 +466,7 @@ def rfm_summary(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """Summarise a transaction log into an RFM frame (frequency, recency, T, monetary value).
 
@@ -489,6 +501,13 @@ def rfm_summary(
     date_format : str, optional
         strftime format for string dates (default: the format inferred from most of the
         first 1,000 values; ``"ISO8601"`` for ISO strings of varying precision).
+    litt : bool, default False
+        Add ``litt``, the sum of the logs of each customer's inter-transaction times
+        (between consecutive purchase days, in `unit`; 0 without repeat purchases), which
+        :class:`clvmodels.MBGCNBD` and :class:`clvmodels.BGCNBD` need
+        (:func:`clvmodels.regularity.sum_log_intertransaction_times`; other engines
+        compute it with one window function, where their narwhals backend has one, else
+        NotImplementedError).
 
     Returns
     -------
@@ -528,7 +547,12 @@ def rfm_summary(
         ids = w.ids
     else:  # any other engine, in that engine
         ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
-    return pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
+    out = pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
+    if litt and isinstance(w, Daily):
+        out["litt"] = sum_log_intertransaction_times(w.codes, w.day, len(w.ids), days)
+    elif litt:
+        out["litt"] = _engine_litt(w, customer, ids, days)
+    return out
 
 
 def calibration_holdout(
@@ -542,6 +566,7 @@ def calibration_holdout(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """RFM frame for a calibration period plus what each customer did in the holdout.
 
@@ -555,6 +580,9 @@ def calibration_holdout(
     ----------
     tx, customer, date, amount, unit, allow_returns, date_format
         As in :func:`rfm_summary`.
+    litt : bool, default False
+        Add ``litt`` of the calibration period (see :func:`rfm_summary`), after the
+        calibration columns.
     calibration_end : date-like
         Last day of the calibration period (required).
     observation_end : date-like, optional
@@ -607,11 +635,20 @@ def calibration_holdout(
         raise error
     if isinstance(w, EngineWindow):  # any other engine, in that engine
         ids, cal, hold = _engine_stats(w, customer, cal_day, amount is not None)
-        return _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+        out = _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+        if litt:
+            out.insert(out.columns.get_loc("frequency_holdout"), "litt",
+                       _engine_litt(w, customer, out.index, days, cal_day))
+        return out
     in_cal = w.day <= cal_day
     n = len(w.ids)
     periods = []
     for rows in (in_cal, ~in_cal):
         amounts = w.amount[rows] if w.amount is not None else None
         periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
-    return _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    out = _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    if litt:
+        values = sum_log_intertransaction_times(w.codes[in_cal], w.day[in_cal], n, days)
+        out.insert(out.columns.get_loc("frequency_holdout"), "litt",
+                   values[periods[0]["n_days"] > 0])
+    return out

@@ -5,9 +5,12 @@ BTYD (transaction) models, and the contractual (subscription) models SBG and BDW
 from .bdw import BDW
 from .bgbb import BGBB
 from .bgnbd import BGNBD
+from .cnbd import BGCNBD, MBGCNBD
 from .gammagamma import GammaGamma
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
 from .sbg import SBG
 
-__all__ = ["BDW", "BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD", "SBG"]
+__all__ = [
+    "BDW", "BGBB", "BGCNBD", "BGNBD", "GammaGamma", "MBGCNBD", "MBGNBD", "ParetoNBD", "SBG",
+]
