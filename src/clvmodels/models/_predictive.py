@@ -1,0 +1,169 @@
+r"""Predictive distribution of a customer's future purchases, and its intervals.
+
+For the four BTYD models a customer with history :math:`h = (x, t_x, T)` is, at the
+parameters :math:`\theta`, either inactive at T (probability :math:`1 - A(\theta, h)`,
+no purchase ever after) or active, and then, by conjugacy and lack of memory, a customer
+just acquired whose parameters are updated by :math:`(x, T)` (the model's
+:class:`~clvmodels.models._btyd.Conditional`). Hence
+
+.. math::
+    P(Y(t) = n \mid h, \theta) = A(\theta, h)\, g_n(q(\theta, x, T), t)
+        + (1 - A(\theta, h))\,\delta_{n0},
+
+with :math:`g` the new-customer pmf (e.g. Fader, Hardie & Lee 2005, eq. (8), at the
+updated parameters). Parameter uncertainty enters as a mixture over draws
+:math:`\theta_1, \dots, \theta_D` (maximum likelihood: the asymptotic normal law of the
+log-parameters; Bayesian: posterior draws), so the predictive CDF is
+
+.. math::
+    F_h(n) = 1 - \frac{1}{D}\sum_d A(\theta_d, h)\,\big(1 - G_n(q(\theta_d, x, T))\big),
+
+and the interval of level :math:`\ell` is the pair of quantiles at :math:`(1 \mp \ell)/2`
+(the smallest n with :math:`F_h(n) \ge p`), the median the quantile at 1/2. Counts are
+discrete, so such an interval covers *at least* :math:`\ell` under the model
+(:func:`predictive_coverage` gives its exact probability).
+
+Cost. :math:`G` depends on the history only through (x, T) (and the segment): it is
+tabulated once per distinct (segment, x, T) and draw, by the models' recurrences
+(``pmf_table``), in chunks bounded by ``memory_limit``; only :math:`A` is evaluated per
+customer and draw. Ages computed from calendar days repeat, so a million customers have
+some ten thousand distinct (x, T) pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ._base import unique_rows
+
+MEMORY_LIMIT = 64 * 2**20
+_FIRST_N_MAX = 15
+_LARGEST_N_MAX = 1 << 20
+_MATMUL_MIN_ROWS = 8  # pairs with fewer customers are combined by a gathered einsum
+
+
+def check_level(level: float) -> float:
+    level = float(level)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return level
+
+
+def _table_cdf(cond, params, x, T, t, target):
+    """CDF tables (D, P, N + 1) of the pairs, N large enough that the mean over draws
+    reaches ``target`` for every pair (doubling N as needed)."""
+    q = cond.updated(*params, x[None, :], T[None, :])
+    n_max = _FIRST_N_MAX
+    while True:
+        cdf = np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1)
+        if np.all(cdf[..., -1].mean(axis=0) >= target) or n_max >= _LARGEST_N_MAX:
+            return np.minimum(cdf, 1.0)
+        n_max = 2 * n_max + 1
+
+
+def _quantiles(F: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Smallest n with F[:, n] >= p, for each p (F increasing along axis 1): (rows, len(p))."""
+    # F is a CDF table; a tiny tolerance keeps F = p (exact rounding ties) on the low side
+    return (F[:, :, None] < probs[None, None, :] - 1e-12).sum(axis=1)
+
+
+def predictive_quantiles(
+    cond,
+    alive: Callable,
+    draws: Sequence[np.ndarray],
+    codes: np.ndarray,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    t: float,
+    probs: Sequence[float],
+    *,
+    memory_limit: int = MEMORY_LIMIT,
+) -> np.ndarray:
+    """Quantiles ``probs`` of each customer's purchases in (T, T + t]: (customers, len(probs)).
+
+    ``draws``: one (D, G) array per parameter (D draws, G segments; G = 1 without
+    segments); ``codes``: each customer's segment (0..G-1); ``alive(*params, x, t_x, T)``
+    is the model's P(alive at T). See the module docstring.
+    """
+    probs = np.asarray(probs, dtype=float)
+    target = float(probs.max())
+    n_draws = draws[0].shape[0]
+    (pc, px, pT), inverse, order, starts = unique_rows([codes, x, T])
+    pc = pc.astype(np.int64)
+    ends = np.r_[starts[1:], inverse.size]
+    out = np.empty((inverse.size, probs.size), dtype=np.int64)
+    # pairs per chunk: the CDF table holds D x pairs x (N + 1) values, N ~ 16..64
+    pairs_per_chunk = max(1, memory_limit // (8 * n_draws * 64))
+    rows_per_block = max(1, memory_limit // (8 * n_draws * 4))
+    for c0 in range(0, pc.size, pairs_per_chunk):
+        c1 = min(pc.size, c0 + pairs_per_chunk)
+        params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
+        cdf = _table_cdf(cond, params, px[c0:c1], pT[c0:c1], t, target)
+        # customers of these pairs, in blocks of bounded size
+        r0, r1 = starts[c0], ends[c1 - 1]
+        for b0 in range(r0, r1, rows_per_block):
+            rows = order[b0:min(r1, b0 + rows_per_block)]
+            a = _alive_per_draw(alive, draws, codes[rows], x[rows], t_x[rows], T[rows])
+            F = (1.0 - a.mean(axis=0))[:, None] + _mixture(a, cdf, inverse[rows] - c0)
+            out[rows] = _quantiles(F, probs)
+    return out
+
+
+def _alive_per_draw(alive, draws, seg, x, t_x, T) -> np.ndarray:
+    """P(alive at T) of each customer at each draw: (D, rows), one draw at a time (the
+    models' formulas take one parameter value per customer, or one for all)."""
+    out = np.empty((draws[0].shape[0], x.size))
+    for d in range(out.shape[0]):
+        params = [p[d, seg] if p.shape[1] > 1 else p[d, 0] for p in draws]
+        out[d] = alive(*params, x, t_x, T)
+    return out
+
+
+def _mixture(a: np.ndarray, cdf: np.ndarray, local: np.ndarray) -> np.ndarray:
+    r""":math:`\frac{1}{D}\sum_d a_{d,i}\, G_{d, u_i}(n)` for each row i: (rows, N + 1)."""
+    n_draws = a.shape[0]
+    out = np.empty((local.size, cdf.shape[-1]))
+    # rows arrive sorted by pair: runs of equal pairs
+    cut = np.flatnonzero(np.r_[True, local[1:] != local[:-1], True])
+    lengths = np.diff(cut)
+    few = np.repeat(lengths < _MATMUL_MIN_ROWS, lengths)
+    for s, e in zip(cut[:-1][lengths >= _MATMUL_MIN_ROWS], cut[1:][lengths >= _MATMUL_MIN_ROWS],
+                    strict=True):
+        out[s:e] = a[:, s:e].T @ cdf[:, local[s], :]
+    if few.any():
+        k = np.flatnonzero(few)
+        out[k] = np.einsum("dr,drn->rn", a[:, k], cdf[:, local[k], :])
+    return out / n_draws
+
+
+def predictive_coverage(
+    cond, alive, draws, codes, x, t_x, T, t, low, high
+) -> np.ndarray:
+    """P(low <= Y(t) <= high | history) per customer under the predictive distribution
+    (the mixture over draws), for checking intervals against their nominal level."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n_max = int(np.max(high, initial=0))
+    params = [p[:, codes] if p.shape[1] > 1 else p for p in draws]
+    q = cond.updated(*params, x[None, :], T[None, :])
+    cdf = np.minimum(np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1), 1.0)  # (D, n, N+1)
+    a = _alive_per_draw(alive, draws, codes, x, t_x, T)
+    rows = np.arange(x.size)
+    F = lambda n: (1 - a + a * cdf[:, rows, np.maximum(n, 0)]) * (n >= 0)  # noqa: E731
+    return (F(np.asarray(high)) - F(np.asarray(low) - 1)).mean(axis=0)
+
+
+def lognormal_draws(theta: np.ndarray, cov: np.ndarray | None, n_draws: int, seed) -> np.ndarray:
+    """(n_draws, k) parameter draws from the asymptotic normal law of the log-parameters
+    (the delta-method covariance ``cov`` of the fit, turned back to log scale); the point
+    estimate alone when there is no usable covariance."""
+    if cov is None or not np.all(np.isfinite(cov)):
+        return theta[None, :]
+    cov_log = cov / np.outer(theta, theta)
+    cov_log = (cov_log + cov_log.T) / 2
+    evals, evecs = np.linalg.eigh(cov_log)
+    root = evecs * np.sqrt(np.clip(evals, 0.0, None))
+    z = np.random.default_rng(seed).standard_normal((n_draws, theta.size))
+    return np.exp(np.log(theta)[None, :] + z @ root.T)
