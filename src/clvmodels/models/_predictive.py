@@ -52,21 +52,55 @@ def check_level(level: float) -> float:
 
 
 def _table_cdf(cond, params, x, T, t, target):
-    """CDF tables (D, P, N + 1) of the pairs, N large enough that the mean over draws
-    reaches ``target`` for every pair (doubling N as needed)."""
-    q = cond.updated(*params, x[None, :], T[None, :])
+    """CDF tables (D, P, N + 1) of the pairs, long enough that the mean over draws reaches
+    ``target`` for every pair: N doubles for the pairs that need it, and the shorter
+    tables are padded with 1 (their quantiles up to ``target`` lie within them)."""
     n_max = _FIRST_N_MAX
+    todo = np.arange(x.size)
+    parts = []
     while True:
-        cdf = np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1)
-        if np.all(cdf[..., -1].mean(axis=0) >= target) or n_max >= _LARGEST_N_MAX:
-            return np.minimum(cdf, 1.0)
-        n_max = 2 * n_max + 1
+        sub = [p[:, todo] if p.shape[1] > 1 else p for p in params]
+        q = cond.updated(*sub, x[None, todo], T[None, todo])
+        cdf = np.minimum(np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1), 1.0)
+        short = cdf[..., -1].mean(axis=0) < target
+        if n_max >= _LARGEST_N_MAX:
+            short[:] = False
+        parts.append((todo[~short], cdf[:, ~short]))
+        if not short.any():
+            break
+        todo, n_max = todo[short], 2 * n_max + 1
+    out = np.ones((cdf.shape[0], x.size, n_max + 1))
+    for rows, part in parts:
+        out[:, rows, : part.shape[-1]] = part
+    return out
 
 
 def _quantiles(F: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Smallest n with F[:, n] >= p, for each p (F increasing along axis 1): (rows, len(p))."""
     # F is a CDF table; a tiny tolerance keeps F = p (exact rounding ties) on the low side
     return (F[:, :, None] < probs[None, None, :] - 1e-12).sum(axis=1)
+
+
+def _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, target, memory_limit):
+    """Yield ``(rows, F)``: customers and their predictive CDF tables F[:, n], n = 0..N,
+    N large enough that F reaches ``target`` (see the module docstring)."""
+    n_draws = draws[0].shape[0]
+    (pc, px, pT), inverse, order, starts = unique_rows([codes, x, T])
+    pc = pc.astype(np.int64)
+    ends = np.r_[starts[1:], inverse.size]
+    # pairs per chunk: the CDF table holds D x pairs x (N + 1) values, N ~ 16..64
+    pairs_per_chunk = max(1, memory_limit // (8 * n_draws * 64))
+    rows_per_block = max(1, memory_limit // (8 * n_draws * 4))
+    for c0 in range(0, pc.size, pairs_per_chunk):
+        c1 = min(pc.size, c0 + pairs_per_chunk)
+        params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
+        cdf = _table_cdf(cond, params, px[c0:c1], pT[c0:c1], t, target)
+        # customers of these pairs, in blocks of bounded size
+        r0, r1 = starts[c0], ends[c1 - 1]
+        for b0 in range(r0, r1, rows_per_block):
+            rows = order[b0:min(r1, b0 + rows_per_block)]
+            a = _alive_per_draw(alive, draws, codes[rows], x[rows], t_x[rows], T[rows])
+            yield rows, (1.0 - a.mean(axis=0))[:, None] + _mixture(a, cdf, inverse[rows] - c0)
 
 
 def predictive_quantiles(
@@ -89,26 +123,28 @@ def predictive_quantiles(
     is the model's P(alive at T). See the module docstring.
     """
     probs = np.asarray(probs, dtype=float)
-    target = float(probs.max())
-    n_draws = draws[0].shape[0]
-    (pc, px, pT), inverse, order, starts = unique_rows([codes, x, T])
-    pc = pc.astype(np.int64)
-    ends = np.r_[starts[1:], inverse.size]
-    out = np.empty((inverse.size, probs.size), dtype=np.int64)
-    # pairs per chunk: the CDF table holds D x pairs x (N + 1) values, N ~ 16..64
-    pairs_per_chunk = max(1, memory_limit // (8 * n_draws * 64))
-    rows_per_block = max(1, memory_limit // (8 * n_draws * 4))
-    for c0 in range(0, pc.size, pairs_per_chunk):
-        c1 = min(pc.size, c0 + pairs_per_chunk)
-        params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
-        cdf = _table_cdf(cond, params, px[c0:c1], pT[c0:c1], t, target)
-        # customers of these pairs, in blocks of bounded size
-        r0, r1 = starts[c0], ends[c1 - 1]
-        for b0 in range(r0, r1, rows_per_block):
-            rows = order[b0:min(r1, b0 + rows_per_block)]
-            a = _alive_per_draw(alive, draws, codes[rows], x[rows], t_x[rows], T[rows])
-            F = (1.0 - a.mean(axis=0))[:, None] + _mixture(a, cdf, inverse[rows] - c0)
-            out[rows] = _quantiles(F, probs)
+    out = np.empty((x.size, probs.size), dtype=np.int64)
+    for rows, F in _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, float(probs.max()),
+                               memory_limit):
+        out[rows] = _quantiles(F, probs)
+    return out
+
+
+def predictive_coverage(
+    cond, alive, draws, codes, x, t_x, T, t, low, high, *, memory_limit=MEMORY_LIMIT
+) -> np.ndarray:
+    """P(low <= Y(t) <= high | history) per customer under the predictive distribution
+    (the mixture over draws): the probability that an interval covers, which the
+    intervals' own checks compare with the observed share."""
+    low, high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
+    out = np.empty(x.size)
+    # F reaches 1 - 1e-6 within its table: the highs of intervals of levels up to 0.99
+    # are inside
+    for rows, F in _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, 1 - 1e-6, memory_limit):
+        hi = np.minimum(high[rows], F.shape[1] - 1)
+        k = np.arange(rows.size)
+        below = np.where(low[rows] > 0, F[k, np.maximum(low[rows] - 1, 0)], 0.0)
+        out[rows] = F[k, hi] - below
     return out
 
 
@@ -137,22 +173,6 @@ def _mixture(a: np.ndarray, cdf: np.ndarray, local: np.ndarray) -> np.ndarray:
         k = np.flatnonzero(few)
         out[k] = np.einsum("dr,drn->rn", a[:, k], cdf[:, local[k], :])
     return out / n_draws
-
-
-def predictive_coverage(
-    cond, alive, draws, codes, x, t_x, T, t, low, high
-) -> np.ndarray:
-    """P(low <= Y(t) <= high | history) per customer under the predictive distribution
-    (the mixture over draws), for checking intervals against their nominal level."""
-    codes = np.asarray(codes, dtype=np.int64)
-    n_max = int(np.max(high, initial=0))
-    params = [p[:, codes] if p.shape[1] > 1 else p for p in draws]
-    q = cond.updated(*params, x[None, :], T[None, :])
-    cdf = np.minimum(np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1), 1.0)  # (D, n, N+1)
-    a = _alive_per_draw(alive, draws, codes, x, t_x, T)
-    rows = np.arange(x.size)
-    F = lambda n: (1 - a + a * cdf[:, rows, np.maximum(n, 0)]) * (n >= 0)  # noqa: E731
-    return (F(np.asarray(high)) - F(np.asarray(low) - 1)).mean(axis=0)
 
 
 def lognormal_draws(theta: np.ndarray, cov: np.ndarray | None, n_draws: int, seed) -> np.ndarray:

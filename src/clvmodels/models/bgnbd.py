@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .._math import NUMPY, trigamma_shift, unique_inverse
+from .._math import NUMPY, nbd_table, trigamma_shift, unique_inverse
 from ._base import unique_rows
 from ._btyd import Conditional, Formulas, TransactionModel
 from ._hyp2f1 import log_hyp2f1
@@ -304,26 +304,20 @@ def pmf_table(r, alpha, a, b, t, n_max):
     parameters broadcast. Absolute accuracy ~1e-15 (what the prediction intervals
     need); :func:`probability_of_purchases` keeps full relative accuracy in the tails.
     """
-    r, alpha, a, b, t = np.broadcast_arrays(
-        *(np.asarray(v, dtype=float)[..., None] for v in (r, alpha, a, b, t))
-    )
+    nbd = nbd_table(r, alpha, t, n_max)
+    a, b = (np.asarray(v, dtype=float)[..., None] for v in (a, b))
     n = np.arange(n_max + 1, dtype=float)
-    log_q = np.log(alpha) - np.log(alpha + t)
-    with np.errstate(divide="ignore"):
-        log_1mq = np.log(t) - np.log(alpha + t)  # -inf at t = 0: all mass at n = 0
-    steps = np.log((r + n[:-1]) / (n[1:])) + log_1mq
-    log_nbd = r * log_q + np.concatenate([np.zeros_like(log_q), np.cumsum(steps, axis=-1)], -1)
-    nbd = np.exp(log_nbd)
-    # E[(1-p)^n] = B(a, b+n)/B(a, b)
-    log_surv_p = np.concatenate(
-        [np.zeros_like(b), np.cumsum(np.log((b + n[:-1]) / (a + b + n[:-1])), axis=-1)], -1
-    )
-    at_least = np.clip(1.0 - np.cumsum(nbd, axis=-1) + nbd, 0.0, 1.0)  # P(NB >= n)
-    dropped = np.zeros_like(nbd)
-    dropped[..., 1:] = (
-        a / (a + b + n[:-1]) * np.exp(log_surv_p[..., :-1]) * at_least[..., 1:]
-    )
-    return np.exp(log_surv_p) * nbd + dropped
+    # E[(1-p)^n] = B(a, b+n)/B(a, b), by the ratios of consecutive terms
+    log_surv_p = np.empty(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + n.shape)
+    log_surv_p[..., 0] = 0.0
+    log_surv_p[..., 1:] = np.log((b + n[:-1]) / (a + b + n[:-1]))
+    np.cumsum(log_surv_p, axis=-1, out=log_surv_p)
+    surv_p = np.exp(log_surv_p)
+    at_least = 1.0 - np.cumsum(nbd, axis=-1) + nbd  # P(NB >= n)
+    out = surv_p * nbd
+    # E[p (1-p)^(n-1)] = a / (a+b+n-1) * E[(1-p)^(n-1)]
+    out[..., 1:] += a / (a + b + n[:-1]) * surv_p[..., :-1] * np.clip(at_least[..., 1:], 0, 1)
+    return out
 
 
 def simulate_future(r, alpha, a, b, t, x, t_x, T, rng):
