@@ -224,7 +224,7 @@ class TransactionModel(MLEModel):
         out = self.probability_of_purchases(0, t, rfm)
         return out.rename("probability_of_no_purchase")
 
-    def parameter_draws(self, n_draws: int = 100, random_state=0) -> np.ndarray:
+    def parameter_draws(self, n_draws: int = 50, random_state=0) -> np.ndarray:
         """(n_draws, k) parameter draws for the intervals: the asymptotic normal law of
         the log-parameters at the fit (observed information, ``cov_``); one row with the
         estimates when the model has no covariance (:meth:`from_params`)."""
@@ -240,7 +240,7 @@ class TransactionModel(MLEModel):
         rfm: pd.DataFrame,
         level: float = 0.9,
         *,
-        n_draws: int = 100,
+        n_draws: int = 50,
         random_state=0,
         memory_limit: int = _predictive.MEMORY_LIMIT,
     ) -> pd.DataFrame:

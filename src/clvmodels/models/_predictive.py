@@ -36,12 +36,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._base import unique_rows
+from ._base import _blas_controller, unique_rows
 
 MEMORY_LIMIT = 64 * 2**20
 _FIRST_N_MAX = 15
 _LARGEST_N_MAX = 1 << 20
-_MATMUL_MIN_ROWS = 8  # pairs with fewer customers are combined by a gathered einsum
 
 
 def check_level(level: float) -> float:
@@ -51,28 +50,32 @@ def check_level(level: float) -> float:
     return level
 
 
-def _table_cdf(cond, params, x, T, t, target):
-    """CDF tables (D, P, N + 1) of the pairs, long enough that the mean over draws reaches
-    ``target`` for every pair: N doubles for the pairs that need it, and the shorter
-    tables are padded with 1 (their quantiles up to ``target`` lie within them)."""
+def _table_parts(cond, params, x, T, t, target):
+    """CDF tables of the pairs (x, T): a list of ``(pairs, cdf)`` with ``cdf`` of shape
+    (D, len(pairs), N + 1), N long enough that the mean over draws reaches ``target``
+    for each of its pairs. N starts small and doubles for the pairs that need it."""
     n_max = _FIRST_N_MAX
     todo = np.arange(x.size)
     parts = []
-    while True:
+    while todo.size:
         sub = [p[:, todo] if p.shape[1] > 1 else p for p in params]
         q = cond.updated(*sub, x[None, todo], T[None, todo])
-        cdf = np.minimum(np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1), 1.0)
+        cdf = np.cumsum(cond.pmf_table(*q, t, n_max), axis=-1)
+        np.minimum(cdf, 1.0, out=cdf)
         short = cdf[..., -1].mean(axis=0) < target
         if n_max >= _LARGEST_N_MAX:
             short[:] = False
-        parts.append((todo[~short], cdf[:, ~short]))
-        if not short.any():
-            break
+        parts.append((todo[~short], cdf[:, ~short] if short.any() else cdf))
         todo, n_max = todo[short], 2 * n_max + 1
-    out = np.ones((cdf.shape[0], x.size, n_max + 1))
-    for rows, part in parts:
-        out[:, rows, : part.shape[-1]] = part
-    return out
+    return parts
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(starts[k], ends[k])`` and, for each element, its k."""
+    lengths = ends - starts
+    owner = np.repeat(np.arange(starts.size), lengths)
+    offset = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return starts[owner] + offset, owner
 
 
 def _quantiles(F: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -82,25 +85,37 @@ def _quantiles(F: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, target, memory_limit):
-    """Yield ``(rows, F)``: customers and their predictive CDF tables F[:, n], n = 0..N,
-    N large enough that F reaches ``target`` (see the module docstring)."""
+    """The predictive CDF tables of the distinct customers (see the module docstring).
+
+    Returns ``(inverse, blocks)``: each customer's distinct row, and a generator of
+    ``(rows, F)`` with F[:, n], n = 0..N, the CDF of the distinct ``rows``, N large enough
+    that F reaches ``target``.
+    """
     n_draws = draws[0].shape[0]
-    (pc, px, pT), inverse, order, starts = unique_rows([codes, x, T])
-    pc = pc.astype(np.int64)
-    ends = np.r_[starts[1:], inverse.size]
-    # pairs per chunk: the CDF table holds D x pairs x (N + 1) values, N ~ 16..64
+    # distinct (segment, x, T, t_x), sorted: rows of one pair (segment, x, T) are adjacent
+    (uc, ux, uT, ut), inverse, _, _ = unique_rows([codes, x, T, t_x])
+    uc = uc.astype(np.int64)
+    new = np.r_[True, (uc[1:] != uc[:-1]) | (ux[1:] != ux[:-1]) | (uT[1:] != uT[:-1])]
+    p_start = np.flatnonzero(new)
+    p_end = np.r_[p_start[1:], uc.size]
+    pc, px, pT = uc[p_start], ux[p_start], uT[p_start]
+    # pairs per chunk: the CDF tables hold D x pairs x (N + 1) values, N ~ 16..64
     pairs_per_chunk = max(1, memory_limit // (8 * n_draws * 64))
-    rows_per_block = max(1, memory_limit // (8 * n_draws * 4))
-    for c0 in range(0, pc.size, pairs_per_chunk):
-        c1 = min(pc.size, c0 + pairs_per_chunk)
-        params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
-        cdf = _table_cdf(cond, params, px[c0:c1], pT[c0:c1], t, target)
-        # customers of these pairs, in blocks of bounded size
-        r0, r1 = starts[c0], ends[c1 - 1]
-        for b0 in range(r0, r1, rows_per_block):
-            rows = order[b0:min(r1, b0 + rows_per_block)]
-            a = _alive_per_draw(alive, draws, codes[rows], x[rows], t_x[rows], T[rows])
-            yield rows, (1.0 - a.mean(axis=0))[:, None] + _mixture(a, cdf, inverse[rows] - c0)
+
+    def blocks():
+        with _blas_controller().limit(limits=1, user_api="blas"):  # small products
+            for c0 in range(0, pc.size, pairs_per_chunk):
+                c1 = min(pc.size, c0 + pairs_per_chunk)
+                params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
+                for pairs, cdf in _table_parts(cond, params, px[c0:c1], pT[c0:c1], t, target):
+                    rows, local = _ranges(p_start[c0 + pairs], p_end[c0 + pairs])
+                    step = max(1, memory_limit // (8 * max(n_draws, cdf.shape[-1]) * 4))
+                    for b0 in range(0, rows.size, step):
+                        r, k = rows[b0 : b0 + step], local[b0 : b0 + step]
+                        a = _alive_per_draw(alive, draws, uc[r], ux[r], ut[r], uT[r])
+                        yield r, (1.0 - a.mean(axis=0))[:, None] + _mixture(a, cdf, k)
+
+    return inverse, blocks()
 
 
 def predictive_quantiles(
@@ -123,11 +138,13 @@ def predictive_quantiles(
     is the model's P(alive at T). See the module docstring.
     """
     probs = np.asarray(probs, dtype=float)
-    out = np.empty((x.size, probs.size), dtype=np.int64)
-    for rows, F in _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, float(probs.max()),
-                               memory_limit):
+    inverse, blocks = _cdf_blocks(
+        cond, alive, draws, codes, x, t_x, T, t, float(probs.max()), memory_limit
+    )
+    out = np.empty((int(inverse.max(initial=-1)) + 1, probs.size), dtype=np.int64)
+    for rows, F in blocks:
         out[rows] = _quantiles(F, probs)
-    return out
+    return out[inverse]
 
 
 def predictive_coverage(
@@ -137,14 +154,20 @@ def predictive_coverage(
     (the mixture over draws): the probability that an interval covers, which the
     intervals' own checks compare with the observed share."""
     low, high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
-    out = np.empty(x.size)
     # F reaches 1 - 1e-6 within its table: the highs of intervals of levels up to 0.99
     # are inside
-    for rows, F in _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, 1 - 1e-6, memory_limit):
-        hi = np.minimum(high[rows], F.shape[1] - 1)
-        k = np.arange(rows.size)
-        below = np.where(low[rows] > 0, F[k, np.maximum(low[rows] - 1, 0)], 0.0)
-        out[rows] = F[k, hi] - below
+    inverse, blocks = _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, 1 - 1e-6,
+                                  memory_limit)
+    by_row = np.argsort(inverse, kind="stable")
+    first = np.searchsorted(inverse[by_row], np.arange(int(inverse.max(initial=-1)) + 2))
+    out = np.empty(x.size)
+    for rows, F in blocks:
+        at, k = _ranges(first[rows], first[rows + 1])
+        customers = by_row[at]
+        hi = np.minimum(high[customers], F.shape[1] - 1)
+        lo = low[customers]
+        below = np.where(lo > 0, F[k, np.maximum(lo - 1, 0)], 0.0)
+        out[customers] = F[k, hi] - below
     return out
 
 
@@ -159,20 +182,16 @@ def _alive_per_draw(alive, draws, seg, x, t_x, T) -> np.ndarray:
 
 
 def _mixture(a: np.ndarray, cdf: np.ndarray, local: np.ndarray) -> np.ndarray:
-    r""":math:`\frac{1}{D}\sum_d a_{d,i}\, G_{d, u_i}(n)` for each row i: (rows, N + 1)."""
-    n_draws = a.shape[0]
+    r""":math:`\frac{1}{D}\sum_d a_{d,i}\, G_{d, u_i}(n)` for each row i: (rows, N + 1).
+
+    Rows arrive sorted by pair: one matrix product per run of rows of the same pair
+    (the tables are read once, never gathered per row)."""
     out = np.empty((local.size, cdf.shape[-1]))
-    # rows arrive sorted by pair: runs of equal pairs
     cut = np.flatnonzero(np.r_[True, local[1:] != local[:-1], True])
-    lengths = np.diff(cut)
-    few = np.repeat(lengths < _MATMUL_MIN_ROWS, lengths)
-    for s, e in zip(cut[:-1][lengths >= _MATMUL_MIN_ROWS], cut[1:][lengths >= _MATMUL_MIN_ROWS],
-                    strict=True):
-        out[s:e] = a[:, s:e].T @ cdf[:, local[s], :]
-    if few.any():
-        k = np.flatnonzero(few)
-        out[k] = np.einsum("dr,drn->rn", a[:, k], cdf[:, local[k], :])
-    return out / n_draws
+    for s, e in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+        np.matmul(a[:, s:e].T, cdf[:, local[s], :], out=out[s:e])
+    out /= a.shape[0]
+    return out
 
 
 def lognormal_draws(theta: np.ndarray, cov: np.ndarray | None, n_draws: int, seed) -> np.ndarray:
