@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_days
-from ._validate import column_names
+from ._validate import column_names, rfm_arrays
 from .errors import DataError
 from .formula import formula_clv
 from .rfm import unit_days
@@ -472,13 +472,14 @@ def _interval(draws: np.ndarray, prob: float) -> tuple[float, float]:
 
 def _bayes_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int) -> np.ndarray:
     """Posterior draws of the mean of E[Y(t)] over the customers of `frame`."""
-    draws = model._draws()
-    total = draws[0].shape[0]
-    pick = np.linspace(0, total - 1, min(n_draws, total)).round().astype(np.int64)
-    codes = model._codes(frame)
-    data = [d[None, :] for d in model._data(frame)]
-    params = [(p[pick][:, :1] if p.shape[1] == 1 else p[pick][:, codes]) for p in draws]
-    (values,) = model._cumulative_purchases(params, data, [float(t)])
+    from .bayes._base import draw_matrices
+
+    draws = draw_matrices(model.posterior_draws(n_draws), model.param_names)
+    codes = model.segment_index(frame)
+    arrays = rfm_arrays(frame)
+    data = [arrays[c][None, :] for c in ("frequency", "recency", "T")]
+    params = [(p[:, :1] if p.shape[1] == 1 else p[:, codes]) for p in draws]
+    values = model.formulas.expected_purchases(*params, float(t), *data)
     return np.asarray(values).mean(axis=1)
 
 
