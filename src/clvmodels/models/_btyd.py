@@ -19,11 +19,21 @@ first, in ``param_names`` order, then the data)::
             expected_purchases_new=expected_purchases_new,
             probability_of_purchases=probability_of_purchases,
             simulate=simulate,
-            # optional (None where the model has no such shortcut or formula):
+            # optional (leave out where the model has no such shortcut or formula):
             expected_purchases_path=expected_purchases_path,
             loglik_value_grad_and_hessian=loglik_value_grad_and_hessian,
-            conditional=future_given_alive,
+            conditional=Conditional(
+                updated=updated_if_alive,
+                survival=survival,
+                pmf=probability_of_purchases,
+                pmf_table=pmf_table,
+                simulate_future=simulate_future,
+            ),
         )
+
+A new model writes its module's pure functions and lists them in such a record; the
+base classes do the rest (fit, standard errors, predictions, save/load, and, with
+``conditional``, the predictive distribution and intervals).
 
 Nothing is looked up by name: a reader (or an IDE) follows ``self.formulas.loglik``
 straight to the function. Optional entries:
@@ -33,10 +43,11 @@ straight to the function. Optional entries:
 * ``loglik_and_grad(*p, x, t_x, T)``: both from shared work (what the optimiser calls);
 * ``loglik_value_grad_and_hessian(*p, x, t_x, T, weights=)``: enables Newton's method and
   analytic standard errors in :class:`~clvmodels.models._base.MLEModel`;
-* ``conditional``: the posterior of a customer who is alive at T, as the parameters of a
-  customer just acquired (:class:`Conditional`); it gives the conditional distribution of
-  future purchases, P(alive at T + t) and the prediction intervals
-  (:mod:`clvmodels.models._predictive`).
+* ``conditional``: the future of a customer who is alive at T, as a customer just
+  acquired with updated parameters (:class:`Conditional`); it gives the conditional
+  distribution of future purchases, P(alive at T + t), future draws and the prediction
+  intervals (:mod:`clvmodels.models._predictive`). Models without it (no conjugate
+  update) raise ``NotImplementedError`` from those methods.
 """
 
 from __future__ import annotations
@@ -161,6 +172,14 @@ class TransactionModel(MLEModel):
         f = self.formulas.expected_purchases
         return np.asarray(f(*p, times[None, :], x[:, None], t_x[:, None], T[:, None]))
 
+    def _conditional(self) -> Conditional:
+        cond = self.formulas.conditional
+        if cond is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no conditional distribution of future purchases"
+            )
+        return cond
+
     def _horizon(self, t) -> float:
         t = float(t)
         if not (np.isfinite(t) and t >= 0):
@@ -179,7 +198,7 @@ class TransactionModel(MLEModel):
         alive = self.formulas.probability_alive(*p, x, t_x, T)
         ahead = self._horizon(ahead)
         if ahead > 0:
-            cond = self.formulas.conditional
+            cond = self._conditional()
             alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
         return _as_series(alive, rfm.index, "probability_alive")
 
@@ -210,7 +229,7 @@ class TransactionModel(MLEModel):
         if ns.ndim != 1 or np.any((ns < 0) | (ns != np.floor(ns))):
             raise ValueError(f"n must be whole numbers >= 0, got {n}")
         x, t_x, T = self._arrays(rfm)
-        cond = self.formulas.conditional
+        cond = self._conditional()
         alive = self.formulas.probability_alive(*p, x, t_x, T)[:, None]
         q = [np.asarray(v)[:, None] for v in cond.updated(*p, x, T)]
         values = alive * cond.pmf(*q, ns[None, :], t) + (1 - alive) * (ns[None, :] == 0)
@@ -263,7 +282,7 @@ class TransactionModel(MLEModel):
         x, t_x, T = self._arrays(rfm)
         draws = self.parameter_draws(n_draws, random_state)
         q = _predictive.predictive_quantiles(
-            self.formulas.conditional,
+            self._conditional(),
             self.formulas.probability_alive,
             [draws[:, [j]] for j in range(len(p))],
             np.zeros(x.size, dtype=np.int64),
@@ -288,7 +307,7 @@ class TransactionModel(MLEModel):
         t = self._horizon(t)
         x, t_x, T = self._arrays(rfm)
         rng = np.random.default_rng(random_state)
-        y = self.formulas.conditional.simulate_future(*p, t, x, t_x, T, rng)
+        y = self._conditional().simulate_future(*p, t, x, t_x, T, rng)
         return pd.Series(np.asarray(y, dtype=np.int64), index=rfm.index, name="purchases")
 
     def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:

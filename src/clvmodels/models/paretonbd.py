@@ -471,8 +471,9 @@ def updated_if_alive(r, alpha, s, beta, x, T):
 
 
 def survival(r, alpha, s, beta, t):
-    r"""P(still active at t) of a customer acquired at 0: :math:`(\beta/(\beta+t))^s`
-    ([2]_ eq. (3), the exponential lifetime integrated over the gamma drop-out rate)."""
+    r"""P(still active at t) of a customer acquired at 0: :math:`(\beta/(\beta+t))^s`,
+    the exponential lifetime integrated over the gamma drop-out rate (the Pareto
+    lifetime of [1]_ §2)."""
     return np.exp(s * (np.log(beta) - np.log(np.asarray(beta) + t)))
 
 
