@@ -32,7 +32,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _events  # noqa: E402
-
 import clvmodels as cm  # noqa: E402
 from clvmodels.models import _predictive  # noqa: E402
 

@@ -12,25 +12,13 @@ first, in ``param_names`` order, then the data)::
     class BGNBD(TransactionModel):
         param_names = PARAM_NAMES
         formulas = Formulas(
-            loglik=loglik,
+            loglik=loglik,                  # each entry a function of bgnbd.py
             loglik_grad=loglik_grad,
-            expected_purchases=expected_purchases,
-            probability_alive=probability_alive,
-            expected_purchases_new=expected_purchases_new,
-            probability_of_purchases=probability_of_purchases,
-            simulate=simulate,
-            # optional (leave out where the model has no such shortcut or formula):
-            expected_purchases_path=expected_purchases_path,
-            loglik_value_grad_and_hessian=loglik_value_grad_and_hessian,
-            conditional=Conditional(
-                updated=updated_if_alive,
-                survival=survival,
-                pmf=probability_of_purchases,
-                pmf_table=pmf_table,
-                simulate_future=simulate_future,
-            ),
+            ...,                            # the other required entries, by keyword
+            conditional=Conditional(updated=updated_if_alive, survival=survival, ...),
         )
 
+(see the end of :mod:`clvmodels.models.bgnbd` for the full record).
 A new model writes its module's pure functions and lists them in such a record; the
 base classes do the rest (fit, standard errors, predictions, save/load, and, with
 ``conditional``, the predictive distribution and intervals).
@@ -277,28 +265,19 @@ class TransactionModel(MLEModel):
         Counts are whole numbers, so an interval covers at least ``level``.
         """
         p = self._check_fitted()
-        t = self._horizon(t)
-        probs = self._interval_probs(level)
         x, t_x, T = self._arrays(rfm)
         draws = self.parameter_draws(n_draws, random_state)
-        q = _predictive.predictive_quantiles(
+        return _predictive.interval_frame(
             self._conditional(),
             self.formulas.probability_alive,
             [draws[:, [j]] for j in range(len(p))],
             np.zeros(x.size, dtype=np.int64),
-            x,
-            t_x,
-            T,
-            t,
-            probs,
+            (x, t_x, T),
+            self._horizon(t),
+            level,
+            rfm.index,
             memory_limit=memory_limit,
         )
-        return pd.DataFrame(q, index=rfm.index, columns=["low", "median", "high"])
-
-    @staticmethod
-    def _interval_probs(level: float) -> list[float]:
-        level = _predictive.check_level(level)
-        return [(1 - level) / 2, 0.5, (1 + level) / 2]
 
     def simulate_future(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
         """One draw per customer of the purchases in (T, T + t], given the history, at
