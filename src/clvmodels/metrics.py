@@ -241,7 +241,8 @@ def compare(
         ``topN_revenue_share`` (share of the actual holdout revenue
         made by the top N% of customers as ranked by the method's predicted revenue, or
         purchases without a spend model; see :func:`captured_share`) and ``customers``.
-        Revenue columns are NaN for methods without revenue predictions.
+        Revenue columns are NaN for methods without revenue predictions. The decile
+        calibration table of the same methods is :func:`calibration_deciles`.
 
     Examples
     --------
@@ -283,7 +284,4 @@ def compare(
             rows, index=pd.MultiIndex.from_tuples(index, names=["segment", "method"])
         )
     out["customers"] = out["customers"].astype(np.int64)
-    out.attrs["deciles_help"] = (
-        "predicted vs actual per decile of predicted value: clvmodels.calibration_deciles"
-    )
     return out
