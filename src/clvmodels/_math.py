@@ -95,3 +95,28 @@ def unique_inverse(x) -> tuple[np.ndarray, np.ndarray]:
         np.not_equal(x[1:], x[:-1], out=new[1:])
         return x[new], np.cumsum(new) - 1
     return np.unique(x, return_inverse=True)
+
+
+def nbd_table(r, alpha, t, n_max: int) -> np.ndarray:
+    r"""NBD probabilities :math:`\frac{\Gamma(r+n)}{\Gamma(r)\,n!}
+    (\frac{\alpha}{\alpha+t})^r (\frac{t}{\alpha+t})^n`, n = 0..n_max, on a last axis.
+
+    The gamma-Poisson count of a customer with rate :math:`\lambda \sim
+    \mathrm{Gamma}(r, \alpha)` over a time t, by the recurrence of consecutive terms
+    (ratio :math:`\frac{r+n}{n+1}\frac{t}{\alpha+t}`) summed in log space, so neither a
+    large r nor a large n underflows the first term. The arguments broadcast. (The NBD
+    term of Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way",
+    *Marketing Science* 24(2), eq. (8).)
+    """
+    r, alpha, t = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float)[..., None] for v in (r, alpha, t))
+    )
+    n = np.arange(n_max + 1, dtype=float)
+    log_q = np.log(alpha) - np.log(alpha + t)
+    with np.errstate(divide="ignore"):
+        log_1mq = np.log(t) - np.log(alpha + t)  # -inf at t = 0: all mass at n = 0
+    out = np.empty(r.shape[:-1] + n.shape)
+    out[..., 0] = (r * log_q)[..., 0]
+    out[..., 1:] = np.log((r + n[:-1]) / n[1:]) + log_1mq
+    np.cumsum(out, axis=-1, out=out)
+    return np.exp(out, out=out)

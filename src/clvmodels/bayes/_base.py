@@ -378,19 +378,37 @@ class BayesModel:
             )
         return self.idata_
 
-    def _draws(self) -> list[np.ndarray]:
-        """Posterior draws of each parameter as (n_draws, n_groups) arrays."""
+    def posterior_draws(self, n_draws: int | None = None):
+        """Posterior draws of the model's parameters as an ``xarray.Dataset``.
+
+        One variable per parameter (``param_names``), with dimension ``sample`` (chains
+        and draws stacked, chain by chain) and, in segment models, ``segment`` (labelled
+        with the segment values; :meth:`segment_index` maps an RFM frame onto it).
+        ``n_draws`` picks that many evenly spaced samples (all by default). This is what
+        predictions, CLV and comparisons read; ``idata_`` holds the full posterior.
+        """
         post = self._check_fitted().posterior
-        out = []
-        for n in self.param_names:
-            da = post[n]
-            extra = [d for d in da.dims if d not in ("chain", "draw")]
-            values = da.transpose("chain", "draw", *extra).values
-            out.append(values.reshape(values.shape[0] * values.shape[1], -1))
-        return out
+        ds = post[list(self.param_names)].stack(sample=("chain", "draw"))
+        ds = ds.drop_vars(["sample", "chain", "draw"], errors="ignore")
+        ds = ds.transpose("sample", ...)
+        ds.attrs = {}
+        if n_draws is not None:
+            total = ds.sizes["sample"]
+            pick = np.linspace(0, total - 1, min(int(n_draws), total)).round().astype(np.int64)
+            ds = ds.isel(sample=pick)
+        return ds
+
+    def segment_index(self, rfm: pd.DataFrame) -> np.ndarray:
+        """Position of each row's segment on the ``segment`` dimension of
+        :meth:`posterior_draws` (all 0 for models without segments)."""
+        return np.zeros(len(rfm), dtype=np.int64)
+
+    def _draws(self, n_draws: int | None = None) -> list[np.ndarray]:
+        """Posterior draws of each parameter as (n_draws, n_groups) arrays."""
+        return draw_matrices(self.posterior_draws(n_draws), self.param_names)
 
     def _codes(self, rfm: pd.DataFrame) -> np.ndarray:
-        return np.zeros(len(rfm), dtype=np.int64)
+        return self.segment_index(rfm)
 
     def _posterior_summary(self, func, rfm, cols, *, hdi_prob, memory_limit, name) -> pd.DataFrame:
         """Posterior summary per customer of ``func(params, data)`` (see _predict)."""
@@ -451,6 +469,12 @@ class BayesModel:
             model.diagnostics_ = table
             model.n_divergent_ = n_div
         return model
+
+
+def draw_matrices(draws, names) -> list[np.ndarray]:
+    """The variables ``names`` of a :meth:`BayesModel.posterior_draws` Dataset as
+    (samples, segments) arrays (one column without segments)."""
+    return [draws[n].values.reshape(draws.sizes["sample"], -1) for n in names]
 
 
 def _take(p: np.ndarray, codes: np.ndarray) -> np.ndarray:

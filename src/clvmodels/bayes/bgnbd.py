@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from .._validate import validate_rfm
-from ..models import bgnbd
-from ._base import BayesModel, _lognormal
+from ..models import _predictive, bgnbd
+from ..models.bgnbd import BGNBD as MLEBGNBD
+from ._base import BayesModel, _lognormal, draw_matrices
 from ._predict import HDI_PROB, MEMORY_LIMIT
 
 PRIOR_SCALE = 2.0
@@ -56,6 +57,8 @@ class BGNBDMixin:
 
     param_names = bgnbd.PARAM_NAMES
     data_names = ("x", "t_x", "T")
+    # the model's formulas: those of the maximum-likelihood BG/NBD (one record, not two)
+    formulas = MLEBGNBD.formulas
     _ll = staticmethod(bgnbd.loglik)
     _count_terms = staticmethod(bgnbd.count_terms)
 
@@ -112,9 +115,60 @@ class BGNBDMixin:
             name="probability_alive",
         )
 
-    def _cumulative_purchases(self, params, data, ends):
-        """E[Y(t)] at each of ``ends`` for a block of draws x customers (used by CLV)."""
-        return [bgnbd.expected_purchases(*params, t, *data) for t in ends]
+    def prediction_interval(
+        self,
+        t: float,
+        rfm: pd.DataFrame,
+        level: float = 0.9,
+        *,
+        n_draws: int = 50,
+        memory_limit: int = MEMORY_LIMIT,
+    ) -> pd.DataFrame:
+        """Posterior predictive interval of each customer's purchases in (T, T + t]:
+        columns low, median, high.
+
+        The quantiles at (1 - level)/2, 1/2 and (1 + level)/2 of the posterior predictive
+        distribution: the conditional pmf of the BG/NBD
+        (:meth:`clvmodels.BGNBD.probability_of_purchases`, each customer at the
+        parameters of their segment) mixed over ``n_draws`` evenly spaced posterior
+        draws; process and parameter uncertainty. This is a range of *outcomes*, unlike
+        the HDI of :meth:`expected_purchases`, which is a range of the expectation.
+        """
+        t = float(t)
+        if not (np.isfinite(t) and t >= 0):
+            raise ValueError(f"t must be a finite number >= 0, got {t}")
+        return _predictive.interval_frame(
+            self.formulas.conditional,
+            self.formulas.probability_alive,
+            draw_matrices(self.posterior_draws(n_draws), self.param_names),
+            self.segment_index(rfm),
+            self._data(rfm),
+            t,
+            level,
+            rfm.index,
+            memory_limit=memory_limit,
+        )
+
+    def posterior_predictive(self, t: float, rfm: pd.DataFrame, *, n_draws: int = 200,
+                             random_seed=0):
+        """Draws from the posterior predictive of the purchases in (T, T + t]: an
+        ``xarray.DataArray`` (sample, customer) of counts, one simulated future per
+        posterior draw (``n_draws`` evenly spaced draws) and customer
+        (:func:`clvmodels.models.bgnbd.simulate_future`). Holds ``n_draws`` x customers
+        integers: for large frames use :meth:`prediction_interval`."""
+        import xarray as xr
+
+        x, t_x, T = self._data(rfm)
+        seg = self.segment_index(rfm)
+        draws = draw_matrices(self.posterior_draws(n_draws), self.param_names)
+        rng = np.random.default_rng(random_seed)
+        out = np.empty((draws[0].shape[0], x.size), dtype=np.int64)
+        for d in range(out.shape[0]):
+            params = [p[d, seg] if p.shape[1] > 1 else p[d, 0] for p in draws]
+            out[d] = self.formulas.conditional.simulate_future(*params, float(t), x, t_x, T, rng)
+        return xr.DataArray(out, dims=("sample", "customer"),
+                            coords={"customer": rfm.index.to_numpy()},
+                            name="purchases")
 
 
 class BGNBD(BGNBDMixin, BayesModel):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._validate import validate_rfm
-from ..clv import discount_schedule
+from .._validate import rfm_arrays
+from ..clv import discount_schedule, value_interval
 from . import _predict
-from ._base import _take
+from ._base import draw_matrices
 from ._predict import HDI_PROB, MEMORY_LIMIT
 
 
@@ -45,6 +45,8 @@ def customer_lifetime_value(
     *,
     hdi_prob: float = HDI_PROB,
     memory_limit: int = MEMORY_LIMIT,
+    level: float | None = None,
+    n_draws: int = 50,
 ) -> pd.DataFrame:
     """Posterior of each customer's discounted CLV over (T, T + horizon].
 
@@ -62,41 +64,63 @@ def customer_lifetime_value(
         Discount rate per ``period``.
     margin : float
         Share of revenue that is profit.
+    level : float, optional
+        Also give the posterior predictive interval of each customer's value at this
+        level (columns ``low``, ``high``): the interval of the purchases over the horizon
+        (``transaction_model.prediction_interval``, ``n_draws`` posterior draws) times
+        the posterior mean value per expected purchase, as in
+        :func:`clvmodels.clv.value_interval`. Unlike the HDI (of the *expected* value),
+        this is a range of outcomes.
 
     Returns
     -------
     DataFrame
-        Indexed like ``rfm``: mean, sd, hdi_low, hdi_high.
+        Indexed like ``rfm``: mean, sd, hdi_low, hdi_high (and low, high with ``level``).
     """
     ends, factors = discount_schedule(horizon, period, discount_rate)
-    validate_rfm(rfm, require_monetary=True)
+    arrays = rfm_arrays(rfm, require_monetary=True)
     tm, sm = transaction_model, spend_model
-    draws_t, draws_s = tm._draws(), sm._draws()
+    draws_t = draw_matrices(tm.posterior_draws(), tm.param_names)
+    draws_s = draw_matrices(sm.posterior_draws(), sm.param_names)
     pick_t, pick_s = _paired(draws_t[0].shape[0], draws_s[0].shape[0])
     draws_t = [p[pick_t] for p in draws_t]
     draws_s = [p[pick_s] for p in draws_s]
-    cols_t, cols_s = tm._data(rfm), sm._data(rfm)
-    uniq, inverse = _predict.unique_rows([tm._codes(rfm), sm._codes(rfm), *cols_t, *cols_s])
+    cols_t = [arrays[c] for c in ("frequency", "recency", "T")]
+    cols_s = [arrays[c] for c in ("frequency", "monetary_value")]
+    uniq, inverse = _predict.unique_rows(
+        [tm.segment_index(rfm), sm.segment_index(rfm), *cols_t, *cols_s]
+    )
     code_t, code_s = uniq[0].astype(np.int64), uniq[1].astype(np.int64)
     data_t, data_s = uniq[2 : 2 + len(cols_t)], uniq[2 + len(cols_t) :]
+    expected = tm.formulas.expected_purchases
+    spend = sm.expected_spend_formula
+
+    def at_rows(p, codes):  # each row's parameter draws: (draws, rows) or (draws, 1)
+        return p[:, :1] if p.shape[1] == 1 else p[:, codes]
 
     def evaluate(rows, sl):
-        p_t = [_take(p[sl], code_t[rows]) for p in draws_t]
-        p_s = [_take(p[sl], code_s[rows]) for p in draws_s]
+        p_t = [at_rows(p[sl], code_t[rows]) for p in draws_t]
+        p_s = [at_rows(p[sl], code_s[rows]) for p in draws_s]
         d_t = [d[rows][None, :] for d in data_t]
         d_s = [d[rows][None, :] for d in data_s]
         value = np.zeros((p_t[0].shape[0], rows.size))
         previous = 0.0
-        for cumulative, factor in zip(
-            tm._cumulative_purchases(p_t, d_t, ends), factors, strict=True
-        ):
+        for end, factor in zip(ends, factors, strict=True):
+            cumulative = expected(*p_t, end, *d_t)
             value += factor * (cumulative - previous)
             previous = cumulative
-        return margin * sm._spend(p_s, d_s) * value
+        return margin * spend(*p_s, *d_s) * value
 
     values = _predict.summarise(
         evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob, memory_limit=memory_limit
     )
     out = _predict.summary_frame(values, inverse, rfm.index)
+    if level is not None:
+        interval = tm.prediction_interval(horizon, rfm, level=level, n_draws=n_draws,
+                                          memory_limit=memory_limit)
+        mean_purchases = tm.expected_purchases(horizon, rfm, memory_limit=memory_limit)["mean"]
+        value = value_interval(out["mean"], mean_purchases, interval, rfm.index)
+        out["low"], out["high"] = value["low"], value["high"]
+        out.attrs["level"] = float(level)
     out.columns.name = "clv"
     return out

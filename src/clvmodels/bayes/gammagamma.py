@@ -87,7 +87,7 @@ class GammaGammaMixin:
         """
         cols = self._data(rfm)
         return self._posterior_summary(
-            lambda p, d: self._spend(p, d),
+            lambda p, d: gammagamma.expected_spend(*p, *d),
             rfm,
             cols,
             hdi_prob=hdi_prob,
@@ -95,9 +95,8 @@ class GammaGammaMixin:
             name="expected_spend",
         )
 
-    @staticmethod
-    def _spend(params, data):
-        return gammagamma.expected_spend(*params, *data)
+    #: E[mean spend | history] as a function of (p, q, v, frequency, monetary_value)
+    expected_spend_formula = staticmethod(gammagamma.expected_spend)
 
 
 class GammaGamma(GammaGammaMixin, BayesModel):

@@ -160,7 +160,9 @@ class SegmentMixin(BayesModel):
         codes = labels.get_indexer(self._segment_values(rows).to_numpy())
         return codes.astype(np.int64), np.asarray(labels)
 
-    def _codes(self, rfm):
+    def segment_index(self, rfm):
+        """Position of each row's segment (column ``segment``) among the fitted
+        segments: the ``segment`` dimension of :meth:`posterior_draws`."""
         labels = self._check_fitted().posterior["segment"].values
         values = self._segment_values(rfm)
         codes = pd.Index(labels).get_indexer(values.to_numpy())

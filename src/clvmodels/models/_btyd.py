@@ -1,32 +1,95 @@
-"""Base class of the continuous-time 'buy till you die' models (BG/NBD, MBG/NBD, Pareto/NBD).
+"""Base class of the 'buy till you die' transaction models (BG/NBD, MBG/NBD, Pareto/NBD, BG/BB).
 
 The data are an RFM frame: ``frequency`` (x, repeat purchases), ``recency`` (t_x, time of
-the last repeat purchase) and ``T`` (age), all in the frame's time unit. A subclass names
-its parameters and plugs in the pure functions of its module, each taking the parameters
-first, in ``param_names`` order, then the data.
+the last repeat purchase) and ``T`` (age), all in the frame's time unit.
+
+How a model plugs in
+--------------------
+A model class names its parameters and states its formulas explicitly, as a
+:class:`Formulas` record of the pure functions of its module (each takes the parameters
+first, in ``param_names`` order, then the data)::
+
+    class BGNBD(TransactionModel):
+        param_names = PARAM_NAMES
+        formulas = Formulas(
+            loglik=loglik,                  # each entry a function of bgnbd.py
+            loglik_grad=loglik_grad,
+            ...,                            # the other required entries, by keyword
+            conditional=Conditional(updated=updated_if_alive, survival=survival, ...),
+        )
+
+(see the end of :mod:`clvmodels.models.bgnbd` for the full record).
+A new model writes its module's pure functions and lists them in such a record; the
+base classes do the rest (fit, standard errors, predictions, save/load, and, with
+``conditional``, the predictive distribution and intervals).
+
+Nothing is looked up by name: a reader (or an IDE) follows ``self.formulas.loglik``
+straight to the function. Optional entries:
+
+* ``expected_purchases_path(*p, times, x, t_x, T)`` -> (n, K): faster than broadcasting
+  ``expected_purchases`` over K horizons;
+* ``loglik_and_grad(*p, x, t_x, T)``: both from shared work (what the optimiser calls);
+* ``loglik_value_grad_and_hessian(*p, x, t_x, T, weights=)``: enables Newton's method and
+  analytic standard errors in :class:`~clvmodels.models._base.MLEModel`;
+* ``conditional``: the future of a customer who is alive at T, as a customer just
+  acquired with updated parameters (:class:`Conditional`); it gives the conditional
+  distribution of future purchases, P(alive at T + t), future draws and the prediction
+  intervals (:mod:`clvmodels.models._predictive`). Models without it (no conjugate
+  update) raise ``NotImplementedError`` from those methods.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .._validate import rfm_arrays
+from . import _predictive
 from ._base import MLEModel
 
-_FORMULAS = {
-    "_ll": "loglik",
-    "_ll_grad": "loglik_grad",
-    "_f_expected": "expected_purchases",
-    "_f_alive": "probability_alive",
-    "_f_expected_new": "expected_purchases_new",
-    "_f_pmf": "probability_of_purchases",
-    "_f_simulate": "simulate",
-}
-_OPTIONAL_FORMULAS = {"_f_path": "expected_purchases_path", "_f_ll_and_grad": "loglik_and_grad"}
+
+@dataclass(frozen=True)
+class Conditional:
+    """How the future looks from a customer who is alive at T.
+
+    For the four BTYD models a customer alive at T with history (x, T) is, from then on,
+    a customer just acquired whose parameters are updated by the history (conjugacy and
+    lack of memory). Each entry takes the parameters first:
+
+    * ``updated(*p, x, T)``: those parameters (each broadcast against x and T);
+    * ``survival(*q, t)``: P(still active at t) of a new customer with parameters q;
+    * ``pmf(*q, n, t)``: P(X(t) = n) of a new customer (closed form, full accuracy);
+    * ``pmf_table(*q, t, n_max)``: the same for n = 0..n_max, array (..., n_max + 1)
+      (fast recurrences where the model has them; what the intervals use);
+    * ``simulate_future(*p, t, x, t_x, T, rng)``: draws of the purchases in (T, T+t].
+    """
+
+    updated: Callable
+    survival: Callable
+    pmf: Callable
+    pmf_table: Callable
+    simulate_future: Callable
+
+
+@dataclass(frozen=True)
+class Formulas:
+    """The pure functions a transaction model is made of (see the module docstring)."""
+
+    loglik: Callable
+    loglik_grad: Callable
+    expected_purchases: Callable
+    probability_alive: Callable
+    expected_purchases_new: Callable
+    probability_of_purchases: Callable
+    simulate: Callable
+    expected_purchases_path: Callable | None = None
+    loglik_and_grad: Callable | None = None
+    loglik_value_grad_and_hessian: Callable | None = None
+    conditional: Conditional | None = None
 
 
 def _as_series(values, index, name) -> pd.Series:
@@ -37,40 +100,19 @@ class TransactionModel(MLEModel):
     """Shared fit/predict plumbing for models of (frequency, recency, T)."""
 
     columns: ClassVar[tuple[str, str, str]] = ("frequency", "recency", "T")
+    formulas: ClassVar[Formulas]  # set by each model class (see the module docstring)
 
-    # the model's module of pure functions, named by subclasses (``formulas = module``);
-    # its functions become the static methods of _FORMULAS (optional ones where present)
-    formulas: ClassVar[ModuleType | None] = None
-    _ll = _ll_grad = _f_expected = _f_alive = _f_expected_new = _f_pmf = _f_simulate = None
-    _f_path = _f_ll_and_grad = None
+    @property
+    def _has_hessian(self) -> bool:
+        return self.formulas.loglik_value_grad_and_hessian is not None
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        module = cls.__dict__.get("formulas")
-        if module is None:
-            return
-        for attr, name in _FORMULAS.items():
-            setattr(cls, attr, staticmethod(getattr(module, name)))
-
-        def own(name):  # defined in the module itself, not imported from another model's
-            f = getattr(module, name, None)
-            return f if getattr(f, "__module__", None) == module.__name__ else None
-
-        for attr, name in _OPTIONAL_FORMULAS.items():
-            if own(name) is not None:
-                setattr(cls, attr, staticmethod(own(name)))
-        hessian = own("loglik_value_grad_and_hessian")
-        if hessian is not None:
-
-            def value_grad_and_hessian(self, params, *data, weights=None):
-                return hessian(*params, *data, weights=weights)
-
-            cls._loglik_value_grad_and_hessian = value_grad_and_hessian
+    def _loglik_value_grad_and_hessian(self, params, *data, weights=None):
+        return self.formulas.loglik_value_grad_and_hessian(*params, *data, weights=weights)
 
     def _loglik_and_grad(self, params, *data):
-        if type(self)._f_ll_and_grad is None:
+        if self.formulas.loglik_and_grad is None:
             return super()._loglik_and_grad(params, *data)
-        ll, grad = type(self)._f_ll_and_grad(*params, *data)
+        ll, grad = self.formulas.loglik_and_grad(*params, *data)
         return ll, np.column_stack(grad)
 
     def _data(self, frame):
@@ -78,10 +120,10 @@ class TransactionModel(MLEModel):
         return tuple(arrays[c] for c in self.columns)
 
     def _loglik(self, params, *data):
-        return type(self)._ll(*params, *data)
+        return self.formulas.loglik(*params, *data)
 
     def _loglik_grad(self, params, *data):
-        return np.column_stack(type(self)._ll_grad(*params, *data))
+        return np.column_stack(self.formulas.loglik_grad(*params, *data))
 
     def _start(self, data, weights):
         x, _, T = data
@@ -113,29 +155,139 @@ class TransactionModel(MLEModel):
     def _expected_path(self, p, times, x, t_x, T) -> np.ndarray:
         """(customers, times) expected purchases, by the module's ``expected_purchases_path``
         where it has one (faster), else by broadcasting ``expected_purchases``."""
-        if type(self)._f_path is not None:
-            return type(self)._f_path(*p, times, x, t_x, T)
-        return np.asarray(
-            type(self)._f_expected(*p, times[None, :], x[:, None], t_x[:, None], T[:, None])
-        )
+        if self.formulas.expected_purchases_path is not None:
+            return self.formulas.expected_purchases_path(*p, times, x, t_x, T)
+        f = self.formulas.expected_purchases
+        return np.asarray(f(*p, times[None, :], x[:, None], t_x[:, None], T[:, None]))
 
-    def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:
-        """Probability that each customer is still active at T, given the history."""
+    def _conditional(self) -> Conditional:
+        cond = self.formulas.conditional
+        if cond is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no conditional distribution of future purchases"
+            )
+        return cond
+
+    def _horizon(self, t) -> float:
+        t = float(t)
+        if not (np.isfinite(t) and t >= 0):
+            raise ValueError(f"t must be a finite number >= 0, got {t}")
+        return t
+
+    def probability_alive(self, rfm: pd.DataFrame, *, ahead: float = 0.0) -> pd.Series:
+        """P(active at T + ``ahead`` | history) per customer.
+
+        ``ahead=0`` (default): active at T. Otherwise P(active at T) times the
+        probability that an active customer survives ``ahead`` more time units, i.e.
+        ``survival`` of the model's :class:`Conditional` at the updated parameters.
+        """
         p = self._check_fitted()
         x, t_x, T = self._arrays(rfm)
-        return _as_series(type(self)._f_alive(*p, x, t_x, T), rfm.index, "probability_alive")
+        alive = self.formulas.probability_alive(*p, x, t_x, T)
+        ahead = self._horizon(ahead)
+        if ahead > 0:
+            cond = self._conditional()
+            alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
+        return _as_series(alive, rfm.index, "probability_alive")
 
     def expected_purchases_new(self, t):
         """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
         p = self._check_fitted()
-        out = type(self)._f_expected_new(*p, np.asarray(t, dtype=float))
+        out = self.formulas.expected_purchases_new(*p, np.asarray(t, dtype=float))
         return float(out) if np.ndim(out) == 0 else out
 
-    def probability_of_purchases(self, n, t):
-        """P(X(t) = n) for a customer acquired at 0."""
+    def probability_of_purchases(self, n, t, rfm: pd.DataFrame | None = None):
+        """P(n purchases in (T, T + t] | history) per customer, or P(X(t) = n) for a
+        customer just acquired when ``rfm`` is None.
+
+        With ``rfm`` and a single ``n``: a Series per customer; with an array of ``n``: a
+        DataFrame, one column per n. The conditional probability is
+        ``A g_n(q) + (1 - A) [n = 0]`` with A = P(alive at T) and ``g`` the new-customer
+        pmf at the parameters updated by (x, T) (see :class:`Conditional` and
+        :mod:`clvmodels.models._predictive`).
+        """
         p = self._check_fitted()
-        out = type(self)._f_pmf(*p, np.asarray(n, dtype=float), np.asarray(t, dtype=float))
-        return float(out) if np.ndim(out) == 0 else out
+        if rfm is None:
+            out = self.formulas.probability_of_purchases(
+                *p, np.asarray(n, dtype=float), np.asarray(t, dtype=float)
+            )
+            return float(out) if np.ndim(out) == 0 else out
+        t = self._horizon(t)
+        ns = np.atleast_1d(np.asarray(n, dtype=float))
+        if ns.ndim != 1 or np.any((ns < 0) | (ns != np.floor(ns))):
+            raise ValueError(f"n must be whole numbers >= 0, got {n}")
+        x, t_x, T = self._arrays(rfm)
+        cond = self._conditional()
+        alive = self.formulas.probability_alive(*p, x, t_x, T)[:, None]
+        q = [np.asarray(v)[:, None] for v in cond.updated(*p, x, T)]
+        values = alive * cond.pmf(*q, ns[None, :], t) + (1 - alive) * (ns[None, :] == 0)
+        if np.ndim(n) == 0:
+            return _as_series(values[:, 0], rfm.index, "probability")
+        return pd.DataFrame(values, index=rfm.index, columns=ns.astype(np.int64))
+
+    def probability_of_no_purchase(self, t, rfm: pd.DataFrame) -> pd.Series:
+        """P(no purchase in (T, T + t] | history) per customer: inactive at T, or active
+        and no purchase in the next t (``probability_of_purchases(0, t, rfm)``)."""
+        out = self.probability_of_purchases(0, t, rfm)
+        return out.rename("probability_of_no_purchase")
+
+    def parameter_draws(self, n_draws: int = 50, random_state=0) -> np.ndarray:
+        """(n_draws, k) parameter draws for the intervals: the asymptotic normal law of
+        the log-parameters at the fit (observed information, ``cov_``); one row with the
+        estimates when the model has no covariance (:meth:`from_params`)."""
+        p = self._check_fitted()
+        cov = getattr(self, "cov_", None)
+        return _predictive.lognormal_draws(
+            p, None if cov is None else cov.to_numpy(), int(n_draws), random_state
+        )
+
+    def prediction_interval(
+        self,
+        t: float,
+        rfm: pd.DataFrame,
+        level: float = 0.9,
+        *,
+        n_draws: int = 50,
+        random_state=0,
+        memory_limit: int = _predictive.MEMORY_LIMIT,
+    ) -> pd.DataFrame:
+        """Interval of each customer's number of purchases in (T, T + t]: columns low,
+        median, high.
+
+        The quantiles at (1 - level)/2, 1/2 and (1 + level)/2 of the predictive
+        distribution, which carries both the process uncertainty (what a customer with
+        known parameters may do) and the parameter uncertainty: a mixture over
+        ``n_draws`` draws of the parameters from the asymptotic normal law of the
+        log-parameters, whose covariance is the inverse observed information of the fit
+        (no refits: a bootstrap would refit the model ``n_draws`` times, minutes on a
+        million customers, for what the likelihood's curvature already gives). Models
+        made by :meth:`from_params` have no covariance: process uncertainty only.
+        Counts are whole numbers, so an interval covers at least ``level``.
+        """
+        p = self._check_fitted()
+        x, t_x, T = self._arrays(rfm)
+        draws = self.parameter_draws(n_draws, random_state)
+        return _predictive.interval_frame(
+            self._conditional(),
+            self.formulas.probability_alive,
+            [draws[:, [j]] for j in range(len(p))],
+            np.zeros(x.size, dtype=np.int64),
+            (x, t_x, T),
+            self._horizon(t),
+            level,
+            rfm.index,
+            memory_limit=memory_limit,
+        )
+
+    def simulate_future(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
+        """One draw per customer of the purchases in (T, T + t], given the history, at
+        the fitted parameters (e.g. to check intervals on simulated holdouts)."""
+        p = self._check_fitted()
+        t = self._horizon(t)
+        x, t_x, T = self._arrays(rfm)
+        rng = np.random.default_rng(random_state)
+        y = self._conditional().simulate_future(*p, t, x, t_x, T, rng)
+        return pd.Series(np.asarray(y, dtype=np.int64), index=rfm.index, name="purchases")
 
     def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:
         """An RFM frame drawn from the model (exact, vectorised).
@@ -145,7 +297,7 @@ class TransactionModel(MLEModel):
         p = self._check_fitted()
         rng = np.random.default_rng(random_state)
         T = np.broadcast_to(np.asarray(T, dtype=float), (n_customers,)).copy()
-        x, t_x = type(self)._f_simulate(*p, T, rng)
+        x, t_x = self.formulas.simulate(*p, T, rng)
         return pd.DataFrame(
             {"frequency": x.astype(np.int64), "recency": t_x, "T": T},
             index=pd.RangeIndex(n_customers, name="customer_id"),

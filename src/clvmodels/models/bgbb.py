@@ -25,8 +25,6 @@ References
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pandas as pd
 from scipy import special
@@ -34,7 +32,7 @@ from scipy import special
 from .._math import NUMPY
 from .._validate import validate_rfm
 from ..errors import DataError
-from ._btyd import TransactionModel
+from ._btyd import Conditional, Formulas, TransactionModel
 
 PARAM_NAMES = ("alpha", "beta", "gamma", "delta")
 
@@ -244,9 +242,11 @@ def probability_of_purchases(alpha, beta, gamma, delta, x, n):
         + \sum_{i=x}^{n-1}\binom{i}{x}\frac{B(\alpha+x, \beta+i-x)}{B(\alpha, \beta)}
         \frac{B(\gamma+1, \delta+i)}{B(\gamma, \delta)}
 
-    The sum is accumulated in log space over blocks of i (a streaming log-sum-exp).
+    The sum is accumulated in log space over blocks of i (a streaming log-sum-exp). All
+    arguments broadcast (parameters too: the conditional distribution passes one set
+    per customer).
     """
-    shape, (x, n) = _as_rows(x, n)
+    shape, (alpha, beta, gamma, delta, x, n) = _as_rows(alpha, beta, gamma, delta, x, n)
     _check_counts("the number of transactions", x)
     _check_counts("the number of opportunities", n)
     valid = x <= n
@@ -258,14 +258,56 @@ def probability_of_purchases(alpha, beta, gamma, delta, x, n):
     log_total = np.where(
         valid, log_choose(n, xs) + _log_alive_term(alpha, beta, gamma, delta, xs, n), -np.inf
     )
+    col = [v[:, None] for v in (alpha, beta, gamma, delta, xs)]
     for m, mask in _blocks(xs, np.where(valid, n - xs, 0.0)):
-        log_terms = log_choose(m, xs[:, None]) + _log_dropout_term(
-            alpha, beta, gamma, delta, xs[:, None], m
-        )
+        log_terms = log_choose(m, col[4]) + _log_dropout_term(*col, m)
         log_sum = special.logsumexp(np.where(mask, log_terms, -np.inf), axis=1)
         log_total = np.logaddexp(log_total, log_sum)
     log_norm = special.betaln(alpha, beta) + special.betaln(gamma, delta)
     return np.exp(log_total - log_norm).reshape(shape)
+
+
+def updated_if_alive(alpha, beta, gamma, delta, x, n):
+    r"""Parameters of a customer active at opportunity n with x transactions, as a new
+    customer: :math:`(\alpha+x, \beta+n-x, \gamma, \delta+n)`.
+
+    Given activity through n the posterior of p is :math:`\mathrm{Beta}(\alpha+x,
+    \beta+n-x)` and that of :math:`\theta` is :math:`\mathrm{Beta}(\gamma, \delta+n)`
+    (n drop-out chances survived); the opportunities ahead are those of a customer just
+    acquired with these parameters (the posteriors behind [1]_ eqs. (11) and (13)).
+    """
+    x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)
+    return alpha + x, beta + n - x, gamma + 0.0 * x, delta + n
+
+
+def survival(alpha, beta, gamma, delta, t):
+    r"""P(still active at opportunity t) of a customer acquired at 0:
+    :math:`B(\gamma, \delta+t)/B(\gamma, \delta)` ([1]_ eq. (11) at x = n = 0)."""
+    return np.exp(special.betaln(gamma, delta + t) - special.betaln(gamma, delta))
+
+
+def pmf_table(alpha, beta, gamma, delta, t, n_max):
+    """P(X(t) = k), k = 0..n_max (last axis), by :func:`probability_of_purchases`;
+    0 for k > t."""
+    k = np.arange(n_max + 1, dtype=float)
+    args = [np.asarray(v, dtype=float)[..., None] for v in (alpha, beta, gamma, delta, t)]
+    return probability_of_purchases(*args[:4], k, args[4])
+
+
+def simulate_future(alpha, beta, gamma, delta, t, x, t_x, n, rng):
+    """Draws of the transactions in the next t opportunities given each customer's
+    history: active at n with :func:`probability_alive`, then p and theta from the
+    posteriors of :func:`updated_if_alive`; the customer stays active for
+    min(G, t) opportunities (G geometric on {0, 1, ...}) and transacts at each with
+    probability p."""
+    size = np.shape(x)
+    alive = rng.random(size) < probability_alive(alpha, beta, gamma, delta, x, t_x, n)
+    q = updated_if_alive(alpha, beta, gamma, delta, x, n)
+    tiny, below_one = 1e-300, np.nextafter(1.0, 0.0)
+    p = np.clip(rng.beta(q[0], q[1]), tiny, below_one)
+    theta = np.clip(rng.beta(q[2], q[3]), tiny, below_one)
+    active = np.minimum(np.floor(rng.standard_exponential(size) / -np.log1p(-theta)), t)
+    return np.where(alive, rng.binomial(active.astype(np.int64), p), 0)
 
 
 def simulate(alpha, beta, gamma, delta, n, rng):
@@ -311,7 +353,22 @@ class BGBB(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    formulas = sys.modules[__name__]
+    formulas = Formulas(
+        loglik=loglik,
+        loglik_grad=loglik_grad,
+        expected_purchases=expected_purchases,
+        probability_alive=probability_alive,
+        expected_purchases_new=expected_purchases_new,
+        probability_of_purchases=probability_of_purchases,
+        simulate=simulate,
+        conditional=Conditional(
+            updated=updated_if_alive,
+            survival=survival,
+            pmf=probability_of_purchases,
+            pmf_table=pmf_table,
+            simulate_future=simulate_future,
+        ),
+    )
 
     def _data(self, frame):
         frame = validate_rfm(frame, discrete=True)
@@ -326,17 +383,10 @@ class BGBB(TransactionModel):
         rho = np.clip(np.average(x, weights=weights) / np.average(n, weights=weights), 0.01, 0.99)
         return np.array([1.0, (1 - rho) / rho, 1.0, 1.0])
 
-    def probability_alive(self, rfm: pd.DataFrame, *, ahead: int = 0) -> pd.Series:
-        """Probability that each customer is active at opportunity ``T + ahead``.
-
-        ``ahead=0`` (default): active at the last observed opportunity; ``ahead=1``: still
-        active at the next one, [1]_ eq. (11).
-        """
-        p = self._check_fitted()
-        x, t_x, n = self._arrays(rfm)
-        return pd.Series(
-            probability_alive(*p, x, t_x, n, ahead), index=rfm.index, name="probability_alive"
-        )
+    def _horizon(self, t) -> float:
+        """Horizons are numbers of opportunities: whole numbers."""
+        _check_counts("the number of opportunities ahead", np.atleast_1d(float(t)))
+        return float(t)
 
     def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:
         """A frame (frequency, recency, T) drawn from the model; ``T`` is the number of

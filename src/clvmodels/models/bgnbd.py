@@ -16,14 +16,12 @@ References
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from scipy import special
 
-from .._math import NUMPY, trigamma_shift, unique_inverse
+from .._math import NUMPY, nbd_table, trigamma_shift, unique_inverse
 from ._base import unique_rows
-from ._btyd import TransactionModel
+from ._btyd import Conditional, Formulas, TransactionModel
 from ._hyp2f1 import log_hyp2f1
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -267,6 +265,77 @@ def probability_of_purchases(r, alpha, a, b, n, t):
     return np.exp(log_beta1 + log_nbd) + np.where(n > 0, np.exp(log_beta2) * survival, 0.0)
 
 
+def updated_if_alive(r, alpha, a, b, x, T):
+    r"""Parameters of a customer alive at T with x repeat purchases, as a new customer.
+
+    Given activity at T, the posterior of the purchase rate is
+    :math:`\mathrm{Gamma}(r+x, \alpha+T)` (Poisson counts over T) and that of the drop-out
+    probability :math:`\mathrm{Beta}(a, b+x)` (x purchases survived); the Poisson
+    process has no memory, so the future in (T, T+t] is that of a customer just acquired
+    with parameters :math:`(r+x, \alpha+T, a, b+x)` ([1]_ §3, the derivation of eq. (10)).
+    """
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    return r + x, alpha + T, a + 0.0 * x, b + x
+
+
+def survival(r, alpha, a, b, t):
+    r"""P(still active at t) of a customer acquired at 0.
+
+    Active at t means none of the purchases in (0, t] was followed by the drop-out:
+    :math:`E[e^{-\lambda p t}] = E_p[(1 + p t/\alpha)^{-r}]
+    = {}_2F_1(r, a; a+b; -t/\alpha)`, written with Pfaff's transformation (A&S 15.3.4)
+    as :math:`(\frac{\alpha}{\alpha+t})^a\, {}_2F_1(a+b-r, a; a+b; \frac{t}{\alpha+t})`,
+    whose argument lies in [0, 1). Same derivation as [1]_ eq. (8) (the case n = 0
+    without the drop-out term).
+    """
+    r, alpha, a, b, t = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t))
+    )
+    log_f, _ = log_hyp2f1(a + b - r, a, a + b, t / (alpha + t))
+    return np.exp(a * (np.log(alpha) - np.log(alpha + t)) + log_f)
+
+
+def pmf_table(r, alpha, a, b, t, n_max):
+    r"""P(X(t) = n), n = 0..n_max, of customers acquired at 0: array (..., n_max + 1).
+
+    [1]_ eq. (8), :math:`E[(1-p)^n]\,\mathrm{NB}(n) + \delta_{n>0}E[p(1-p)^{n-1}]\,
+    P(\mathrm{NB} \ge n)`, by recurrences in n (log-space NBD terms, beta-function ratios
+    :math:`B(a, b+n+1)/B(a, b+n) = (b+n)/(a+b+n)`), for whole tables at once; the
+    parameters broadcast. Absolute accuracy ~1e-15 (what the prediction intervals
+    need); :func:`probability_of_purchases` keeps full relative accuracy in the tails.
+    """
+    nbd = nbd_table(r, alpha, t, n_max)
+    a, b = (np.asarray(v, dtype=float)[..., None] for v in (a, b))
+    n = np.arange(n_max + 1, dtype=float)
+    # E[(1-p)^n] = B(a, b+n)/B(a, b), by the ratios of consecutive terms
+    log_surv_p = np.empty(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + n.shape)
+    log_surv_p[..., 0] = 0.0
+    log_surv_p[..., 1:] = np.log((b + n[:-1]) / (a + b + n[:-1]))
+    np.cumsum(log_surv_p, axis=-1, out=log_surv_p)
+    surv_p = np.exp(log_surv_p)
+    at_least = 1.0 - np.cumsum(nbd, axis=-1) + nbd  # P(NB >= n)
+    out = surv_p * nbd
+    # E[p (1-p)^(n-1)] = a / (a+b+n-1) * E[(1-p)^(n-1)]
+    out[..., 1:] += a / (a + b + n[:-1]) * surv_p[..., :-1] * np.clip(at_least[..., 1:], 0, 1)
+    return out
+
+
+def simulate_future(r, alpha, a, b, t, x, t_x, T, rng):
+    """Draws of the purchases in (T, T+t] given each customer's history (vectorised).
+
+    Alive at T with probability :func:`probability_alive`; then the customer is a new
+    customer with the parameters of :func:`updated_if_alive`, drawn as in
+    :func:`simulate` (x = min(geometric, Poisson)).
+    """
+    alive = rng.random(np.shape(x)) < probability_alive(r, alpha, a, b, x, t_x, T)
+    q = updated_if_alive(r, alpha, a, b, x, T)
+    lam = rng.gamma(q[0], 1.0 / q[1])
+    p = rng.beta(q[2], q[3])
+    n_max = rng.geometric(np.clip(p, 1e-300, 1.0))
+    m = rng.poisson(lam * t)
+    return np.where(alive, np.minimum(n_max, m), 0)
+
+
 def simulate(r, alpha, a, b, T, rng):
     """Exact draws of (x, t_x) for customers of ages ``T`` (vectorised).
 
@@ -304,4 +373,21 @@ class BGNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    formulas = sys.modules[__name__]
+    formulas = Formulas(
+        loglik=loglik,
+        loglik_grad=loglik_grad,
+        expected_purchases=expected_purchases,
+        probability_alive=probability_alive,
+        expected_purchases_new=expected_purchases_new,
+        probability_of_purchases=probability_of_purchases,
+        simulate=simulate,
+        expected_purchases_path=expected_purchases_path,
+        loglik_value_grad_and_hessian=loglik_value_grad_and_hessian,
+        conditional=Conditional(
+            updated=updated_if_alive,
+            survival=survival,
+            pmf=probability_of_purchases,
+            pmf_table=pmf_table,
+            simulate_future=simulate_future,
+        ),
+    )

@@ -38,14 +38,12 @@ References
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from scipy import special
 
 from .._math import NUMPY
 from . import bgnbd
-from ._btyd import TransactionModel
+from ._btyd import Conditional, Formulas, TransactionModel
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -163,6 +161,27 @@ def probability_of_purchases(r, alpha, a, b, n, t):
     )
 
 
+def updated_if_alive(r, alpha, a, b, x, T):
+    r"""Parameters of a customer alive at T, as a new *BG/NBD* customer.
+
+    An active MBG/NBD customer has survived x + 1 drop-out chances (at time 0 and after
+    each repeat purchase): the drop-out probability's posterior is
+    :math:`\mathrm{Beta}(a, b+x+1)`, the rate's :math:`\mathrm{Gamma}(r+x, \alpha+T)`, and
+    from then on drop-out follows purchases as in the BG/NBD. So the future is a new
+    BG/NBD customer with :math:`(r+x, \alpha+T, a, b+1+x)`: the BG/NBD's update
+    (:func:`clvmodels.models.bgnbd.updated_if_alive`) at b + 1, as the mixture identity
+    of the module docstring says.
+    """
+    return bgnbd.updated_if_alive(r, alpha, a, b + 1.0, x, T)
+
+
+def simulate_future(r, alpha, a, b, t, x, t_x, T, rng):
+    """Draws of the purchases in (T, T+t] given each customer's history: alive with
+    :func:`probability_alive`, then the BG/NBD's future draws at b + 1."""
+    alive = rng.random(np.shape(x)) < _alive_if_no_repeat(r, alpha, a, b, x, t_x, T)
+    return np.where(alive, bgnbd.simulate_future(r, alpha, a, b + 1.0, t, x, t_x, T, rng), 0)
+
+
 def simulate(r, alpha, a, b, T, rng):
     """Exact draws of (x, t_x) for customers of ages ``T`` (vectorised).
 
@@ -191,4 +210,20 @@ class MBGNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    formulas = sys.modules[__name__]
+    formulas = Formulas(
+        loglik=loglik,
+        loglik_grad=loglik_grad,
+        expected_purchases=expected_purchases,
+        probability_alive=probability_alive,
+        expected_purchases_new=expected_purchases_new,
+        probability_of_purchases=probability_of_purchases,
+        simulate=simulate,
+        expected_purchases_path=expected_purchases_path,
+        conditional=Conditional(
+            updated=updated_if_alive,
+            survival=bgnbd.survival,
+            pmf=bgnbd.probability_of_purchases,
+            pmf_table=bgnbd.pmf_table,
+            simulate_future=simulate_future,
+        ),
+    )

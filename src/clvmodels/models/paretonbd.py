@@ -41,17 +41,17 @@ References
    and Related Expressions. http://brucehardie.com/notes/009/
 .. [3] Fader, P. S. and Hardie, B. G. S. (2006, rev. 2020). Deriving an Expression for
    P(X(t) = x) Under the Pareto/NBD Model. http://brucehardie.com/notes/012/
+.. [4] Fader, P. S., Hardie, B. G. S. (2006). Deriving the Conditional PMF of the
+   Pareto/NBD Model. http://brucehardie.com/notes/028/
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from scipy import special
 
-from .._math import trigamma_shift, unique_inverse
-from ._btyd import TransactionModel
+from .._math import nbd_table, trigamma_shift, unique_inverse
+from ._btyd import Conditional, Formulas, TransactionModel
 from ._hyp2f1 import log_integral
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
@@ -395,11 +395,18 @@ def _log_pmf_integral(r, alpha, s, beta, n, t):
 
     In :math:`u = \log\tau` the log-integrand :math:`(n+1)u - (r+n)\log(\alpha+e^u)
     - (s+1)\log(\beta+e^u)` is concave and grows like :math:`e^{(n+1)u}` to the left, so
-    the range starts 60/(n+1) below the smaller of the scales (relative loss < 1e-26).
+    the range starts 60/(n+1) below the smaller of the scales (relative loss < 1e-26), and
+    below the mode by 12 of its widths where the mode lies further left (large r).
     """
     la, lb = np.log(alpha), np.log(beta)
     lt = np.log(t)
-    lo = np.minimum(np.minimum(la, lb), lt) - 60.0 / (n + 1.0)
+    # the mode: where (alpha+tau)/tau ~ (r+n+s+1)/(n+1), left of the smaller scale when
+    # r is large (a customer conditioned on many past purchases); the range starts well
+    # below both the scales and the mode (width ~ 1/sqrt(n+1) there)
+    c = (n + 1.0) / (r + n + s + 2.0)
+    mode = np.minimum(la, lb) + np.log(c) - np.log1p(-c)
+    lo = np.minimum(np.minimum(la, lb), np.minimum(lt, mode)) - 60.0 / (n + 1.0)
+    lo = np.minimum(lo, mode - 12.0 / np.sqrt(n + 1.0))
 
     def fun(u, rows, order=2):
         c, ea, eb, l_a, l_b = (
@@ -431,12 +438,11 @@ def probability_of_purchases(r, alpha, s, beta, n, t):
           \int_0^t \frac{\tau^n\,d\tau}{(\alpha+\tau)^{r+n}(\beta+\tau)^{s+1}},
 
     alive through t with n purchases, or dead at some :math:`\tau \le t` after n
-    purchases. The integral is evaluated by the same quadrature as the likelihood.
+    purchases. The integral is evaluated by the same quadrature as the likelihood. All
+    arguments broadcast (parameters too: :func:`conditional_pmf` passes one set per
+    customer).
     """
-    n, t = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(t, dtype=float))
-    shape = n.shape
-    n, t = n.ravel(), t.ravel()
-    r, alpha, s, beta = (np.full(n.shape, float(v)) for v in (r, alpha, s, beta))
+    shape, (r, alpha, s, beta, n, t) = _flat(r, alpha, s, beta, n, t)
     log_coef = special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
     log_nbd = (
         log_coef
@@ -456,6 +462,64 @@ def probability_of_purchases(r, alpha, s, beta, n, t):
         log_int[k] = _log_pmf_integral(r[k], alpha[k], s[k], beta[k], n[k], t[k])
     dead = log_coef + r * np.log(alpha) + np.log(s) + s * np.log(beta) + log_int
     return np.exp(np.logaddexp(alive, dead)).reshape(shape)
+
+
+def updated_if_alive(r, alpha, s, beta, x, T):
+    r"""Parameters of a customer alive at T with x repeat purchases, as a new customer.
+
+    Given activity at T the posterior of the purchase rate is
+    :math:`\mathrm{Gamma}(r+x, \alpha+T)` and that of the drop-out rate
+    :math:`\mathrm{Gamma}(s, \beta+T)` (survival :math:`e^{-\mu T}`); purchases and
+    lifetime have no memory, so the future is that of a new customer with
+    :math:`(r+x, \alpha+T, s, \beta+T)`: the route of [4]_ to its eq. (16).
+    """
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    return r + x, alpha + T, s + 0.0 * x, beta + T
+
+
+def survival(r, alpha, s, beta, t):
+    r"""P(still active at t) of a customer acquired at 0: :math:`(\beta/(\beta+t))^s`,
+    the exponential lifetime integrated over the gamma drop-out rate (the Pareto
+    lifetime of [1]_ §2)."""
+    return np.exp(s * (np.log(beta) - np.log(np.asarray(beta) + t)))
+
+
+_PMF_NODES, _PMF_WEIGHTS = np.polynomial.legendre.leggauss(48)
+
+
+def pmf_table(r, alpha, s, beta, t, n_max):
+    r"""P(X(t) = n), n = 0..n_max (last axis), of customers acquired at 0, for tables.
+
+    Given the lifetime :math:`\tau`, the count is NBD over :math:`\min(\tau, t)`
+    ([1]_ §2), and :math:`P(\tau > y) = (\beta/(\beta+y))^s`; so
+    :math:`P(X(t)=n) = (\frac{\beta}{\beta+t})^s \mathrm{NB}_n(t)
+    + \int_0^U s e^{-su}\,\mathrm{NB}_n(\beta(e^u-1))\,du` with
+    :math:`u = \log(1 + y/\beta)`, :math:`U = \log(1 + t/\beta)`: the same quantity as
+    :func:`probability_of_purchases` ([3]_), here by 48-point Gauss-Legendre in u over
+    NBD tables (:func:`clvmodels._math.nbd_table`). Absolute accuracy ~1e-10 (what the
+    prediction intervals need; ``tests/test_predictive.py`` checks it).
+    """
+    r, alpha, s, beta, t = (np.asarray(v, dtype=float) for v in (r, alpha, s, beta, t))
+    upper = np.log1p(t / beta)
+    out = np.exp(s * -upper)[..., None] * nbd_table(r, alpha, t, n_max)
+    for node, weight in zip(_PMF_NODES, _PMF_WEIGHTS, strict=True):
+        u = upper * (1.0 + node) / 2.0
+        density = (upper / 2.0 * weight) * s * np.exp(-s * u)
+        out += density[..., None] * nbd_table(r, alpha, beta * np.expm1(u), n_max)
+    return out
+
+
+def simulate_future(r, alpha, s, beta, t, x, t_x, T, rng):
+    """Draws of the purchases in (T, T+t] given each customer's history (vectorised):
+    alive at T with :func:`probability_alive`, then a new customer with the parameters of
+    :func:`updated_if_alive` (rate, exponential remaining lifetime, Poisson count)."""
+    alive = rng.random(np.shape(x)) < probability_alive(r, alpha, s, beta, x, t_x, T)
+    q = updated_if_alive(r, alpha, s, beta, x, T)
+    lam = rng.gamma(q[0], 1.0 / q[1])
+    mu = rng.gamma(q[2], 1.0 / q[3])
+    with np.errstate(divide="ignore", over="ignore"):
+        tau = rng.exponential(1.0, np.shape(x)) / mu
+    return np.where(alive, rng.poisson(lam * np.minimum(tau, t)), 0)
 
 
 def simulate(r, alpha, s, beta, T, rng):
@@ -495,7 +559,25 @@ class ParetoNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
-    formulas = sys.modules[__name__]
+    formulas = Formulas(
+        loglik=loglik,
+        loglik_grad=loglik_grad,
+        expected_purchases=expected_purchases,
+        probability_alive=probability_alive,
+        expected_purchases_new=expected_purchases_new,
+        probability_of_purchases=probability_of_purchases,
+        simulate=simulate,
+        expected_purchases_path=expected_purchases_path,
+        loglik_and_grad=loglik_and_grad,
+        loglik_value_grad_and_hessian=loglik_value_grad_and_hessian,
+        conditional=Conditional(
+            updated=updated_if_alive,
+            survival=survival,
+            pmf=probability_of_purchases,
+            pmf_table=pmf_table,
+            simulate_future=simulate_future,
+        ),
+    )
 
     def _start(self, data, weights):
         start = super()._start(data, weights)
