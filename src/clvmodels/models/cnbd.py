@@ -422,6 +422,7 @@ class _FixedK(TransactionModel):
     """
 
     param_names = ("r", "alpha", "a", "b")
+    _has_hessian = False  # no analytic Hessian: L-BFGS-B, numerical standard errors
 
     def __init__(self, *, k: int, dropout_at_zero: bool, penalizer: float = 0.0):
         super().__init__(penalizer=penalizer)
@@ -484,6 +485,7 @@ class MBGCNBD(TransactionModel):
 
     param_names = PARAM_NAMES
     dropout_at_zero = True
+    _has_hessian = False  # the fit is _FixedK's
 
     def __init__(self, *, k: int | None = None, max_k: int = 12, penalizer: float = 0.0):
         super().__init__(penalizer=penalizer)
@@ -611,8 +613,18 @@ class MBGCNBD(TransactionModel):
         x, t_x, T = self._arrays(rfm)
         return self._expected_path(None, np.asarray(times, dtype=float), x, t_x, T)
 
-    def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:
-        """Probability that each customer is still active at T, given the history."""
+    def _conditional(self):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no conditional distribution of future purchases yet "
+            "(no conjugate update of the Erlang-k timing): probability_of_purchases with rfm=, "
+            "probability_alive with ahead= and prediction_interval are not available"
+        )
+
+    def probability_alive(self, rfm: pd.DataFrame, *, ahead: float = 0.0) -> pd.Series:
+        """Probability that each customer is still active at T, given the history
+        (``ahead`` > 0 is not available for this model: NotImplementedError)."""
+        if self._horizon(ahead) > 0:
+            self._conditional()
         x, t_x, T = self._arrays(rfm)
         values = probability_alive(*self._kp(), x, t_x, T, dropout_at_zero=self.dropout_at_zero)
         return _as_series(values, rfm.index, "probability_alive")
@@ -622,8 +634,10 @@ class MBGCNBD(TransactionModel):
         out = expected_purchases_new(*self._kp(), t, dropout_at_zero=self.dropout_at_zero)
         return float(out) if np.ndim(out) == 0 else out
 
-    def probability_of_purchases(self, n, t):
-        """P(X(t) = n) for a customer acquired at 0."""
+    def probability_of_purchases(self, n, t, rfm: pd.DataFrame | None = None):
+        """P(X(t) = n) for a customer acquired at 0 (with ``rfm``: NotImplementedError)."""
+        if rfm is not None:
+            self._conditional()
         out = probability_of_purchases(*self._kp(), n, t, dropout_at_zero=self.dropout_at_zero)
         return float(out) if np.ndim(out) == 0 else out
 
