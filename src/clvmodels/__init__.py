@@ -2,11 +2,12 @@
 
 Data preparation (:func:`rfm_summary`, :func:`calibration_holdout`), the analysts'
 formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
-:class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`) and discounted
-CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
-(imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
-a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
-are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+:class:`ParetoNBD`, :class:`MBGNBD`, :class:`GGomNBD`, :class:`BGBB`,
+:class:`GammaGamma`) and discounted CLV (:func:`customer_lifetime_value`). Bayesian
+models live in :mod:`clvmodels.bayes` (imported on demand: PyMC is heavy).
+:func:`compare` scores the formula and the models on a holdout period (helpers
+:func:`formula_holdout`, :func:`naive_holdout`, ...); figures are in
+:mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
 """
 
 from . import datasets
@@ -22,7 +23,7 @@ from .compare import (
 )
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
-from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
+from .models import BGBB, BGNBD, MBGNBD, GammaGamma, GGomNBD, ParetoNBD
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "MBGNBD",
     "ConvergenceError",
     "DataError",
+    "GGomNBD",
     "GammaGamma",
     "NotFittedError",
     "ParetoNBD",

@@ -3,7 +3,8 @@
 from .bgbb import BGBB
 from .bgnbd import BGNBD
 from .gammagamma import GammaGamma
+from .ggomnbd import GGomNBD
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
 
-__all__ = ["BGBB", "BGNBD", "GammaGamma", "MBGNBD", "ParetoNBD"]
+__all__ = ["BGBB", "BGNBD", "GammaGamma", "GGomNBD", "MBGNBD", "ParetoNBD"]
