@@ -6,6 +6,8 @@
   pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`);
   :func:`simulate_segments` draws data from such a population (simulation studies).
 * :func:`customer_lifetime_value`: posterior of discounted CLV per customer.
+* :class:`ParetoGGG`: Pareto/GGG (regular inter-purchase times, a regularity per
+  customer), sampled by the paper's Gibbs scheme in numpy (no PyMC).
 
 Sampling uses nutpie (PyMC's NUTS as fallback); predictions report mean, sd and the 94%
 highest-density interval per customer, computed in bounded memory. Posteriors are saved
@@ -15,11 +17,13 @@ to and loaded from netCDF (``save``/``load``).
 from .bgnbd import BGNBD
 from .clv import customer_lifetime_value
 from .gammagamma import GammaGamma
+from .paretoggg import ParetoGGG
 from .segments import SegmentBGNBD, SegmentGammaGamma, simulate_segments
 
 __all__ = [
     "BGNBD",
     "GammaGamma",
+    "ParetoGGG",
     "SegmentBGNBD",
     "SegmentGammaGamma",
     "customer_lifetime_value",
