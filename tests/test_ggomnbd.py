@@ -52,6 +52,10 @@ def test_cdnow_fit_matches_clvtools(fitted, cdnow_rfm):
     assert fitted.loglik_ == pytest.approx(pn.loglik_, abs=1e-4)
     assert np.isfinite(fitted.se_[["r", "alpha"]]).all()
     assert fitted.se_["r"] == pytest.approx(pn.se_["r"], rel=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = fitted.summary()
+    assert table.loc["r", "lower_95"] < p["r"] < table.loc["r", "upper_95"]
 
 
 def test_cdnow_reproduces_bemmaor_glady_table2(cdnow_rfm):

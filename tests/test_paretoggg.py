@@ -19,7 +19,7 @@ GROCERY = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery_elo
 # BTYDplus (Platzer & Reutterer 2016; BTYDplus demo 'pareto-ggg'): grocery holdout
 PUBLISHED_HOLDOUT = 3815
 ACTUAL_HOLDOUT = 3389
-TOLERANCE = 0.1
+TOLERANCE = 0.04  # 4 seeds of 800 sweeps: 3771-3893 (mean 3838)
 
 
 def _with_litt(rfm: pd.DataFrame, tx: pd.DataFrame, customer: str, date: str, end: str):
@@ -139,7 +139,7 @@ def grocery():
 @pytest.mark.slow
 def test_grocery_holdout_close_to_btydplus(grocery):
     assert grocery["frequency_holdout"].sum() == ACTUAL_HOLDOUT
-    model = ParetoGGG(draws=30, tune=120, thin=2, chains=1, random_state=1).fit(grocery)
+    model = ParetoGGG(draws=20, tune=100, thin=5, chains=1, random_state=1).fit(grocery)
     total = model.expected_purchases(52.0, grocery, random_state=1).sum()
     assert total == pytest.approx(PUBLISHED_HOLDOUT, rel=TOLERANCE)
     # regular buyers: the posterior puts the mean regularity well above Poisson (k = 1)

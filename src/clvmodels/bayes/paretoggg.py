@@ -19,8 +19,8 @@ sampling in log space from their sufficient statistics. It is used rather than N
 because :math:`\tau_i` (or, marginalised, an integral of the incomplete gamma function
 over (t_x, T], with derivatives in its shape) per customer makes a poor target for a
 gradient sampler in PyMC, while every conditional here is one-dimensional and cheap.
-Unlike BTYDplus, the hyperparameters' log-space densities include the Jacobian of the
-log transform (so the Gamma(0.001, 0.001) hyperpriors are the priors actually used).
+The chains start at the Pareto/NBD maximum-likelihood estimates (as BTYDplus does): the
+dropout pair (s, beta) mixes slowly, and a start far from it needs a long burn-in.
 
 References
 ----------
@@ -48,9 +48,9 @@ CUSTOMER_NAMES = ("k", "lambda", "mu", "tau")
 COLUMNS = ("frequency", "recency", "T", "litt")
 _HYPER_PRIOR = 0.001  # Gamma(0.001, 0.001) on each hyperparameter, as in [2]_
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(32)
-# slice-sampling steps per sweep for each customer-level draw (BTYDplus: 3, 3, 6)
-STEPS = 1
-JACOBIAN = 1.0  # 0 reproduces BTYDplus' log-space density, which omits it
+# slice-sampling steps per sweep for k, lambda and tau (as BTYDplus), and for the
+# hyperparameters (BTYDplus: 200; these are cheap, one-dimensional and well mixed)
+STEPS = {"k": 3, "lambda": 3, "tau": 6, "hyper": 50}
 
 
 def log_gamma_sf(k, rate, d):
@@ -151,34 +151,35 @@ def probability_alive(k, lam, mu, t_x, T):
     return special.expit(log_alive - log_dead)
 
 
-def _log_gamma_pair(log_shape, log_rate, n, sum_x, sum_log_x):
-    """Log posterior of (shape, rate) of n Gamma draws with the given sums, in log space
-    (Gamma(0.001, 0.001) priors, plus the log-Jacobian)."""
+def _log_gamma_pair(log_shape, log_rate, n, sum_x, sum_log_x, jacobian):
+    """Log posterior of (shape, rate) of n Gamma draws with the given sums, in log space:
+    Gamma(0.001, 0.001) densities of shape and rate, plus the log-Jacobian of the log
+    transform if ``jacobian`` (else BTYDplus' target, see :class:`ParetoGGG`)."""
     shape, rate = np.exp(log_shape), np.exp(log_rate)
-    h = _HYPER_PRIOR - 1.0 + JACOBIAN
+    h = _HYPER_PRIOR - 1.0 + float(jacobian)
     return (n * (shape * log_rate - special.gammaln(shape)) + (shape - 1.0) * sum_log_x
             - rate * sum_x + h * log_shape - _HYPER_PRIOR * shape + h * log_rate
             - _HYPER_PRIOR * rate)
 
 
-def _draw_hyper(values, current, rng, steps=20):
+def _draw_hyper(values, current, rng, jacobian):
     """Slice-sample the three (shape, rate) pairs given the customer-level draws."""
     n = values.shape[1]
     sums, sum_logs = values.sum(axis=1), np.log(values).sum(axis=1)
     log_p = np.log(current.reshape(3, 2))
     width = np.full(3, 0.1)
-    for _ in range(steps):
+    for _ in range(STEPS["hyper"]):
         for j in (0, 1):
             def logf(v, rows, j=j):
                 a = np.where(j == 0, v, log_p[rows, 0])
                 b = np.where(j == 1, v, log_p[rows, 1])
-                return _log_gamma_pair(a, b, n, sums[rows], sum_logs[rows])
+                return _log_gamma_pair(a, b, n, sums[rows], sum_logs[rows], jacobian)
 
             log_p[:, j] = _slice(logf, log_p[:, j], width, -50.0, 50.0, rng, 1)
     return np.exp(log_p).ravel()
 
 
-def _sweep(state, hyper, data, rng):
+def _sweep(state, hyper, data, rng, jacobian):
     """One Gibbs sweep over k, lambda, mu, tau (all customers) and the hyperparameters."""
     x, t_x, T, litt = data
     k, lam, mu, tau = state
@@ -188,14 +189,14 @@ def _sweep(state, hyper, data, rng):
         return log_conditional_k(v, lam[rows], x[rows], t_x[rows], T[rows], litt[rows],
                                  tau[rows], t, gamma)
 
-    k = _slice(lk, k, np.full(k.size, 3.0 * np.sqrt(t) / gamma), 0.1, 1e3, rng, STEPS)
+    k = _slice(lk, k, np.full(k.size, 3.0 * np.sqrt(t) / gamma), 0.1, 1e3, rng, STEPS["k"])
 
     def ll(v, rows):
         return log_conditional_lambda(v, k[rows], x[rows], t_x[rows], T[rows], tau[rows],
                                       r, alpha)
 
     lam = _slice(ll, lam, np.full(lam.size, 3.0 * np.sqrt(r) / alpha), 1e-30, 1e5, rng,
-                 STEPS)
+                 STEPS["lambda"])
     mu = np.maximum(rng.gamma(s + 1.0, 1.0 / (beta + tau)), np.exp(-30.0))
     alive = rng.random(x.size) < probability_alive(k, lam, mu, t_x, T)
     tau = np.where(alive, T + rng.exponential(1.0, x.size) / mu, tau)
@@ -208,8 +209,8 @@ def _sweep(state, hyper, data, rng):
         span = T[dead] - t_x[dead]
         start = np.minimum(span, rng.gamma(k[dead], 1.0 / (k[dead] * lam[dead]))) / 2.0
         tau[dead] = _slice(lambda v, rows: lt(t_x[dead][rows] + v, rows), start, span / 2.0,
-                           0.0, span, rng, STEPS) + t_x[dead]
-    hyper = _draw_hyper(np.stack([k, lam, mu]), np.asarray(hyper), rng)
+                           0.0, span, rng, STEPS["tau"]) + t_x[dead]
+    hyper = _draw_hyper(np.stack([k, lam, mu]), np.asarray(hyper), rng, jacobian)
     return (k, lam, mu, tau), hyper
 
 
@@ -261,6 +262,26 @@ def future_purchases(k, lam, tau, t_x, T, horizon, rng):
     return count
 
 
+def _pareto_nbd_start(rfm, x, T):
+    """(r, alpha, s, beta) to start the chains: the Pareto/NBD fit, as BTYDplus does,
+    else a data-scaled guess."""
+    import warnings
+
+    from ..errors import ConvergenceError
+    from ..models.paretonbd import ParetoNBD
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = ParetoNBD().fit(rfm[["frequency", "recency", "T"]]).params_.to_numpy()
+        if np.all(np.isfinite(p)) and np.all(np.abs(np.log(p)) < 15):
+            return p
+    except (ConvergenceError, ValueError):
+        pass
+    rate = max(x.mean() / T.mean(), 1e-6)
+    return np.array([1.0, 1.0 / rate, 1.0, float(T.mean())])
+
+
 class ParetoGGG:
     """Pareto/GGG (Platzer & Reutterer 2016), fitted by the paper's Gibbs sampler.
 
@@ -276,6 +297,12 @@ class ParetoGGG:
         Independent chains (run one after another).
     random_state : int, optional
         Seed: the same seed gives the same draws.
+    btydplus_prior : bool, default True
+        Sample the hyperparameters from BTYDplus' target: the Gamma(0.001, 0.001)
+        densities evaluated on the log scale without the Jacobian, i.e. improper priors
+        proportional to theta^-1.999 exp(-0.001 theta). ``False`` uses proper
+        Gamma(0.001, 0.001) priors. The dropout pair (s, beta) is weakly identified and
+        depends on the choice (on BTYDplus' grocery data: s 0.43 vs about 1.0).
 
     The RFM frame needs ``frequency``, ``recency``, ``T`` and ``litt`` (the sum of the
     logs of each customer's inter-transaction times, in the frame's time unit).
@@ -284,8 +311,9 @@ class ParetoGGG:
     """
 
     def __init__(self, *, draws: int = 200, tune: int = 500, thin: int = 10, chains: int = 2,
-                 random_state: int | None = None):
+                 random_state: int | None = None, btydplus_prior: bool = True):
         self.draws = draws
+        self.btydplus_prior = btydplus_prior
         self.tune = tune
         self.thin = thin
         self.chains = chains
@@ -313,6 +341,7 @@ class ParetoGGG:
         x, t_x, T, _ = data
         rng = np.random.default_rng(self.random_state)
         n = x.size
+        start = _pareto_nbd_start(rfm, x, T)
         hyper_draws = np.empty((self.chains, self.draws, 6))
         cust_draws = np.empty((self.chains, self.draws, 4, n))
         for c in range(self.chains):
@@ -321,9 +350,9 @@ class ParetoGGG:
             lam = np.full(n, lam0)
             tau = t_x + 0.5 / lam
             state = (np.ones(n), lam, 1.0 / tau, tau)
-            hyper = np.array([1.0, 1.0, 1.0, 1.0 / lam0, 1.0, float(np.mean(T))])
+            hyper = np.array([1.0, 1.0, *start])
             for step in range(self.tune + self.draws * self.thin):
-                state, hyper = _sweep(state, hyper, data, rng)
+                state, hyper = _sweep(state, hyper, data, rng, not self.btydplus_prior)
                 kept = step - self.tune
                 if kept >= 0 and kept % self.thin == self.thin - 1:
                     hyper_draws[c, kept // self.thin] = hyper
@@ -339,7 +368,8 @@ class ParetoGGG:
 
     def _settings(self):
         return {"draws": self.draws, "tune": self.tune, "thin": self.thin,
-                "chains": self.chains, "random_state": self.random_state}
+                "chains": self.chains, "random_state": self.random_state,
+                "btydplus_prior": self.btydplus_prior}
 
     def _check_fitted(self):
         if not hasattr(self, "idata_"):

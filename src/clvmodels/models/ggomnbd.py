@@ -559,6 +559,12 @@ class GGomNBD(TransactionModel):
                 stacklevel=3,
             )
 
+    def summary(self):
+        """As :meth:`MLEModel.summary`; at the Pareto/NBD limit the intervals of b and
+        beta are (0, inf)."""
+        with np.errstate(over="ignore"):
+            return super().summary()
+
     def _start(self, data, weights):
         start = super()._start(data, weights)
         # e^{bT} - 1 of order 1 over the mean age, beta / b (the Pareto/NBD beta) = mean age
