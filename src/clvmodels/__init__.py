@@ -2,9 +2,9 @@
 
 Data preparation (:func:`rfm_summary`, :func:`calibration_holdout`), the analysts'
 formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
-:class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`; the regularity
-models :class:`MBGCNBD`, :class:`BGCNBD` with :func:`estimate_regularity`) and discounted
-CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
+:class:`ParetoNBD`, :class:`MBGNBD`, :class:`GGomNBD`, :class:`BGBB`, :class:`GammaGamma`;
+the regularity models :class:`MBGCNBD`, :class:`BGCNBD` with :func:`estimate_regularity`)
+and discounted CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
 a holdout period (predictions: :mod:`clvmodels.holdout`; errors, Gini, lift and decile
 calibration: :mod:`clvmodels.metrics`); figures
@@ -27,7 +27,18 @@ from .compare import (
 )
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
-from .models import BDW, BGBB, BGCNBD, BGNBD, MBGCNBD, MBGNBD, SBG, GammaGamma, ParetoNBD
+from .models import (
+    BDW,
+    BGBB,
+    BGCNBD,
+    BGNBD,
+    MBGCNBD,
+    MBGNBD,
+    SBG,
+    GammaGamma,
+    GGomNBD,
+    ParetoNBD,
+)
 from .regularity import estimate_regularity
 from .rfm import calibration_holdout, rfm_summary
 
@@ -43,6 +54,7 @@ __all__ = [
     "MBGNBD",
     "ConvergenceError",
     "DataError",
+    "GGomNBD",
     "GammaGamma",
     "NotFittedError",
     "ParetoNBD",

@@ -8,6 +8,8 @@
 * :func:`customer_lifetime_value`: posterior of discounted CLV per customer.
 * :class:`SBG`, :class:`BDW`, :class:`SegmentSBG`: contractual (subscription) models
   (:mod:`clvmodels.bayes.sbg`).
+* :class:`ParetoGGG`: Pareto/GGG (regular inter-purchase times, a regularity per
+  customer), sampled by the paper's Gibbs scheme in numpy (no PyMC).
 
 Sampling uses nutpie (PyMC's NUTS as fallback); predictions report mean, sd and the 94%
 highest-density interval per customer, computed in bounded memory. Posteriors are saved
@@ -17,6 +19,7 @@ to and loaded from netCDF (``save``/``load``).
 from .bgnbd import BGNBD
 from .clv import customer_lifetime_value
 from .gammagamma import GammaGamma
+from .paretoggg import ParetoGGG
 from .sbg import BDW, SBG, SegmentSBG
 from .segments import SegmentBGNBD, SegmentGammaGamma, simulate_segments
 
@@ -26,6 +29,7 @@ __all__ = [
     "SegmentSBG",
     "BGNBD",
     "GammaGamma",
+    "ParetoGGG",
     "SegmentBGNBD",
     "SegmentGammaGamma",
     "customer_lifetime_value",

@@ -7,10 +7,12 @@ from .bgbb import BGBB
 from .bgnbd import BGNBD
 from .cnbd import BGCNBD, MBGCNBD
 from .gammagamma import GammaGamma
+from .ggomnbd import GGomNBD
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
 from .sbg import SBG
 
 __all__ = [
-    "BDW", "BGBB", "BGCNBD", "BGNBD", "GammaGamma", "MBGCNBD", "MBGNBD", "ParetoNBD", "SBG",
+    "BDW", "BGBB", "BGCNBD", "BGNBD", "GGomNBD", "GammaGamma", "MBGCNBD", "MBGNBD", "ParetoNBD",
+    "SBG",
 ]
