@@ -22,17 +22,6 @@ ACTUAL_HOLDOUT = 3389
 TOLERANCE = 0.04  # 4 seeds of 800 sweeps: 3771-3893 (mean 3838)
 
 
-def _with_litt(rfm: pd.DataFrame, tx: pd.DataFrame, customer: str, date: str, end: str):
-    """The RFM frame plus ``litt``: sum of log inter-transaction times in weeks, same-day
-    purchases merged, calibration period only (until rfm_summary adds it)."""
-    days = tx[[customer, date]].assign(_d=pd.to_datetime(tx[date])).drop_duplicates(
-        [customer, "_d"])
-    days = days[days["_d"] <= pd.Timestamp(end)].sort_values([customer, "_d"])
-    gaps = days.groupby(customer)["_d"].diff().dt.days / 7.0
-    litt = np.log(gaps).groupby(days[customer]).sum()
-    return rfm.assign(litt=litt.reindex(rfm.index).fillna(0.0).to_numpy())
-
-
 def test_log_gamma_sf_matches_mpmath_including_far_tails():
     mp.mp.dps = 30
     for k, rate, d in [(0.5, 1.0, 0.3), (3.0, 3.0, 2.0), (50.0, 50.0, 3.0), (2.0, 4.0, 300.0),
@@ -131,9 +120,8 @@ def test_recovery_from_simulated_data():
 @pytest.fixture(scope="module")
 def grocery():
     tx = pd.read_csv(GROCERY)
-    rfm = cm.calibration_holdout(tx, customer="cust", date="date", calibration_end="2006-12-31",
-                                 observation_end="2007-12-30", unit="W")
-    return _with_litt(rfm, tx, "cust", "date", "2006-12-31")
+    return cm.calibration_holdout(tx, customer="cust", date="date", calibration_end="2006-12-31",
+                                  observation_end="2007-12-30", unit="W", litt=True)
 
 
 @pytest.mark.slow
