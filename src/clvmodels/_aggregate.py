@@ -30,15 +30,15 @@ from ._validate import (
     to_narwhals,
 )
 from .errors import DataError
-from .rfm import (
+from .log import (
     Daily,
+    TransactionLog,
     _as_date,
     _day_numbers_of,
     _factorize,
     collect_by_customer,
-    log_window,
-    per_customer,
 )
+from .rfm import log_window, per_customer
 
 _FIRST, _N = "__clvmodels_first", "__clvmodels_n"
 
@@ -219,6 +219,8 @@ def customer_segments(tx: object, customer: str, segment: str) -> pd.Series:
     Raises DataError for missing columns, missing customer ids or segments, and customers
     in more than one segment (counting their rows).
     """
+    if isinstance(tx, TransactionLog):
+        tx, customer = tx._data, tx.customer
     if isinstance(tx, pd.DataFrame):
         check_columns(tx, [customer, segment], what="transaction log")
         check_no_missing(tx[customer], customer)

@@ -50,27 +50,29 @@ References
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from clvmodels._validate import (
-    AMOUNT,
-    DAY,
-    EngineLog,
-    engine_transactions,
-    parse_cutoff,
-    transaction_arrays,
-)
+from clvmodels._validate import AMOUNT, DAY, parse_cutoff
 from clvmodels.errors import DataError
+from clvmodels.log import (
+    Daily,
+    EngineWindow,
+    _as_date,
+    _day_number,
+    _iso,
+    as_log,
+    collect_by_customer,
+)
 
-__all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
+__all__ = ["rfm_summary", "calibration_holdout", "frame_unit", "unit_days", "UNIT_NAMES"]
 
-_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375, "Y": 365.25}
+# the one table of time units: code -> (days, name)
+_UNITS = {"D": (1.0, "days"), "W": (7.0, "weeks"), "M": (30.4375, "months"),
+          "Y": (365.25, "years")}  # fmt: skip
+_UNIT_DAYS = {code: days for code, (days, _) in _UNITS.items()}
+UNIT_NAMES = {code: name for code, (_, name) in _UNITS.items()}
 
 
 def unit_days(unit: str | float) -> float:
@@ -86,107 +88,42 @@ def unit_days(unit: str | float) -> float:
     return float(unit)
 
 
-@dataclass(frozen=True)
-class Daily:
-    """A validated transaction log inside the observation window, as integer arrays.
+def _with_unit(frame: pd.DataFrame, unit: str | float) -> pd.DataFrame:
+    """Record the frame's time unit in ``frame.attrs`` (see :func:`frame_unit`)."""
+    frame.attrs["unit"] = unit
+    return frame
 
-    ``codes[i]`` indexes ``ids`` (sorted when the ids are sortable); ``day[i]`` is the
-    calendar day of row i as days since 1970-01-01; ``keep`` marks the caller's rows that
-    are inside the window (None: all of them); ``tz`` is the dates' time zone.
+
+def frame_unit(frame: pd.DataFrame, unit: str | float | None = None) -> str | float:
+    """The time unit of an RFM or holdout frame: `unit` if given, else the one the frame
+    recorded when :func:`rfm_summary` or :func:`calibration_holdout` built it.
+
+    A frame that records none (built by hand) needs `unit`: an error says so.
     """
-
-    codes: np.ndarray
-    ids: pd.Index
-    day: np.ndarray
-    amount: np.ndarray | None
-    end_day: int
-    keep: np.ndarray | None
-    tz: object
-
-    @property
-    def first_day(self) -> int:
-        """First transaction day inside the window."""
-        return int(self.day.min())
-
-    def n_rows(self) -> int:
-        """Transactions inside the window."""
-        return len(self.day)
+    if unit is not None:
+        unit_days(unit)
+        return unit
+    recorded = getattr(frame, "attrs", {}).get("unit")
+    if recorded is None:
+        raise ValueError(
+            "this RFM frame records no time unit (it was not made by rfm_summary or "
+            "calibration_holdout); pass unit="
+        )
+    return recorded
 
 
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Calendar day (wall clock in the dates' own time zone) as int64 days since 1970."""
-    if isinstance(dates.dtype, pd.DatetimeTZDtype):
-        dates = dates.dt.tz_localize(None)
-    return dates.to_numpy().astype("datetime64[D]").view(np.int64)
-
-
-def _iso(day: int) -> str:
-    """Day number as an ISO date string, for messages."""
-    return str(np.datetime64(int(day), "D"))
-
-
-def _day_number(ts: pd.Timestamp) -> int:
-    return int(ts.to_datetime64().astype("datetime64[D]").astype(np.int64))
-
-
-def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes 0..n-1 into the sorted unique ids (order of appearance if unorderable).
-
-    Integer ids with a compact range take a counting path (no hashing, no sorting).
-    """
-    if ids.dtype.kind in "iu" and len(ids):
-        lo, hi = int(ids.min()), int(ids.max())
-        if hi - lo < 4 * len(ids) + 1_000_000:
-            offset = (ids - lo).astype(np.intp, copy=False)
-            present = np.bincount(offset, minlength=hi - lo + 1) > 0
-            rank = np.cumsum(present) - 1
-            return rank[offset], (np.flatnonzero(present) + lo).astype(ids.dtype)
-    try:
-        codes, uniques = pd.factorize(ids, sort=True)
-    except TypeError:  # ids of mixed, unorderable types
-        codes, uniques = pd.factorize(ids, sort=False)
-    return codes.astype(np.int64, copy=False), uniques
-
-
-def prepare(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+def log_window(
+    tx: object,
+    customer: str | None,
+    date: str | None,
     amount: str | None,
     observation_end: object,
-    *,
-    allow_returns: bool = False,
-    date_format: str | None = None,
-) -> Daily:
-    """Validate `tx`, cut it at `observation_end` and factorize the customers."""
-    ids, dates, amounts = transaction_arrays(
-        tx, customer, date, amount, allow_returns=allow_returns, date_format=date_format
-    )
-    day = _day_numbers(dates)
-    tz = dates.dt.tz
-    if observation_end is None:
-        end_day = int(day.max())
-    else:
-        end_day = _day_number(parse_cutoff(observation_end, "observation_end", tz))
-    keep = day <= end_day
-    n_keep = int(keep.sum())
-    if n_keep == 0:
-        raise _after_end(date, end_day, int(day.min()), len(day))
-    if n_keep < len(day):
-        ids, day = ids[keep], day[keep]
-        amounts = amounts[keep] if amounts is not None else None
-    else:
-        keep = None
-    codes, uniques = _factorize(ids)
-    return Daily(
-        codes=codes,
-        ids=pd.Index(uniques, name=customer),
-        day=day,
-        amount=amounts,
-        end_day=end_day,
-        keep=keep,
-        tz=tz,
-    )
+    **rules_kw,
+) -> Daily | EngineWindow:
+    """`tx` as a :class:`~clvmodels.TransactionLog` (made from a raw frame and these
+    columns unless it is one), cut at `observation_end` (None: the last day)."""
+    log = as_log(tx, customer, date, amount, observation_end=observation_end, **rules_kw)
+    return log.window(observation_end)
 
 
 def per_customer(
@@ -267,14 +204,6 @@ def _holdout_frame(
     return pd.DataFrame({k: v[keep] for k, v in cols.items()}, index=ids[keep])
 
 
-def _after_end(date: str, end_day: int, first_day: int, n_rows: int) -> DataError:
-    return DataError(
-        date,
-        f"all transactions are after observation_end {_iso(end_day)} (first is {_iso(first_day)})",
-        n_rows,
-    )
-
-
 def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n_rows):
     """The DataError for a calibration_end that leaves no calibration period, or None.
 
@@ -295,95 +224,6 @@ def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n
 
 
 # --- other engines (polars, DuckDB, Dask, pyarrow...): one narwhals query --------------
-
-
-def _as_date(day: int) -> dt.datetime:
-    """Day number as the midnight datetime the engines compare the day column with."""
-    return dt.datetime(1970, 1, 1) + dt.timedelta(days=int(day))
-
-
-def _day_numbers_of(values: nw.Series) -> np.ndarray:
-    """A day column collected from any engine as int64 days since 1970-01-01."""
-    return np.asarray(values.to_numpy()).astype("datetime64[D]").view(np.int64)
-
-
-@dataclass(frozen=True)
-class EngineWindow:
-    """A validated log of another engine, cut at the end of observation, still in the engine.
-
-    The engine's counterpart of :class:`Daily`: ``rows()`` is the lazy frame of the rows on
-    or before ``end_day`` (columns: the customer, :data:`DAY` and, with an amount,
-    :data:`AMOUNT`); nothing has been collected but the validation's counts.
-    """
-
-    log: EngineLog
-    end_day: int
-
-    @property
-    def first_day(self) -> int:
-        """First transaction day inside the window."""
-        return self.log.first_day
-
-    @property
-    def tz(self) -> str | None:
-        return self.log.tz
-
-    def rows(self) -> nw.LazyFrame:
-        if self.end_day < self.log.last_day:
-            return self.log.frame.filter(nw.col(DAY) <= _as_date(self.end_day))
-        return self.log.frame
-
-    def n_rows(self) -> int:
-        """Transactions inside the window (counted by the engine, for messages)."""
-        if self.end_day >= self.log.last_day:
-            return self.log.n_rows
-        return int(self.rows().select(nw.len()).collect().item())
-
-
-def log_window(
-    tx: object, customer: str, date: str, amount: str | None, observation_end: object, **checks
-) -> Daily | EngineWindow:
-    """Validate a log of any engine and cut it at `observation_end` (None: the last day).
-
-    A pandas frame becomes :class:`Daily` (integer arrays, :func:`prepare`); any other
-    frame narwhals supports stays in its engine as an :class:`EngineWindow`. The checks
-    (keywords ``allow_returns``, ``date_format``) and their messages are the same on both
-    paths.
-    """
-    if isinstance(tx, pd.DataFrame):
-        return prepare(tx, customer, date, amount, observation_end, **checks)
-    log = engine_transactions(tx, customer, date, amount, **checks)
-    if observation_end is None:
-        return EngineWindow(log, log.last_day)
-    end_day = _day_number(parse_cutoff(observation_end, "observation_end", log.tz))
-    if log.first_day > end_day:
-        raise _after_end(date, end_day, log.first_day, log.n_rows)
-    return EngineWindow(log, end_day)
-
-
-def collect_by_customer(
-    per: nw.LazyFrame, customer: str
-) -> tuple[pd.Index, Callable[..., np.ndarray]]:
-    """Collect a per-customer lazy frame; return the sorted customer ids and a column getter.
-
-    ``column(name, dtype=float64)`` gives a column as a numpy array in the order of the ids
-    (sorted when sortable, as on the pandas path); ``column(name, "day")`` a day column as
-    day numbers.
-    """
-    out = per.collect()
-    ids = pd.Index(out.get_column(customer).to_numpy(), name=customer)
-    try:
-        ids, order = ids.sort_values(return_indexer=True)
-    except TypeError:  # ids of mixed, unorderable types: order of the result
-        order = np.arange(len(ids))
-
-    def column(name: str, dtype: object = np.float64) -> np.ndarray:
-        values = out.get_column(name)
-        if dtype == "day":
-            return _day_numbers_of(values)[order]
-        return np.asarray(values.to_numpy(), dtype=dtype)[order]
-
-    return ids, column
 
 
 def _engine_stats(
@@ -446,15 +286,16 @@ def _engine_stats(
 
 
 def rfm_summary(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+    tx: object,
+    customer: str | None = None,
+    date: str | None = None,
     amount: str | None = None,
     observation_end: object = None,
     unit: str | float = "W",
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
     """Summarise a transaction log into an RFM frame (frequency, recency, T, monetary value).
 
@@ -463,7 +304,7 @@ def rfm_summary(
 
     Parameters
     ----------
-    tx : pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow (any narwhals) frame
+    tx : TransactionLog, pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow frame
         One row per transaction. Never modified. Frames of other engines, lazy ones
         included, are summarised by their own engine; only the per-customer result is
         collected (see the module docstring). There, string dates are parsed by the
@@ -489,6 +330,12 @@ def rfm_summary(
     date_format : str, optional
         strftime format for string dates (default: the format inferred from most of the
         first 1,000 values; ``"ISO8601"`` for ISO strings of varying precision).
+    timezone : str, default "UTC"
+        Zone of the calendar days: timestamps with a UTC offset or time zone are
+        converted to it first (see :class:`~clvmodels.TransactionLog`).
+
+    With a :class:`~clvmodels.TransactionLog` as `tx`, the columns and the rules
+    (`allow_returns`, `date_format`, `timezone`) are the log's; `amount` defaults to it.
 
     Returns
     -------
@@ -521,20 +368,23 @@ def rfm_summary(
     2           0      0.0  2.0             0.0
     """
     days = unit_days(unit)
-    checks = dict(allow_returns=allow_returns, date_format=date_format)
-    w = log_window(tx, customer, date, amount, observation_end, **checks)
+    log = as_log(tx, customer, date, amount, observation_end=observation_end,
+                 allow_returns=allow_returns, date_format=date_format,
+                 timezone=timezone)  # fmt: skip
+    w = log.window(observation_end)
+    with_amount = log.amount is not None
     if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
         stats = per_customer(w.codes, w.day, w.amount, len(w.ids))
         ids = w.ids
     else:  # any other engine, in that engine
-        ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
-    return pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
+        ids, stats, _ = _engine_stats(w, log.customer, None, with_amount)
+    return _with_unit(pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids), unit)
 
 
 def calibration_holdout(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+    tx: object,
+    customer: str | None = None,
+    date: str | None = None,
     amount: str | None = None,
     calibration_end: object = None,
     observation_end: object = None,
@@ -542,6 +392,7 @@ def calibration_holdout(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
     """RFM frame for a calibration period plus what each customer did in the holdout.
 
@@ -553,8 +404,8 @@ def calibration_holdout(
 
     Parameters
     ----------
-    tx, customer, date, amount, unit, allow_returns, date_format
-        As in :func:`rfm_summary`.
+    tx, customer, date, amount, unit, allow_returns, date_format, timezone
+        As in :func:`rfm_summary` (a :class:`~clvmodels.TransactionLog` too).
     calibration_end : date-like
         Last day of the calibration period (required).
     observation_end : date-like, optional
@@ -599,19 +450,21 @@ def calibration_holdout(
     if calibration_end is None:
         raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
     days = unit_days(unit)
-    checks = dict(allow_returns=allow_returns, date_format=date_format)
-    w = log_window(tx, customer, date, amount, observation_end, **checks)
+    log = as_log(tx, customer, date, amount, observation_end=observation_end,
+                 allow_returns=allow_returns, date_format=date_format,
+                 timezone=timezone)  # fmt: skip
+    w = log.window(observation_end)
     cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", w.tz))
-    error = _calibration_errors(date, cal_day, w.end_day, w.first_day, w.n_rows)
+    error = _calibration_errors(log.date, cal_day, w.end_day, w.first_day, w.n_rows)
     if error is not None:
         raise error
     if isinstance(w, EngineWindow):  # any other engine, in that engine
-        ids, cal, hold = _engine_stats(w, customer, cal_day, amount is not None)
-        return _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
+        ids, cal, hold = _engine_stats(w, log.customer, cal_day, log.amount is not None)
+        return _with_unit(_holdout_frame(ids, cal, hold, cal_day, w.end_day, days), unit)
     in_cal = w.day <= cal_day
     n = len(w.ids)
     periods = []
     for rows in (in_cal, ~in_cal):
         amounts = w.amount[rows] if w.amount is not None else None
         periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
-    return _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    return _with_unit(_holdout_frame(w.ids, *periods, cal_day, w.end_day, days), unit)
