@@ -20,9 +20,11 @@ from .compare import (
     repeat_purchases_over_time,
     segment_estimates,
 )
-from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
+from .errors import ConvergenceError, DataError, DataWarning, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
+from .log import TransactionLog
 from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
+from .reader import read_transactions
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"
@@ -33,10 +35,12 @@ __all__ = [
     "MBGNBD",
     "ConvergenceError",
     "DataError",
+    "DataWarning",
     "GammaGamma",
     "NotFittedError",
     "ParetoNBD",
     "StatisticalWarning",
+    "TransactionLog",
     "acquisition_cohorts",
     "acquisition_cost",
     "calibration_holdout",
@@ -47,6 +51,7 @@ __all__ = [
     "formula_holdout",
     "holdout_predictions",
     "naive_holdout",
+    "read_transactions",
     "repeat_purchases_over_time",
     "rfm_summary",
     "segment_estimates",

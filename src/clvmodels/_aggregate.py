@@ -36,11 +36,19 @@ from .log import (
     _as_date,
     _day_numbers_of,
     _factorize,
+    as_log,
     collect_by_customer,
 )
-from .rfm import log_window, per_customer
+from .rfm import per_customer
 
 _FIRST, _N = "__clvmodels_first", "__clvmodels_n"
+
+
+def _window(tx, customer, date, amount, observation_end, **rules_kw):
+    """The log (made from `tx` unless it is one) cut at `observation_end`, and the name of
+    its customer column."""
+    log = as_log(tx, customer, date, amount, observation_end=observation_end, **rules_kw)
+    return log.window(observation_end), log.customer
 
 
 def _scalar_id(value: object) -> object:
@@ -52,7 +60,7 @@ def first_purchase_days(
     tx: object, customer: str, date: str, observation_end: object = None
 ) -> tuple[pd.Index, np.ndarray]:
     """Each customer's first purchase day (day number), customers sorted as by rfm_summary."""
-    w = log_window(tx, customer, date, None, observation_end)
+    w, customer = _window(tx, customer, date, None, observation_end)
     if isinstance(w, Daily):
         return w.ids, per_customer(w.codes, w.day, None, len(w.ids))["first"]
     per = w.rows().group_by(customer).agg(nw.col(DAY).min().alias(_FIRST))
@@ -84,7 +92,7 @@ def repeat_purchase_days(
     A repeat purchase is a purchase day after the customer's first one (same-day
     transactions merged), inside the observation window.
     """
-    w = log_window(tx, customer, date, None, observation_end)
+    w, customer = _window(tx, customer, date, None, observation_end)
     start, n_days = w.first_day, w.end_day - w.first_day + 1
     if isinstance(w, Daily):
         first = per_customer(w.codes, w.day, None, len(w.ids))["first"]
@@ -165,7 +173,7 @@ def customer_activity(
     date_format: str | None = None,
 ) -> Activity:
     """What the formula needs of each customer (with activity flags when `theta` is given)."""
-    w = log_window(
+    w, customer = _window(
         tx, customer, date, amount, observation_end,
         allow_returns=allow_returns, date_format=date_format,
     )  # fmt: skip
@@ -199,7 +207,7 @@ def purchase_days_of(
     tx: object, customer: str, date: str, customer_id: object, observation_end: object = None
 ) -> tuple[np.ndarray, int]:
     """One customer's distinct purchase days (sorted day numbers) and the window's end day."""
-    w = log_window(tx, customer, date, None, observation_end)
+    w, customer = _window(tx, customer, date, None, observation_end)
     if isinstance(w, Daily):
         code = w.ids.get_indexer([customer_id])[0]
         days = np.unique(w.day[w.codes == code]) if code >= 0 else np.zeros(0, np.int64)
@@ -273,7 +281,7 @@ def log_totals(
     tx: object, customer: str, date: str, amount: str, observation_end: object = None
 ) -> tuple[int, float]:
     """Transactions (rows) and revenue inside the observation window."""
-    w = log_window(tx, customer, date, amount, observation_end)
+    w, customer = _window(tx, customer, date, amount, observation_end)
     if isinstance(w, Daily):
         return len(w.day), float(w.amount.sum())
     out = w.rows().select(n=nw.len(), revenue=nw.col(AMOUNT).sum()).collect()

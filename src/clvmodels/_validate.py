@@ -88,6 +88,9 @@ def column_names(df: object) -> list[str]:
     included: only the schema is read)."""
     if isinstance(df, pd.DataFrame):
         return list(df.columns)
+    data = getattr(df, "data_columns", None)  # a TransactionLog
+    if callable(data):
+        return data()
     frame = df if isinstance(df, nw.LazyFrame) else to_narwhals(df)
     return list(frame.collect_schema().names())
 

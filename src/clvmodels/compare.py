@@ -47,7 +47,7 @@ from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_
 from ._validate import column_names
 from .errors import DataError
 from .formula import formula_clv
-from .rfm import unit_days
+from .rfm import frame_unit, unit_days
 
 __all__ = [
     "acquisition_cohorts",
@@ -95,12 +95,12 @@ def formula_holdout(
     tx: pd.DataFrame,
     cal: pd.DataFrame,
     *,
-    customer: str,
-    date: str,
-    amount: str,
+    customer: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
     calibration_end: object,
     segment: str | None = None,
-    unit: str | float = "W",
+    unit: str | float | None = None,
 ) -> pd.DataFrame:
     r"""The analysts' formula's prediction of each customer's holdout purchases and revenue.
 
@@ -122,8 +122,9 @@ def formula_holdout(
         The calibration end used to build `cal`.
     segment : str, optional
         Segment column (of `cal`, or else of `tx`): per-segment rates. Default: one rate.
-    unit : str or float, default "W"
-        The time unit `cal` was built with.
+    unit : str or float, optional
+        The time unit `cal` was built with (default: the one `cal` records, see
+        :func:`clvmodels.rfm.frame_unit`).
 
     Returns
     -------
@@ -154,6 +155,7 @@ def formula_holdout(
     table = formula_clv(
         tx, customer, date, amount, segment=by, lifespan=1.0, observation_end=calibration_end
     )
+    unit = frame_unit(cal, unit)
     years = cal["duration_holdout"].to_numpy(float) * unit_days(unit) / _YEAR_DAYS
     if segment is None:
         row = np.zeros(len(cal), dtype=np.int64)
@@ -576,8 +578,8 @@ def repeat_purchases_over_time(
     tx: pd.DataFrame,
     models: Mapping[str, object] | object,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     calibration_end: object,
     observation_end: object = None,
     unit: str | float = "W",
@@ -648,8 +650,8 @@ def repeat_purchases_over_time(
 def acquisition_cohorts(
     tx: pd.DataFrame,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     max_cohorts: int = 12,
     before: object = None,
 ) -> pd.Series:

@@ -50,7 +50,9 @@ class DataWarning(UserWarning):
 # when Python called, and the command-line flag (``--allow-returns``) when the ``clvmodels``
 # command did: the command sets its flags for the duration of the call (:func:`cli_flags`).
 
-_FLAGS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("clvmodels_flags", default=None)
+_FLAGS: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "clvmodels_flags", default=None
+)
 
 
 def option(name: str, value: object = None) -> str:

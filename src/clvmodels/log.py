@@ -510,6 +510,12 @@ class TransactionLog:
 
     # -- what the package's functions use ------------------------------------------------
 
+    def data_columns(self) -> list[str]:
+        """The columns of the data the log was made from."""
+        from ._validate import column_names
+
+        return column_names(self._data)
+
     @property
     def n_rows(self) -> int:
         """Transactions kept (after exclusions)."""

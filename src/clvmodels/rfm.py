@@ -96,20 +96,12 @@ def _with_unit(frame: pd.DataFrame, unit: str | float) -> pd.DataFrame:
 
 def frame_unit(frame: pd.DataFrame, unit: str | float | None = None) -> str | float:
     """The time unit of an RFM or holdout frame: `unit` if given, else the one the frame
-    recorded when :func:`rfm_summary` or :func:`calibration_holdout` built it.
-
-    A frame that records none (built by hand) needs `unit`: an error says so.
-    """
-    if unit is not None:
-        unit_days(unit)
-        return unit
-    recorded = getattr(frame, "attrs", {}).get("unit")
-    if recorded is None:
-        raise ValueError(
-            "this RFM frame records no time unit (it was not made by rfm_summary or "
-            "calibration_holdout); pass unit="
-        )
-    return recorded
+    records (``frame.attrs["unit"]``, set by :func:`rfm_summary` and
+    :func:`calibration_holdout`), else "W" (their default) for frames built by hand."""
+    if unit is None:
+        unit = getattr(frame, "attrs", {}).get("unit", "W")
+    unit_days(unit)
+    return unit
 
 
 def log_window(
