@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from clvmodels.errors import DataError
+from clvmodels.errors import DataError, option
 from clvmodels.rules import returns_error
 
 __all__ = [
@@ -212,7 +212,7 @@ def _infer_format(values: pd.Series, column: str) -> str | None:
             column,
             "no date format could be inferred from the first 1,000 values",
             len(values),
-            hint="Pass date_format=...",
+            hint=f"Pass {option('date_format', '%d/%m/%Y')} with the format of the dates",
         )
     return str(guesses.mode().iloc[0])
 
@@ -243,7 +243,7 @@ def _date_values(values: pd.Series, column: str, date_format: str | None) -> pd.
             column,
             _unparsed(fmt),
             n_bad,
-            hint="Pass date_format=... or convert the column with pd.to_datetime first",
+            hint=f"Pass {option('date_format', fmt or '%Y-%m-%d')} with the format of the dates",
         )
     return parsed
 
@@ -604,6 +604,14 @@ def engine_transactions(
             native = nw.to_native(lf)
             column = native[date].dt.tz_convert("UTC").dt.tz_localize(None)
             lf, utc_naive = to_narwhals(native.assign(**{date: column})), True
+    duckdb = sys.modules.get("duckdb")
+    native = nw.to_native(lf)
+    if tz and duckdb is not None and isinstance(native, duckdb.DuckDBPyRelation):
+        # a TIMESTAMPTZ is an instant; DuckDB reports it in the connection's zone (the
+        # machine's, by default), so its UTC value is taken from the epoch, which is not
+        q = '"' + date.replace('"', '""') + '"'
+        sql = f"SELECT * REPLACE (make_timestamp(epoch_us({q})) AS {q}) FROM t"
+        lf, utc_naive = to_narwhals(native.query("t", sql)), True
     if isinstance(date_type, nw.Datetime) or tz is not None:
         stamp = nw.col(date)
     elif isinstance(date_type, nw.Date):
@@ -640,7 +648,7 @@ def engine_transactions(
             try:
                 fmt = _infer_format(pd.Series(head, dtype=object), date)
             except DataError as exc:  # counted on the first 1,000 values: every row fails
-                raise DataError(date, exc.rule, n, hint="Pass date_format=...") from None
+                raise DataError(date, exc.rule, n, hint=exc.hint) from None
         stamp = nw.col(date).str.to_datetime(format=fmt)
         try:
             parsed_type = lf.select(stamp).collect_schema()[date]
@@ -654,7 +662,7 @@ def engine_transactions(
                 f"The engine stopped at the first bad value ({reason}); convert the column "
                 "to a date type first"
                 if n_bad is None
-                else "Pass date_format=... or convert the column to a date type first"
+                else f"Pass {option('date_format', fmt)} with the format of the dates"
             )
             raise DataError(date, _unparsed(fmt), n_bad, hint=hint) from None
     n_offsets = 0

@@ -17,6 +17,7 @@ class DataError(ValueError):
         self.column = column
         self.rule = rule
         self.n_rows = n_rows
+        self.hint = hint
         where = f"column {column!r}: " if column is not None else ""
         count = ""
         if n_rows is not None:

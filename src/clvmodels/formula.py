@@ -15,7 +15,7 @@ import pandas as pd
 
 from clvmodels._aggregate import activity_flags, customer_activity, customer_segments
 from clvmodels._validate import check_columns, check_no_missing, column_names
-from clvmodels.errors import DataError
+from clvmodels.errors import DataError, option
 from clvmodels.log import as_log
 
 __all__ = ["formula_clv", "acquisition_cost", "estimate_lifespan"]
@@ -360,7 +360,7 @@ def formula_clv(
                     labels.name if segment is not None else None,
                     f"cannot estimate the lifespan of segments {names}: {why}",
                     int(customers[bad].sum()),
-                    hint="Pass lifespan=... explicitly",
+                    hint=f"Pass the lifespan in years explicitly, e.g. {option('lifespan', 3.0)}",
                 )
     else:
         life = np.full(k, lifespan)

@@ -61,7 +61,8 @@ def _lit(text: str) -> str:
 def _connect(memory_limit: str | None, threads: int | None):
     import duckdb
 
-    config: dict[str, Any] = {"temp_directory": str(Path(tempfile.gettempdir()) / "clvmodels-duckdb")}
+    spill = Path(tempfile.gettempdir()) / "clvmodels-duckdb"
+    config: dict[str, Any] = {"temp_directory": str(spill)}
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     if threads is not None:
@@ -84,8 +85,10 @@ def _sniff_csv(path: Path, sep: str | None) -> tuple[str, list[str]]:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if complete or exc.start < len(head) - 4:  # not a character cut by the 64 KiB read
-            raise DataError(None, f"{path.name} is neither Parquet nor UTF-8 text (byte "
-                            f"{exc.start})", hint="Save the file as CSV UTF-8") from None  # fmt: skip
+            raise DataError(
+                None, f"{path.name} is neither Parquet nor UTF-8 text (byte {exc.start})",
+                hint="Save the file as CSV UTF-8",
+            ) from None
         text = head[: exc.start].decode("utf-8-sig")
     lines = text.splitlines()
     if not complete:
@@ -200,7 +203,8 @@ def _date_sql(rel, column: str, date_format: str | None) -> str:
         f"COALESCE(TRY_CAST(right(replace({off}, ':', ''), 2) AS INTEGER) "
         f"* (length(replace({off}, ':', '')) > 3)::INTEGER, 0)) END"
     )
-    return f"CAST({parsed} - to_minutes({minutes}) AS TIMESTAMPTZ)"
+    # an instant from the epoch: a cast to TIMESTAMPTZ would read the machine's zone
+    return f"to_timestamp(epoch_us({parsed} - to_minutes({minutes})) / 1000000.0)"
 
 
 def _amount_sql(rel, column: str, decimal: str | None) -> str:
@@ -288,9 +292,11 @@ def read_transactions(
     names = list(rel.columns)
     for role, name in roles.items():
         if name is not None and name not in names:
-            raise DataError(name, f"missing from {p.name} (columns: "
-                            f"{', '.join(repr(c) for c in names[:12])})",
-                            hint=f"Pass {option(role, names[0])} with the column to use")  # fmt: skip
+            shown = ", ".join(repr(c) for c in names[:12])
+            raise DataError(
+                name, f"not found in {p.name} (columns: {shown})",
+                hint=f"Pass {option(role, names[0])} with the column to use",
+            )
     if kind == "Parquet" and int(rel.aggregate("count(*)").fetchall()[0][0]) == 0:
         raise rules.empty_error(f"the file {p.name}", header_only=True)
     types = dict(zip(names, (str(t) for t in rel.types), strict=True))

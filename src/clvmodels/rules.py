@@ -231,45 +231,54 @@ def split_offset(value: str) -> tuple[str, str]:
     return value[: m.start()], m.group(1)
 
 
-def _parses(fmt: str, values: Sequence[str]) -> list | None:
+def _parse_all(fmt: str, values: Sequence[str]) -> list:
     out = []
     for v in values:
         try:
             out.append(dt.datetime.strptime(v, fmt))
         except ValueError:
-            return None
+            out.append(None)
     return out
 
 
 def detect_date_format(column: str, values: Sequence[str]) -> str:
-    """The one strftime format that reads every sampled date string (offsets removed).
+    """The strftime format that reads most of the sampled date strings (offsets removed).
 
-    Formats that read all of them but give different dates (``01/02/2020``: day or month
-    first) make the dates ambiguous: an error asking for ``date_format``.
+    Values it does not read are then counted by the caller (a typo far down the file is
+    a row count, not a mystery). Formats that read as many values but give different
+    dates (``01/02/2020``: day or month first) make the dates ambiguous: an error asking
+    for ``date_format``.
     """
     values = [v.strip() for v in values if v is not None and v.strip()]
-    fits = {}
+    head = values[:50]
+    fits: dict[str, list] = {}
     for d in _DATES:
         for t in _TIMES:
-            parsed = _parses(d + t, values)
-            if parsed is not None:
-                fits[d + t] = parsed
-    if not fits:
+            fmt = d + t
+            if sum(p is not None for p in _parse_all(fmt, head)) * 2 < len(head):
+                continue
+            fits[fmt] = _parse_all(fmt, values)
+    counts = {f: sum(p is not None for p in parsed) for f, parsed in fits.items()}
+    best = max(counts.values(), default=0)
+    if best * 2 < len(values) or best == 0:
         shown = ", ".join(repr(v) for v in values[:3])
         raise DataError(
             column,
             f"no known date format reads these dates (e.g. {shown})",
             hint=f"Pass {option('date_format', '%d/%m/%Y %H:%M')} (strftime codes)",
         )
-    first = next(iter(fits))
-    differ = [f for f in fits if fits[f] != fits[first]]
-    if differ:
-        raise DataError(
-            column,
-            f"dates such as {values[0]!r} can be read as {first!r} or {differ[0]!r} "
-            "(day or month first)",
-            hint=f"Pass {option('date_format', first)} or {option('date_format', differ[0])}",
-        )
+    top = [f for f in fits if counts[f] == best]
+    first = top[0]
+    for other in top[1:]:
+        if fits[other] != fits[first]:
+            example = next(v for v, a, b in zip(values, fits[first], fits[other], strict=True)
+                           if a != b)  # fmt: skip
+            raise DataError(
+                column,
+                f"dates such as {example!r} can be read as {first!r} or {other!r} "
+                "(day or month first)",
+                hint=f"Pass {option('date_format', first)} or {option('date_format', other)}",
+            )
     return first
 
 
