@@ -21,7 +21,7 @@ import pandas as pd
 
 from ._aggregate import customer_segments
 from .errors import ConvergenceError, DataError, DataWarning, StatisticalWarning, option
-from .log import TransactionLog, _iso
+from .log import TransactionLog, _iso, as_log
 
 __all__ = [
     "MIN_CUSTOMERS",
@@ -91,8 +91,21 @@ class Split:
         return self.calibration_end + pd.Timedelta(days=1)
 
 
-def default_calibration_end(log: TransactionLog, observation_end: object = None) -> pd.Timestamp:
-    """The middle of the data, the holdout at most one year (1997-09-30 on CDNOW)."""
+def default_calibration_end(
+    log: object,
+    *,
+    customer: str | None = None,
+    date: str | None = None,
+    observation_end: object = None,
+) -> pd.Timestamp:
+    """Default end of the calibration period: the middle of the data, holdout <= 1 year.
+
+    The window from the first transaction day to `observation_end` (default: the last
+    transaction day) is split in half, the holdout at most 365 days long. On CDNOW
+    (1997-01-01 to 1998-06-30) this is 1997-09-30, the split of the papers. `log` is a
+    :class:`~clvmodels.TransactionLog` or a frame with `customer` and `date` columns.
+    """
+    log = as_log(log, customer, date, observation_end=observation_end)
     w = log.window(observation_end)
     start, end = w.first_day, w.end_day
     holdout = min((end - start + 1) // 2, 365)  # days after the calibration end
@@ -113,7 +126,7 @@ def choose_split(
 
     chosen = calibration_end is None
     if chosen:
-        calibration_end = default_calibration_end(log, observation_end)
+        calibration_end = default_calibration_end(log, observation_end=observation_end)
     cal = calibration_holdout(log, calibration_end=calibration_end,
                               observation_end=observation_end, unit="W")  # fmt: skip
     end = pd.Timestamp(calibration_end).normalize() + pd.Timedelta(
@@ -325,8 +338,14 @@ def analyze(
     -------
     Analysis
     """
-    from . import compare as cmp
     from .clv import customer_lifetime_value
+    from .compare import (
+        acquisition_cohorts,
+        compare,
+        formula_holdout,
+        naive_holdout,
+        segment_estimates,
+    )
     from .formula import formula_clv
     from .models import BGNBD, GammaGamma, ParetoNBD
     from .rfm import calibration_holdout, rfm_summary
@@ -335,7 +354,7 @@ def analyze(
     segment = segment or log.segment
     if segment is None:
         segment_name = "acquisition cohort"
-        raw = cmp.acquisition_cohorts(log, before=split.calibration_end)
+        raw = acquisition_cohorts(log, before=split.calibration_end)
     else:
         segment_name = segment
         raw = customer_segments(log, log.customer, segment)
@@ -380,11 +399,11 @@ def analyze(
         pnbd = ParetoNBD().fit(cal)
         gg = GammaGamma().fit(spend_rows)
         kw_hold = dict(calibration_end=split.calibration_end)
-        methods = {"formula (overall)": cmp.formula_holdout(log, cal, **kw_hold)}
+        methods = {"formula (overall)": formula_holdout(log, cal, **kw_hold)}
         if n_segments > 1:
-            methods["formula (per segment)"] = cmp.formula_holdout(log, cal, **kw_hold,
+            methods["formula (per segment)"] = formula_holdout(log, cal, **kw_hold,
                                                                    segment="segment")  # fmt: skip
-        methods |= {"naive (own history)": cmp.naive_holdout(cal), "BG/NBD": (bg, gg),
+        methods |= {"naive (own history)": naive_holdout(cal), "BG/NBD": (bg, gg),
                     "Pareto/NBD": (pnbd, gg)}  # fmt: skip
         if n_segments > 1:
             methods["BG/NBD per segment"] = _fit_separate(cal, gg)
@@ -407,15 +426,15 @@ def analyze(
             else:
                 skipped.append("The hierarchical BG/NBD was not fitted (hierarchical=False).")
     notes = _statistical_notes(caught)
-    results = cmp.compare(cal, methods, segment="segment", by_segment=False)
+    results = compare(cal, methods, segment="segment", by_segment=False)
     candidates = results.drop(index=[k for k in ("actual", "formula (overall)",
                               "formula (per segment)", "naive (own history)")
                               if k in results.index])  # fmt: skip
     best = str(candidates["revenue_mae"].idxmin())
-    by_segment = cmp.compare(cal, methods, segment="segment", reference=False)
+    by_segment = compare(cal, methods, segment="segment", reference=False)
     forest = {k: methods[k] for k in ("formula (per segment)", "BG/NBD per segment",
                                       "hierarchical BG/NBD") if k in methods}  # fmt: skip
-    estimates = cmp.segment_estimates(cal, forest, "segment") if forest else None
+    estimates = segment_estimates(cal, forest, "segment") if forest else None
 
     # the next months, refitted on the whole history
     monthly = (1 + annual_discount_rate) ** (1 / 12) - 1

@@ -47,6 +47,7 @@ from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_
 from ._validate import column_names
 from .errors import DataError
 from .formula import formula_clv
+from .log import TransactionLog
 from .rfm import frame_unit, unit_days
 
 __all__ = [
@@ -82,6 +83,8 @@ def _segment_of(cal: pd.DataFrame, tx: object, customer: str | None, segment: st
     """Each customer's segment: the column of `cal` if present, else from `tx`."""
     if segment in cal.columns:
         return cal[segment]
+    if isinstance(tx, TransactionLog):
+        customer = tx.customer
     if tx is None or customer is None or segment not in column_names(tx):
         raise DataError(segment, "segment column not found in the frame or the transactions")
     out = customer_segments(tx, customer, segment).reindex(cal.index)
@@ -145,11 +148,12 @@ def formula_holdout(
     """
     _check_holdout_frame(cal)
     by = segment
-    if segment is not None and segment not in column_names(tx):
-        if segment not in cal.columns:
-            raise DataError(segment, "segment column not found in the frame or the transactions")
-        # the customers with transactions up to calibration_end are those of `cal`
+    if segment is not None and segment in cal.columns:
+        # the frame's own column first; the customers with transactions up to
+        # calibration_end are those of `cal`
         by = cal[segment]
+    elif segment is not None and segment not in column_names(tx):
+        raise DataError(segment, "segment column not found in the frame or the transactions")
     # the lifespan does not enter the holdout prediction; passing one avoids estimating
     # it from a calibration period that may be shorter than the year the estimate needs
     table = formula_clv(
