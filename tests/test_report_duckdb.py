@@ -3,9 +3,10 @@
 ``clvmodels report --transactions FILE`` opens the file as a TransactionLog over a DuckDB
 relation (:func:`clvmodels.read_transactions`, ``engine="duckdb"``) and passes it to the
 same public functions the pandas path uses; they aggregate it in DuckDB. These tests
-write one generated log to Parquet and to CSV and hold every number the report computes from the raw log equal
-to the pandas path's (1e-9), the errors equal (column, rule, rows counted by DuckDB),
-the file untouched, and what reaches Python small. The whole notebook on both paths is
+write one generated log to Parquet and to CSV and hold every number the report computes
+from the raw log equal to the pandas path's (1e-9), the errors equal (column, rule, rows
+counted by DuckDB), the file untouched, and what reaches Python small. The whole
+notebook on both paths is
 compared in the slow test at the end.
 """
 
