@@ -489,6 +489,10 @@ class EngineLog:
     tz: str | None
     n_offsets: int = 0
 
+    @property
+    def has_amount(self) -> bool:
+        return AMOUNT in self.frame.collect_schema().names()
+
 
 def to_narwhals(df: object) -> nw.LazyFrame:
     """Wrap a frame of any engine narwhals supports as a narwhals LazyFrame.
@@ -662,7 +666,8 @@ def engine_transactions(
                 f"The engine stopped at the first bad value ({reason}); convert the column "
                 "to a date type first"
                 if n_bad is None
-                else f"Pass {option('date_format', fmt)} with the format of the dates"
+                else f"Pass {option('date_format', fmt)} with the format of the dates, or convert "
+                "the column to a date type first"
             )
             raise DataError(date, _unparsed(fmt), n_bad, hint=hint) from None
     n_offsets = 0

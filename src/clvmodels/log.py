@@ -94,6 +94,102 @@ def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the two forms of a log inside its observation window ---------------------------------
 
 
+_FIRST, _N = "__clvmodels_first", "__clvmodels_n"
+
+
+def per_customer(
+    codes: np.ndarray, day: np.ndarray, amount: np.ndarray | None, n: int
+) -> dict[str, np.ndarray]:
+    """Per-customer purchase-day statistics, fully vectorised.
+
+    Returns arrays of length `n`: ``n_days`` (distinct purchase days, 0 if no rows),
+    ``first`` and ``last`` day (0 where ``n_days == 0``), and if `amount` is given
+    ``total`` (sum of all amounts) and ``repeat`` (sum of the amounts after the first
+    day). Same-day rows are found by sorting one int64 key ``code * span + day``; each
+    customer's block of sorted keys is located with ``searchsorted``.
+    """
+    out: dict[str, np.ndarray] = {"first": np.zeros(n, np.int64), "last": np.zeros(n, np.int64)}
+    if amount is not None:
+        out["total"] = np.bincount(codes, weights=amount, minlength=n).astype(float)
+    if len(day) == 0:
+        out["n_days"] = np.zeros(n, np.int64)
+        if amount is not None:
+            out["repeat"] = np.zeros(n)
+        return out
+    lo = int(day.min())
+    span = int(day.max()) - lo + 1
+    if n * span >= 2**62:  # 1e12 customers over 10,000 years would still fit
+        raise ValueError("too many customers x days for an int64 key")
+    key = codes * span
+    key += day
+    key -= lo
+    key.sort()
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
+    base = np.arange(n + 1, dtype=np.int64) * span
+    bounds = np.searchsorted(key, base)
+    n_days = np.diff(bounds)
+    has = np.flatnonzero(n_days)
+    out["first"][has] = key[bounds[has]] - base[has] + lo
+    out["last"][has] = key[bounds[has + 1] - 1] - base[has] + lo
+    out["n_days"] = n_days
+    if amount is not None:
+        on_first = day == out["first"][codes]
+        first_day = np.bincount(codes[on_first], weights=amount[on_first], minlength=n)
+        out["repeat"] = out["total"] - first_day
+    return out
+
+
+def activity_flags(
+    codes: np.ndarray, day: np.ndarray, end_day: int, theta: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer: active a year before `end_day`, and active then and at `end_day`.
+
+    Active at day t: a purchase on a day in (t - theta, t]. See
+    :func:`clvmodels.formula.estimate_lifespan`.
+    """
+
+    def active(t: int) -> np.ndarray:
+        rows = (day > t - theta) & (day <= t)
+        return np.bincount(codes[rows], minlength=n) > 0
+
+    before = active(end_day - 365)
+    return before, before & active(end_day)
+
+
+@dataclass(frozen=True)
+class RepeatDays:
+    """Repeat purchases of a calibration cohort, day by day (:meth:`Daily.repeat_days`).
+
+    ``repeats[k]`` counts the cohort's repeat purchase days on day ``start + k`` (up to
+    ``end_day``); ``firsts`` are the cohort's distinct first purchase days and ``counts``
+    the customers acquired on each.
+    """
+
+    start: int
+    end_day: int
+    repeats: np.ndarray
+    firsts: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Per-customer purchase days, revenue and activity in the observation window.
+
+    ``ids`` sorted as by rfm_summary; ``n_days`` distinct purchase days, ``total`` revenue;
+    ``before``/``retained`` the flags of :func:`activity_flags` (None when not asked for);
+    ``first_day``/``end_day`` the window (day numbers).
+    """
+
+    ids: pd.Index
+    n_days: np.ndarray
+    total: np.ndarray
+    before: np.ndarray | None
+    retained: np.ndarray | None
+    first_day: int
+    end_day: int
+
+
 @dataclass(frozen=True)
 class Daily:
     """A validated log inside the observation window, as integer arrays (pandas input).
@@ -118,6 +214,58 @@ class Daily:
         """Transactions inside the window."""
         return len(self.day)
 
+    # -- aggregates (EngineWindow has the same methods, computed by the engine) ----------
+
+    def customer_stats(self, cal_day: int | None = None) -> tuple[pd.Index, dict, dict]:
+        """Per-customer purchase-day statistics (see :func:`per_customer`) of the period up
+        to `cal_day` (the whole window if None) and, with `cal_day`, of the days after it
+        (``n_days``, ``total``). Customers are ``ids``; the holdout dict is empty without
+        `cal_day`."""
+        n = len(self.ids)
+        if cal_day is None:
+            return self.ids, per_customer(self.codes, self.day, self.amount, n), {}
+        periods = []
+        in_cal = self.day <= cal_day
+        for rows in (in_cal, ~in_cal):
+            amounts = self.amount[rows] if self.amount is not None else None
+            periods.append(per_customer(self.codes[rows], self.day[rows], amounts, n))
+        return self.ids, periods[0], periods[1]
+
+    def first_days(self) -> tuple[pd.Index, np.ndarray]:
+        """Each customer's first purchase day."""
+        return self.ids, per_customer(self.codes, self.day, None, len(self.ids))["first"]
+
+    def repeat_days(self, cal_day: int) -> RepeatDays:
+        """Daily repeat purchases of the customers first seen on or before `cal_day`."""
+        start, n_days = self.first_day, self.end_day - self.first_day + 1
+        first = self.first_days()[1]
+        cohort = first <= cal_day
+        key = np.unique(self.codes.astype(np.int64) * n_days + (self.day - start))
+        code, offset = np.divmod(key, n_days)
+        repeat = cohort[code] & (offset + start > first[code])
+        repeats = np.bincount(offset[repeat], minlength=n_days)
+        firsts, counts = np.unique(first[cohort], return_counts=True)
+        return RepeatDays(start, self.end_day, repeats.astype(np.int64), firsts, counts)
+
+    def activity(self, theta: float | None) -> Activity:
+        """Purchase days, revenue and (with `theta`) activity flags per customer."""
+        n = len(self.ids)
+        stats = per_customer(self.codes, self.day, self.amount, n)
+        flags = (None, None)
+        if theta is not None:
+            flags = activity_flags(self.codes, self.day, self.end_day, theta, n)
+        return Activity(self.ids, stats["n_days"], stats["total"], *flags, self.first_day,
+                        self.end_day)  # fmt: skip
+
+    def days_of(self, customer_id: object) -> np.ndarray:
+        """One customer's distinct purchase days (empty if unknown)."""
+        code = self.ids.get_indexer([customer_id])[0]
+        return np.unique(self.day[self.codes == code]) if code >= 0 else np.zeros(0, np.int64)
+
+    def totals(self) -> tuple[int, float]:
+        """Transactions (rows) and revenue inside the window."""
+        return len(self.day), float(self.amount.sum())
+
 
 @dataclass(frozen=True)
 class EngineWindow:
@@ -130,6 +278,7 @@ class EngineWindow:
 
     log: EngineLog
     end_day: int
+    customer: str
 
     @property
     def first_day(self) -> int:
@@ -150,6 +299,120 @@ class EngineWindow:
         if self.end_day >= self.log.last_day:
             return self.log.n_rows
         return int(self.rows().select(nw.len()).collect().item())
+
+    # -- aggregates: those of Daily, each one query run by the engine --------------------
+
+    def customer_stats(self, cal_day: int | None = None) -> tuple[pd.Index, dict, dict]:
+        """:meth:`Daily.customer_stats`, by the engine: two aggregations (by customer and
+        day, then by customer) and one join (the amount of each customer's first day);
+        only the per-customer result is collected."""
+        customer, with_amount = self.customer, self.log.has_amount
+        day = nw.col(DAY)
+        daily = (
+            self.rows()
+            .group_by(customer, DAY)
+            .agg(nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n"))
+        )
+        if cal_day is None:
+            aggs = {"n_days": nw.len(), "first": day.min(), "last": day.max()}
+            if with_amount:
+                aggs["total"] = nw.col(AMOUNT).sum()
+        else:
+            in_cal = day <= _as_date(cal_day)
+            extra = {"__in": in_cal.cast(nw.Int64), "__cal_day": nw.when(in_cal).then(day)}
+            if with_amount:
+                amt = nw.col(AMOUNT)
+                extra["__cal_amt"] = nw.when(in_cal).then(amt).otherwise(nw.lit(0.0))
+                extra["__hold_amt"] = nw.when(in_cal).then(nw.lit(0.0)).otherwise(amt)
+            daily = daily.with_columns(**extra)
+            aggs = {
+                "n_days": nw.col("__in").sum(),
+                "n_all": nw.len(),
+                "first": day.min(),
+                "last": nw.col("__cal_day").max(),
+            }
+            if with_amount:
+                aggs |= {"total": nw.col("__cal_amt").sum(), "hold": nw.col("__hold_amt").sum()}
+        per = daily.group_by(customer).agg(**aggs)
+        if cal_day is not None:  # customers first seen in the holdout are not in the cohort
+            per = per.filter(nw.col("first") <= _as_date(cal_day))
+        if with_amount:
+            first_day = daily.select(
+                nw.col(customer), day.alias("first"), nw.col(AMOUNT).alias("__first_amt")
+            )
+            per = per.join(first_day, on=[customer, "first"], how="inner")
+        ids, col = collect_by_customer(per, customer)
+        n_days = col("n_days", np.int64)
+        cal = {"n_days": n_days, "first": col("first", "day"), "last": col("last", "day")}
+        hold = {}
+        if cal_day is not None:
+            hold["n_days"] = col("n_all", np.int64) - n_days
+        if with_amount:
+            cal["total"] = col("total")
+            cal["repeat"] = cal["total"] - col("__first_amt")
+            if cal_day is not None:
+                hold["total"] = col("hold")
+        return ids, cal, hold
+
+    def first_days(self) -> tuple[pd.Index, np.ndarray]:
+        """Each customer's first purchase day, by the engine."""
+        per = self.rows().group_by(self.customer).agg(nw.col(DAY).min().alias(_FIRST))
+        ids, column = collect_by_customer(per, self.customer)
+        return ids, column(_FIRST, "day")
+
+    def repeat_days(self, cal_day: int) -> RepeatDays:
+        """:meth:`Daily.repeat_days`, by the engine (one row per day is collected)."""
+        customer, start = self.customer, self.first_day
+        n_days = self.end_day - start + 1
+        daily = self.rows().group_by(customer, DAY).agg(nw.len().alias(_N))
+        first = (daily.group_by(customer).agg(nw.col(DAY).min().alias(_FIRST))
+                 .filter(nw.col(_FIRST) <= _as_date(cal_day)))  # fmt: skip
+        repeat = (
+            daily.join(first, on=customer, how="inner")
+            .filter(nw.col(DAY) > nw.col(_FIRST))
+            .group_by(DAY)
+            .agg(nw.len().alias(_N))
+            .collect()
+        )
+        by_first = first.group_by(_FIRST).agg(nw.len().alias(_N)).collect().sort(_FIRST)
+        day = _day_numbers_of(repeat.get_column(DAY))
+        repeats = np.bincount(
+            day - start, weights=repeat.get_column(_N).to_numpy(), minlength=n_days
+        ).astype(np.int64)
+        firsts = _day_numbers_of(by_first.get_column(_FIRST))
+        counts = np.asarray(by_first.get_column(_N).to_numpy(), dtype=np.int64)
+        return RepeatDays(start, self.end_day, repeats, firsts, counts)
+
+    def activity(self, theta: float | None) -> Activity:
+        """:meth:`Daily.activity`, by the engine."""
+        day = nw.col(DAY)
+        daily = self.rows().group_by(self.customer, DAY).agg(nw.col(AMOUNT).sum())
+        aggs = {"n_days": nw.len(), "total": nw.col(AMOUNT).sum()}
+        if theta is not None:
+            for name, t in (("before", self.end_day - 365), ("after", self.end_day)):
+                lo = int(np.floor(t - theta)) + 1  # integer days: day > t - theta
+                inside = (day >= _as_date(lo)) & (day <= _as_date(t))
+                aggs[name] = inside.cast(nw.Int64).max()
+        ids, column = collect_by_customer(daily.group_by(self.customer).agg(**aggs),
+                                          self.customer)  # fmt: skip
+        before = retained = None
+        if theta is not None:
+            before = column("before", np.int64) > 0
+            retained = before & (column("after", np.int64) > 0)
+        return Activity(ids, column("n_days", np.int64), column("total"), before, retained,
+                        self.first_day, self.end_day)  # fmt: skip
+
+    def days_of(self, customer_id: object) -> np.ndarray:
+        """One customer's distinct purchase days, by the engine (empty if unknown)."""
+        value = customer_id.item() if isinstance(customer_id, np.generic) else customer_id
+        rows = self.rows().filter(nw.col(self.customer) == value)
+        found = rows.group_by(DAY).agg(nw.len().alias(_N)).collect()
+        return np.unique(_day_numbers_of(found.get_column(DAY)))
+
+    def totals(self) -> tuple[int, float]:
+        """Transactions (rows) and revenue inside the window, by the engine."""
+        out = self.rows().select(n=nw.len(), revenue=nw.col(AMOUNT).sum()).collect()
+        return int(out.get_column("n").to_list()[0]), float(out.get_column("revenue").to_list()[0])
 
 
 def collect_by_customer(
@@ -538,11 +801,11 @@ class TransactionLog:
             return Daily(codes, pd.Index(uniques, name=self.customer), form.day[keep], amount,
                          end_day, form.tz)  # fmt: skip
         if observation_end is None:
-            return EngineWindow(form, form.last_day)
+            return EngineWindow(form, form.last_day, self.customer)
         end_day = _day_number(parse_cutoff(observation_end, "observation_end", form.tz))
         if form.first_day > end_day:
             raise _after_end(self.date, end_day, form.first_day, form.n_rows)
-        return EngineWindow(form, end_day)
+        return EngineWindow(form, end_day, self.customer)
 
     def segments(self) -> pd.Series:
         """Each customer's segment (needs `segment`); see :func:`customer_segments`."""

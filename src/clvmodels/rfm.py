@@ -50,21 +50,12 @@ References
 
 from __future__ import annotations
 
-import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from clvmodels._validate import AMOUNT, DAY, parse_cutoff
+from clvmodels._validate import parse_cutoff
 from clvmodels.errors import DataError
-from clvmodels.log import (
-    Daily,
-    EngineWindow,
-    _as_date,
-    _day_number,
-    _iso,
-    as_log,
-    collect_by_customer,
-)
+from clvmodels.log import Daily, EngineWindow, _day_number, _iso, as_log
 
 __all__ = ["rfm_summary", "calibration_holdout", "frame_unit", "unit_days", "UNIT_NAMES"]
 
@@ -116,48 +107,6 @@ def log_window(
     columns unless it is one), cut at `observation_end` (None: the last day)."""
     log = as_log(tx, customer, date, amount, observation_end=observation_end, **rules_kw)
     return log.window(observation_end)
-
-
-def per_customer(
-    codes: np.ndarray, day: np.ndarray, amount: np.ndarray | None, n: int
-) -> dict[str, np.ndarray]:
-    """Per-customer purchase-day statistics, fully vectorised.
-
-    Returns arrays of length `n`: ``n_days`` (distinct purchase days, 0 if no rows),
-    ``first`` and ``last`` day (0 where ``n_days == 0``), and if `amount` is given
-    ``total`` (sum of all amounts) and ``repeat`` (sum of the amounts after the first
-    day). Same-day rows are found by sorting one int64 key ``code * span + day``; each
-    customer's block of sorted keys is located with ``searchsorted``.
-    """
-    out: dict[str, np.ndarray] = {"first": np.zeros(n, np.int64), "last": np.zeros(n, np.int64)}
-    if amount is not None:
-        out["total"] = np.bincount(codes, weights=amount, minlength=n).astype(float)
-    if len(day) == 0:
-        out["n_days"] = np.zeros(n, np.int64)
-        if amount is not None:
-            out["repeat"] = np.zeros(n)
-        return out
-    lo = int(day.min())
-    span = int(day.max()) - lo + 1
-    if n * span >= 2**62:  # 1e12 customers over 10,000 years would still fit
-        raise ValueError("too many customers x days for an int64 key")
-    key = codes * span
-    key += day
-    key -= lo
-    key.sort()
-    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-    base = np.arange(n + 1, dtype=np.int64) * span
-    bounds = np.searchsorted(key, base)
-    n_days = np.diff(bounds)
-    has = np.flatnonzero(n_days)
-    out["first"][has] = key[bounds[has]] - base[has] + lo
-    out["last"][has] = key[bounds[has + 1] - 1] - base[has] + lo
-    out["n_days"] = n_days
-    if amount is not None:
-        on_first = day == out["first"][codes]
-        first_day = np.bincount(codes[on_first], weights=amount[on_first], minlength=n)
-        out["repeat"] = out["total"] - first_day
-    return out
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -213,68 +162,6 @@ def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n
             n_rows(),
         )
     return None
-
-
-# --- other engines (polars, DuckDB, Dask, pyarrow...): one narwhals query --------------
-
-
-def _engine_stats(
-    w: EngineWindow, customer: str, cal_day: int | None, with_amount: bool
-) -> tuple[pd.Index, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-customer purchase-day statistics computed by the frame's own engine.
-
-    The same statistics as :func:`per_customer` (``n_days``, ``first``, ``last``,
-    ``total``, ``repeat``) for the period up to `cal_day` (the whole window if None), and
-    ``n_days``/``total`` of the days after it. Two aggregations (by customer and day, then
-    by customer) and one join (the amount of each customer's first day); only the
-    per-customer result is collected.
-    """
-    day = nw.col(DAY)
-    daily = (
-        w.rows()
-        .group_by(customer, DAY)
-        .agg(nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n"))
-    )
-    if cal_day is None:
-        aggs = {"n_days": nw.len(), "first": day.min(), "last": day.max()}
-        if with_amount:
-            aggs["total"] = nw.col(AMOUNT).sum()
-    else:
-        in_cal = day <= _as_date(cal_day)
-        extra = {"__in": in_cal.cast(nw.Int64), "__cal_day": nw.when(in_cal).then(day)}
-        if with_amount:
-            amt = nw.col(AMOUNT)
-            extra["__cal_amt"] = nw.when(in_cal).then(amt).otherwise(nw.lit(0.0))
-            extra["__hold_amt"] = nw.when(in_cal).then(nw.lit(0.0)).otherwise(amt)
-        daily = daily.with_columns(**extra)
-        aggs = {
-            "n_days": nw.col("__in").sum(),
-            "n_all": nw.len(),
-            "first": day.min(),
-            "last": nw.col("__cal_day").max(),
-        }
-        if with_amount:
-            aggs |= {"total": nw.col("__cal_amt").sum(), "hold": nw.col("__hold_amt").sum()}
-    per = daily.group_by(customer).agg(**aggs)
-    if cal_day is not None:  # customers first seen in the holdout are not in the cohort
-        per = per.filter(nw.col("first") <= _as_date(cal_day))
-    if with_amount:
-        first_day = daily.select(
-            nw.col(customer), day.alias("first"), nw.col(AMOUNT).alias("__first_amt")
-        )
-        per = per.join(first_day, on=[customer, "first"], how="inner")
-    ids, col = collect_by_customer(per, customer)
-    n_days = col("n_days", np.int64)
-    cal = {"n_days": n_days, "first": col("first", "day"), "last": col("last", "day")}
-    hold = {}
-    if cal_day is not None:
-        hold["n_days"] = col("n_all", np.int64) - n_days
-    if with_amount:
-        cal["total"] = col("total")
-        cal["repeat"] = cal["total"] - col("__first_amt")
-        if cal_day is not None:
-            hold["total"] = col("hold")
-    return ids, cal, hold
 
 
 def rfm_summary(
@@ -364,12 +251,7 @@ def rfm_summary(
                  allow_returns=allow_returns, date_format=date_format,
                  timezone=timezone)  # fmt: skip
     w = log.window(observation_end)
-    with_amount = log.amount is not None
-    if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
-        stats = per_customer(w.codes, w.day, w.amount, len(w.ids))
-        ids = w.ids
-    else:  # any other engine, in that engine
-        ids, stats, _ = _engine_stats(w, log.customer, None, with_amount)
+    ids, stats, _ = w.customer_stats()
     return _with_unit(pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids), unit)
 
 
@@ -450,13 +332,5 @@ def calibration_holdout(
     error = _calibration_errors(log.date, cal_day, w.end_day, w.first_day, w.n_rows)
     if error is not None:
         raise error
-    if isinstance(w, EngineWindow):  # any other engine, in that engine
-        ids, cal, hold = _engine_stats(w, log.customer, cal_day, log.amount is not None)
-        return _with_unit(_holdout_frame(ids, cal, hold, cal_day, w.end_day, days), unit)
-    in_cal = w.day <= cal_day
-    n = len(w.ids)
-    periods = []
-    for rows in (in_cal, ~in_cal):
-        amounts = w.amount[rows] if w.amount is not None else None
-        periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
-    return _with_unit(_holdout_frame(w.ids, *periods, cal_day, w.end_day, days), unit)
+    ids, cal, hold = w.customer_stats(cal_day)
+    return _with_unit(_holdout_frame(ids, cal, hold, cal_day, w.end_day, days), unit)
