@@ -16,10 +16,18 @@ The log holds its rows in one of two forms, and nothing else in the package asks
   customer, :data:`DAY`, :data:`AMOUNT`): :class:`EngineWindow`; the engine counts, and
   only results of one row per customer reach pandas.
 
-:meth:`TransactionLog.window` cuts either form at the end of observation; the
-per-customer statistics of both forms are in :mod:`clvmodels.rfm` (one table of
-aggregates) and :mod:`clvmodels._aggregate`. The rules themselves (what a duplicate
-is, which dates are in the future, ...) are in :mod:`clvmodels.rules`.
+:meth:`TransactionLog.window` cuts either form at the end of observation. Both forms
+have the same aggregate methods (``customer_stats``, ``first_days``, ``repeat_days``,
+``activity``, ``days_of``, ``totals``), here side by side, so no other module forks on
+the engine. The rules themselves (what a duplicate is, which dates are in the future,
+...) are in :mod:`clvmodels.rules`.
+
+Adding a per-customer statistic (such as a sum of log inter-purchase times for
+``rfm_summary(..., litt=True)``) is one entry in each form's ``customer_stats`` in this
+module: in :func:`per_customer` from the sorted customer-day keys (each customer's days
+are one contiguous, sorted block), and in :meth:`EngineWindow.customer_stats` as one more
+aggregation of the customer-day frame; :func:`clvmodels.rfm._rfm_frame` turns the
+statistic into a column.
 """
 
 from __future__ import annotations
