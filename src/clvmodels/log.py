@@ -793,8 +793,11 @@ class TransactionLog:
         return self.quality.transactions
 
     def window(self, observation_end: object = None) -> Daily | EngineWindow:
-        """The log cut at `observation_end` (inclusive; None: the last transaction day)."""
+        """The log cut at `observation_end` (inclusive; None: the log's own observation
+        end if it was given one, else the last transaction day)."""
         form = self._form
+        if observation_end is None:
+            observation_end = self.observation_end
         if isinstance(form, Daily):
             if observation_end is None:
                 return form
