@@ -193,13 +193,8 @@ def run_report(
     keep_notebook: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     engine: str = "duckdb",
-    sep: str | None = None,
-    decimal: str | None = None,
-    date_format: str | None = None,
-    timezone: str = "UTC",
-    duplicates: str = "warn",
-    allow_returns: bool = False,
     check_only: bool = False,
+    **read_kw,
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
 
@@ -242,11 +237,12 @@ def run_report(
     engine : {"duckdb", "pandas"}, default "duckdb"
         How a `transactions` file is aggregated: inside DuckDB, never loaded (bounded
         memory), or loaded into pandas (the same numbers, memory grows with the log).
-    sep, decimal, date_format, timezone, duplicates, allow_returns
-        How the file is read and the data rules: see :func:`clvmodels.read_transactions`.
     check_only : bool, default False
         Read and check the log and choose the split, run no notebook and write nothing;
         the returned dict has ``"source"``, ``"data"`` and the split.
+    **read_kw
+        How the file is read and the data rules: `sep`, `decimal`, `date_format`,
+        `timezone`, `duplicates`, `allow_returns` of :func:`clvmodels.read_transactions`.
 
     Returns
     -------
@@ -265,8 +261,7 @@ def run_report(
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    read_kw = dict(sep=sep, decimal=decimal, date_format=date_format, timezone=timezone,
-                   duplicates=duplicates, allow_returns=allow_returns, engine=engine)  # fmt: skip
+    read_kw = {**read_kw, "engine": engine}
     where = "CDNOW master" if transactions is None else str(transactions)
     say(f"[1/3] reading and checking {where}")
     tx = _open_log(transactions, customer=customer, date=date, amount=amount, segment=segment,
