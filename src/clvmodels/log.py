@@ -456,6 +456,36 @@ def _after_end(date: str, end_day: int, first_day: int, n_rows: int) -> DataErro
     )
 
 
+def _surplus_copies(
+    ids: np.ndarray, stamps: np.ndarray, amounts: np.ndarray | None, keep: np.ndarray
+) -> np.ndarray:
+    """Rows (among `keep`) that repeat an earlier row's customer, timestamp and amount.
+
+    A 64-bit hash of the three values finds the candidate rows with one sort; only rows
+    whose hash is shared are compared exactly (pandas ``duplicated``).
+    """
+    rows = np.flatnonzero(keep)
+    if len(rows) < 2:
+        return np.zeros(len(keep), dtype=bool)
+    codes = pd.factorize(ids[rows])[0].astype(np.uint64)
+    h = stamps[rows].astype("datetime64[ns]").view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= (codes + np.uint64(1)) * np.uint64(0xC2B2AE3D27D4EB4F)
+    if amounts is not None:
+        bits = (amounts[rows] + 0.0).view(np.uint64)  # + 0.0: -0.0 and 0.0 alike
+        h ^= (bits ^ (bits >> np.uint64(29))) * np.uint64(0x165667B19E3779F9)
+    sorted_h = np.sort(h)
+    shared = sorted_h[1:][sorted_h[1:] == sorted_h[:-1]]
+    out = np.zeros(len(keep), dtype=bool)
+    if len(shared) == 0:
+        return out
+    cand = np.flatnonzero(np.isin(h, shared))
+    key = {"c": codes[cand], "t": stamps[rows][cand]}
+    if amounts is not None:
+        key["a"] = amounts[rows][cand] + 0.0
+    out[rows[cand[pd.DataFrame(key).duplicated().to_numpy()]]] = True
+    return out
+
+
 # --- data quality -------------------------------------------------------------------------
 
 
@@ -464,7 +494,8 @@ class Quality:
     """What was read, what the rules found and what was excluded (:attr:`TransactionLog.quality`).
 
     ``duplicates`` counts the surplus copies of exact duplicate rows (same customer,
-    timestamp and amount); ``returns`` the rows with negative amounts (netted against
+    timestamp and amount; not searched, 0, when a function was given a raw frame rather
+    than a TransactionLog); ``returns`` the rows with negative amounts (netted against
     the same customer's purchases of that day); ``zero_amounts`` the rows with amount 0
     (kept as purchases); ``offsets_converted`` the rows whose UTC offset was converted to
     ``timezone``; ``excluded`` maps a reason to a number of rows left out.
@@ -612,6 +643,9 @@ class TransactionLog:
         self.observation_end = observation_end
         self._data = data
         self._segments: pd.Series | None = None
+        # a raw frame passed to a function is not searched for duplicates (it keeps them,
+        # as always; make a TransactionLog to have them counted, once)
+        self._count_duplicates = not getattr(self, "_raw_call", False)
         if isinstance(data, pd.DataFrame):
             self.engine = "pandas"
             self._form = self._from_pandas(data)
@@ -660,10 +694,9 @@ class TransactionLog:
             if after.any():
                 excluded[f"after observation_end {_iso(end_day)}"] = int(after.sum())
                 keep &= ~after
-        key = {"c": ids, "t": stamps.to_numpy()}
-        if amounts is not None:
-            key["a"] = amounts
-        dup = pd.DataFrame(key).duplicated().to_numpy() & keep
+        dup = np.zeros(len(keep), dtype=bool)
+        if self._count_duplicates:
+            dup = _surplus_copies(ids, stamps.to_numpy(), amounts, keep)
         n_dup = int(dup.sum())
         rules.check_duplicates(n_dup, self.duplicates, customer)
         if n_dup and self.duplicates == "drop":
@@ -737,7 +770,7 @@ class TransactionLog:
             excluded[f"after observation_end {_iso(end_day)}"] = n_after
             lf = lf.filter(nw.col(DAY) <= _as_date(end_day))
         subset = [customer, STAMP] + ([AMOUNT] if amount is not None else [])
-        n_dup = int(
+        n_dup = 0 if not self._count_duplicates else int(
             lf.group_by(*subset).agg(nw.len().alias("__n")).filter(nw.col("__n") > 1)
             .select((nw.col("__n") - 1).sum()).collect().item() or 0
         )  # fmt: skip
@@ -858,10 +891,7 @@ def as_log(
         return tx
     if customer is None or date is None:
         raise TypeError("pass a TransactionLog, or a frame with customer= and date= columns")
-    import warnings
-
-    with warnings.catch_warnings():
-        # raw frames keep the behaviour of before the log existed: duplicates are kept
-        # (they are counted in a TransactionLog's quality; make one to see them)
-        warnings.simplefilter("ignore", category=rules.DataWarning)
-        return TransactionLog(tx, customer, date, amount, segment, **rules_kw)
+    log = TransactionLog.__new__(TransactionLog)
+    log._raw_call = True  # duplicates kept without a search (see TransactionLog.quality)
+    log.__init__(tx, customer, date, amount, segment, **rules_kw)
+    return log
