@@ -27,7 +27,8 @@ MIN_FIGURES = {
     "03-bayesian-segments": 3,
     "04-report": 6,
 }
-PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report"}
+PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report",
+                  "clvmodels.analysis"}
 
 
 def read(name: str):
@@ -74,7 +75,7 @@ def test_notebooks_use_only_the_public_api(name):
                 if alias.name.startswith("clvmodels"):
                     assert alias.name in PUBLIC_MODULES, alias.name
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id in {"cm", "plotting", "bayes", "bayesian", "report"}:
+            if node.value.id in {"cm", "plotting", "bayes", "bayesian", "report", "analysis"}:
                 assert not node.attr.startswith("_"), f"{node.value.id}.{node.attr}"
     used = {
         n.attr

@@ -7,9 +7,13 @@ CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.b
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
 a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
 are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+
+A transaction log is read and checked once: :func:`read_transactions` (files) and
+:class:`TransactionLog` (frames of any engine) apply the data rules of
+:mod:`clvmodels.rules`; :func:`clvmodels.analysis.analyze` is the report's analysis.
 """
 
-from . import datasets
+from . import analysis, datasets
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
@@ -42,6 +46,7 @@ __all__ = [
     "StatisticalWarning",
     "TransactionLog",
     "acquisition_cohorts",
+    "analysis",
     "acquisition_cost",
     "calibration_holdout",
     "compare",
