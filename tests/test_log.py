@@ -143,3 +143,16 @@ def test_column_roles_and_bad_policies():
         cm.TransactionLog(small(), **KW, timezone="Mars/Olympus")
     with pytest.raises(cm.DataError, match="empty"):
         cm.TransactionLog(small().iloc[:0], **KW)
+
+
+def test_units_travel_with_the_frame(tx):
+    """The frame records its unit; the plots and the holdout formula read it from there."""
+    log = cm.TransactionLog(tx, **KW)
+    months = cm.rfm_summary(log, observation_end="1997-09-30", unit="M")
+    assert months.attrs["unit"] == "M" and cm.rfm.frame_unit(months) == "M"
+    assert cm.rfm.frame_unit(months, "D") == "D"  # an explicit unit wins
+    bg = cm.BGNBD().fit(months)
+    ax = plotting.plot_frequency_recency(bg, rfm=months, t=3)
+    assert ax.get_xlabel() == "recency (months since first purchase)"
+    assert cm.rfm.unit_name(10) == "10 days"
+    matplotlib.pyplot.close("all")

@@ -52,12 +52,12 @@ def _print_quality(log) -> None:
 def _summary(args: argparse.Namespace) -> int:
     from . import BGNBD, GammaGamma, customer_lifetime_value, formula_clv, rfm_summary
     from .errors import ConvergenceError, StatisticalWarning
-    from .rfm import UNIT_NAMES
+    from .rfm import unit_days, unit_name
 
     log = _open_log(args)
     rfm = rfm_summary(log, observation_end=args.observation_end, unit=args.unit)
     _print_quality(log)
-    print(f"RFM summary statistics (time unit {UNIT_NAMES.get(args.unit, args.unit)})")
+    print(f"RFM summary statistics (time unit: {unit_name(args.unit)})")
     print(rfm.describe().T.round(2).to_string(), "\n")
     segment = args.segment
     try:
@@ -93,8 +93,8 @@ def _summary(args: argparse.Namespace) -> int:
     for w in caught:
         if issubclass(w.category, StatisticalWarning):
             print(f"warning: {w.message}")
-    per_year = {"D": 365.25, "W": 52.0, "M": 12.0, "Y": 1.0}.get(args.unit)
-    if per_year is not None:
+    per_year = 365.25 / unit_days(args.unit)  # the one unit table (clvmodels.rfm)
+    if per_year >= 1:
         clv = customer_lifetime_value(
             bg, gg, rfm, horizon=per_year, period=per_year / 12, discount_rate=0.01
         )

@@ -57,11 +57,12 @@ from clvmodels._validate import parse_cutoff
 from clvmodels.errors import DataError
 from clvmodels.log import Daily, EngineWindow, _day_number, _iso, as_log
 
-__all__ = ["rfm_summary", "calibration_holdout", "frame_unit", "unit_days", "UNIT_NAMES"]
+__all__ = ["rfm_summary", "calibration_holdout", "frame_unit", "unit_days", "unit_name",
+           "UNIT_NAMES"]
 
 # the one table of time units: code -> (days, name)
-_UNITS = {"D": (1.0, "days"), "W": (7.0, "weeks"), "M": (30.4375, "months"),
-          "Y": (365.25, "years")}  # fmt: skip
+_UNITS = {"D": (1.0, "day"), "W": (7.0, "week"), "M": (30.4375, "month"),
+          "Y": (365.25, "year")}  # fmt: skip
 _UNIT_DAYS = {code: days for code, (days, _) in _UNITS.items()}
 UNIT_NAMES = {code: name for code, (_, name) in _UNITS.items()}
 
@@ -83,6 +84,13 @@ def _with_unit(frame: pd.DataFrame, unit: str | float) -> pd.DataFrame:
     """Record the frame's time unit in ``frame.attrs`` (see :func:`frame_unit`)."""
     frame.attrs["unit"] = unit
     return frame
+
+
+def unit_name(unit: str | float) -> str:
+    """The unit's name in the singular: "week", or "10 days" for a number of days."""
+    if isinstance(unit, str) and unit in UNIT_NAMES:
+        return UNIT_NAMES[unit]
+    return f"{unit_days(unit):g} days"
 
 
 def frame_unit(frame: pd.DataFrame, unit: str | float | None = None) -> str | float:
