@@ -41,8 +41,8 @@ import pandas as pd
 from ._validate import check_columns, to_narwhals, validate_rfm
 from .clv import customer_lifetime_value
 from .errors import DataError
-from .reader import CSV_MISSING
 from .models._base import compress_rows, unique_rows
+from .reader import CSV_MISSING
 from .rfm import calibration_holdout, rfm_summary
 
 __all__ = ["compress", "read_transactions", "rfm_from_file", "score", "score_dask"]
