@@ -313,3 +313,19 @@ def test_duplicates_warn_in_python_and_show_in_the_quality(tmp_path):
         log = cm.read_transactions(path, **KW)
     assert "3 exact duplicate rows (same customer, timestamp and amount) kept" in str(log.quality)
     assert log.quality.to_frame().loc["exact duplicate rows (warn)", "value"] == "3"
+
+
+@pytest.mark.slow  # fresh interpreters: what a terminal shows, import-time warnings included
+@pytest.mark.parametrize("name", ["negative amounts", "ambiguous day and month", "header only"])
+def test_a_terminal_sees_one_line(name, tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, CASES[name])
+    for command in ("summary", "report"):
+        result = subprocess.run(
+            [sys.executable, "-m", "clvmodels.cli", command, "--transactions", str(path), *FLAGS],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        check_rejected(result.returncode, result.stderr, *CASES[name].error)
+        assert "Warning" not in result.stderr and result.stdout == ""
