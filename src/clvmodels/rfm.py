@@ -3,8 +3,9 @@
 Conventions (those of Fader, Hardie & Lee 2005 [1]_ and of the CDNOW reference data):
 
 * Purchases are bucketed by **calendar day**; all transactions of one customer on one day
-  are one purchase (amounts summed). Times of day are ignored. Time-zone-aware dates are
-  bucketed by their calendar day in their own time zone (their wall-clock date).
+  are one purchase (amounts summed). Times of day are ignored. Timestamps with a UTC
+  offset or time zone are converted to one named zone first (``timezone=``, default
+  UTC; see :class:`clvmodels.TransactionLog`); naive ones are wall-clock time in it.
 * A customer's first purchase day is time 0 and is not counted: ``frequency`` is the
   number of *later* distinct purchase days, ``recency`` the time from the first to the
   last purchase day, ``T`` the time from the first purchase day to ``observation_end``,
@@ -36,9 +37,10 @@ customer-day key; 17x faster than lifetimes on 5M rows). Any other frame narwhal
 supports (polars ``DataFrame``/``LazyFrame``, DuckDB relation, Dask ``DataFrame``,
 pyarrow ``Table``, ...) is summarised by its own engine with one narwhals query (group by
 customer and day, group by customer, one join for the first day's amount), validated by
-counts the engine computes (:func:`clvmodels._validate.engine_transactions`); only the
-per-customer result is collected. Both paths produce the same per-customer purchase-day
-statistics, from which one set of formulas (:func:`_rfm_frame`, :func:`_holdout_frame`)
+counts the engine computes; only the per-customer result is collected. Both forms of a
+log and their statistics are in :mod:`clvmodels.log` (``Daily`` and ``EngineWindow``,
+method ``customer_stats``); from them one set of formulas (:func:`_rfm_frame`,
+:func:`_holdout_frame`)
 builds the output, and the test suite holds them equal to 1e-12. (narwhals on pandas was
 measured 7x slower than the numpy path on 5M rows, hence the two paths.)
 
