@@ -585,8 +585,9 @@ def engine_transactions(
     and dates not missing, dates of a date/datetime type (or strings, parsed by the engine
     with `date_format` or the format inferred from the first 1,000 values), amounts
     numeric, not missing, finite and (unless `allow_returns`) non-negative. Time-zone-aware
-    dates are bucketed by their wall-clock day in their own zone (a DuckDB ``TIMESTAMPTZ``
-    by its day in the session's zone, which is the zone DuckDB reports for it).
+    dates are instants, converted to `timezone` before the calendar day is taken (a
+    DuckDB ``TIMESTAMPTZ`` from its epoch value, whatever the session's zone;
+    :func:`local_time` adds the zone's offsets, so no engine needs a zone database).
 
     A string date the engine cannot parse raises :class:`DataError`; engines parse strictly
     and stop at the first bad value, so the bad rows are then counted separately where
