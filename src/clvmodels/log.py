@@ -643,6 +643,7 @@ class TransactionLog:
         self.observation_end = observation_end
         self._data = data
         self._segments: pd.Series | None = None
+        self._keep: np.ndarray | None = None  # pandas rows kept (None: all)
         # a raw frame passed to a function is not searched for duplicates (it keeps them,
         # as always; make a TransactionLog to have them counted, once)
         self._count_duplicates = not getattr(self, "_raw_call", False)
