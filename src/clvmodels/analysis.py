@@ -271,6 +271,36 @@ class Analysis:
         }
 
 
+ASSUMED_LIFESPAN = 3.0  # years, where the data cannot tell (less than two years of history)
+
+
+def formula_tables(
+    log: TransactionLog, segment: object = None, observation_end: object = None,
+    lifespan: float | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:  # fmt: skip
+    """The formula per segment and overall, and how the lifespan was set.
+
+    The lifespan is `lifespan` if given, else estimated (1 / annual churn rate), else,
+    when the history is too short to estimate it, :data:`ASSUMED_LIFESPAN` years, said so
+    in the note. ``clvmodels summary`` and the report both use this.
+    """
+    from .formula import formula_clv
+
+    kw = dict(observation_end=observation_end, lifespan=lifespan)
+    try:
+        tables = formula_clv(log, segment=segment, **kw), formula_clv(log, **kw)
+        note = ("given" if lifespan is not None
+                else "estimated from the data (1 / annual churn rate)")  # fmt: skip
+    except DataError as err:
+        if lifespan is not None or "lifespan" not in str(err):
+            raise
+        kw["lifespan"] = ASSUMED_LIFESPAN
+        tables = formula_clv(log, segment=segment, **kw), formula_clv(log, **kw)
+        note = (f"assumed to be {ASSUMED_LIFESPAN:g} years: it cannot be estimated from "
+                f"these data ({err})")  # fmt: skip
+    return tables[0], tables[1], note
+
+
 def _statistical_notes(caught) -> list[str]:
     """Statistical warnings of the fits become notes; other warnings are raised again."""
     for w in caught:
@@ -346,7 +376,6 @@ def analyze(
         naive_holdout,
         segment_estimates,
     )
-    from .formula import formula_clv
     from .models import BGNBD, GammaGamma, ParetoNBD
     from .rfm import calibration_holdout, rfm_summary
 
@@ -370,16 +399,7 @@ def analyze(
     overview = pd.DataFrame({s: _profile(g) for s, g in rfm.groupby("segment")}).T
     overview.loc["all"] = _profile(rfm)
 
-    # the formula
-    try:
-        formula = formula_clv(log, segment=segment_of, observation_end=observation_end)
-        formula_all = formula_clv(log, observation_end=observation_end)
-        lifespan_note = "estimated from the data (1 / annual churn rate)"
-    except DataError as err:
-        formula = formula_clv(log, segment=segment_of, observation_end=observation_end,
-                              lifespan=3.0)  # fmt: skip
-        formula_all = formula_clv(log, observation_end=observation_end, lifespan=3.0)
-        lifespan_note = f"assumed to be 3 years: it cannot be estimated from these data ({err})"
+    formula, formula_all, lifespan_note = formula_tables(log, segment_of, observation_end)
 
     # the holdout test
     spend_rows = cal[(cal["frequency"] == 0) | (cal["monetary_value"] > 0)]

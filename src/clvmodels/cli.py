@@ -50,7 +50,8 @@ def _print_quality(log) -> None:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from . import BGNBD, GammaGamma, customer_lifetime_value, formula_clv, rfm_summary
+    from . import BGNBD, GammaGamma, customer_lifetime_value, rfm_summary
+    from .analysis import formula_tables
     from .errors import ConvergenceError, StatisticalWarning
     from .rfm import unit_days, unit_name
 
@@ -59,17 +60,8 @@ def _summary(args: argparse.Namespace) -> int:
     _print_quality(log)
     print(f"RFM summary statistics (time unit: {unit_name(args.unit)})")
     print(rfm.describe().T.round(2).to_string(), "\n")
-    segment = args.segment
-    try:
-        formula = formula_clv(log, segment=segment, observation_end=args.observation_end,
-                              lifespan=args.lifespan)  # fmt: skip
-    except ValueError as err:
-        if args.lifespan is not None or "lifespan" not in str(err):
-            raise
-        formula = formula_clv(log, segment=segment, observation_end=args.observation_end,
-                              lifespan=3.0)  # fmt: skip
-        print(f"note: lifespan assumed 3 years: {err}")
-    print("The formula: avg purchase value x purchase frequency x lifespan")
+    formula, _, note = formula_tables(log, args.segment, args.observation_end, args.lifespan)
+    print(f"The formula: avg purchase value x purchase frequency x lifespan ({note})")
     print(formula.round(2).to_string(), "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
