@@ -393,9 +393,8 @@ def analyze(
     segment_of, pooled = pooled_segments(raw.rename("segment"), cal.index, min_segment_customers)
     rfm["segment"] = segment_of.reindex(rfm.index)
     cal["segment"] = segment_of.reindex(cal.index)
-    w = log.window(observation_end)
-    totals = {"transactions": log.quality.transactions if observation_end is None
-              else w.n_rows(), "revenue": log.quality.revenue}  # fmt: skip
+    n_rows, revenue = log.window(observation_end).totals()
+    totals = {"transactions": n_rows, "revenue": revenue}  # inside the window
     overview = pd.DataFrame({s: _profile(g) for s, g in rfm.groupby("segment")}).T
     overview.loc["all"] = _profile(rfm)
 
