@@ -274,7 +274,10 @@ def test_report_on_parquet_and_csv_equals_the_pandas_path(tmp_path):
             for k in a:
                 same(a[k], b[k], f"{where}/{k}")
         elif isinstance(a, float):
-            assert a == pytest.approx(b, rel=1e-9, abs=1e-9), where
+            # 1e-6: the Gamma-Gamma optimum of this log is flat (q, v in the hundreds and
+            # thousands); DuckDB's multi-threaded sums differ from numpy's in the last bit
+            # (1e-14) and move it by ~1e-8, run to run (on main too)
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-9), where
         else:
             assert a == b, where
 
