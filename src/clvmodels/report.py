@@ -269,7 +269,7 @@ def run_report(
     if segment is not None:
         tx.segments()  # one segment per customer, none missing
     split = choose_split(tx, calibration_end, observation_end)
-    quality = tx.quality
+    quality, where = tx.quality, getattr(tx, "source", where)
     data = {"customers": quality.customers, "transactions": quality.transactions,
             "revenue": quality.revenue, "quality": quality.lines()}  # fmt: skip
     del tx  # the notebook reads the log itself
