@@ -332,24 +332,25 @@ def case_dask(args) -> dict:
 
 
 def report_data(tx) -> dict:
-    """The report's data part on `tx` (a pandas frame or a DuckDB relation): what
-    ``clvmodels report`` (its checks, then the notebook) computes from the raw log. Returns
+    """The report's data part on `tx` (a TransactionLog over pandas or DuckDB): what
+    ``clvmodels report`` (its split, then the analysis) computes from the raw log. Returns
     small checksums of every result, to compare the engines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import clvmodels as cm
-    from clvmodels import plotting, report
+    from clvmodels import analysis, plotting, report
 
     keys = dict(customer="customer_id", date="date")
     kw = dict(**keys, amount="amount")
-    info = report.check_inputs(tx, **kw)  # in the CLI process
-    end = report.default_calibration_end(tx, **keys)  # the notebook, from here on
+    split = analysis.choose_split(tx)  # in the CLI process
+    info = {"calibration_end": split.calibration_end, "customers": split.customers}
+    end = report.default_calibration_end(tx)  # the analysis, from here on
     cohorts = cm.acquisition_cohorts(tx, **keys, before=end).rename("segment")
     rfm = cm.rfm_summary(tx, **kw, unit="W")
     cal = cm.calibration_holdout(tx, **kw, calibration_end=end, unit="W")
     cal["segment"] = cohorts.reindex(cal.index)
-    totals = report.transaction_totals(tx, **kw)
+    totals = {"transactions": tx.quality.transactions, "revenue": tx.quality.revenue}
     try:  # as the notebook: a lifespan of 3 years where it cannot be estimated
         formula = [cm.formula_clv(tx, **kw, segment=cohorts), cm.formula_clv(tx, **kw)]
     except cm.DataError:
@@ -376,14 +377,12 @@ def report_data(tx) -> dict:
 
 
 def case_report_data(args) -> dict:
-    from clvmodels import report
+    import clvmodels as cm
 
     path = Path(str(REPORT_PARQUET).format(rows=args.report_rows))
     with Measure() as m:
-        if args.engine == "pandas":
-            tx = report.read_transactions(path, "customer_id")
-        else:
-            tx = report.open_transactions(path, "customer_id")
+        tx = cm.read_transactions(path, "customer_id", "date", "amount", engine=args.engine,
+                                  duplicates="warn")  # fmt: skip
         out = report_data(tx)
     return {**m.result(), "check": out}
 

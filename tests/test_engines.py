@@ -111,23 +111,27 @@ def test_random_log_with_times_of_day_and_string_ids(random_log, engine):
 def test_time_zone_aware_dates_use_their_local_day(engine):
     local = pd.to_datetime(["2020-01-01 23:30", "2020-01-05 00:30", "2020-01-09 22:00"])
     tx = pd.DataFrame({"customer_id": [1, 1, 1], "date": local.tz_localize("America/New_York")})
-    ref = rfm_summary(tx, "customer_id", "date", observation_end="2020-01-09", unit="D")
+    ny = dict(observation_end="2020-01-09", unit="D", timezone="America/New_York")
+    ref = rfm_summary(tx, "customer_id", "date", **ny)
     assert ref.loc[1].tolist() == [2, 8.0, 8.0]  # in UTC the days would be 01-02 .. 01-10
-    out = rfm_summary(to_engine(tx, engine), "customer_id", "date", observation_end="2020-01-09",
-                      unit="D")  # fmt: skip
-    assert_same(out, ref)
+    assert_same(rfm_summary(to_engine(tx, engine), "customer_id", "date", **ny), ref)
+    utc = rfm_summary(tx, "customer_id", "date", observation_end="2020-01-09", unit="D")
+    assert_same(rfm_summary(to_engine(tx, engine), "customer_id", "date", unit="D",
+                            observation_end="2020-01-09"), utc)  # fmt: skip
 
 
-def test_duckdb_timestamptz_uses_the_session_zone():
-    """DuckDB stores instants; their calendar day is the one in the session's zone."""
+def test_duckdb_timestamptz_takes_the_day_of_the_named_zone():
+    """DuckDB stores instants; their calendar day is the one in `timezone`, converted
+    with Python's zone database (no ICU extension needed, no session setting read)."""
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'America/New_York'")
     rel = con.sql(
-        "SELECT 1 AS customer_id, CAST(d AS TIMESTAMPTZ) AS date FROM (VALUES "
-        "('2020-01-02 04:30:00+00'), ('2020-01-05 05:30:00+00'), ('2020-01-10 03:00:00+00')) t(d)"
+        "SELECT 1 AS customer_id, strptime(d, '%Y-%m-%d %H:%M:%S%z') AS date FROM (VALUES "
+        "('2020-01-02 04:30:00+00'), ('2020-01-05 05:30:00+00'), ('2020-01-10 03:00:00+00'),"
+        "('2020-07-10 03:30:00+00')) t(d)"
     )
-    out = rfm_summary(rel, "customer_id", "date", unit="D")
-    assert out.loc[1].tolist() == [2, 8.0, 8.0]  # 01-01, 01-05 and 01-09 in New York
+    out = rfm_summary(rel, "customer_id", "date", unit="D", timezone="America/New_York")
+    # 01-01, 01-05, 01-09 (EST, UTC-5) and 07-09 (EDT, UTC-4) in New York
+    assert out.loc[1].tolist() == [3, 190.0, 190.0]
 
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb", "dask"])

@@ -34,7 +34,7 @@ MIN_FIGURES = {
     "08-regular-buyers": 3,
 }
 PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report",
-                  "clvmodels.contractual"}
+                  "clvmodels.contractual", "clvmodels.analysis"}
 
 
 def read(name: str):
@@ -81,7 +81,7 @@ def test_notebooks_use_only_the_public_api(name):
                 if alias.name.startswith("clvmodels"):
                     assert alias.name in PUBLIC_MODULES, alias.name
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id in {"cm", "plotting", "bayes", "bayesian", "report"}:
+            if node.value.id in {"cm", "plotting", "bayes", "bayesian", "report", "analysis"}:
                 assert not node.attr.startswith("_"), f"{node.value.id}.{node.attr}"
     used = {
         n.attr

@@ -111,7 +111,7 @@ BAD_CASES = {
             "--amount",
             ODD["amount"],
         ],
-        "'kunde': not found in the transactions",
+        "'kunde': not found in bad.csv",
     ),
     "unparseable dates": (
         lambda tmp: odd_args(_bad(tmp, odd_log(60).assign(**{ODD["date"]: "gestern"}))),
@@ -153,8 +153,8 @@ def _check_one_line(code: int, stderr: str, expected: str, tmp_path: Path) -> No
     assert lines[-1].startswith("clvmodels: error: ")
     assert expected in lines[-1]
     assert "Traceback" not in stderr
-    # the one-line message is the only line apart from the progress line of step 1
-    assert all(line.startswith("[1/3]") for line in lines[:-1])
+    # the one-line message is the only line apart from step 1's progress and data lines
+    assert all(line.startswith(("[1/3]", "      ")) for line in lines[:-1])
     assert not (tmp_path / "report.html").exists()
 
 
@@ -188,22 +188,23 @@ def test_default_calibration_end_is_the_papers_split_on_cdnow():
     )
 
 
-def test_check_inputs_on_odd_log(odd_csv):
-    tx = report.read_transactions(odd_csv, ODD["customer"])
-    assert pd.api.types.is_string_dtype(tx[ODD["customer"]])
-    info = report.check_inputs(
-        tx, customer=ODD["customer"], date=ODD["date"], amount=ODD["amount"], segment=ODD["segment"]
-    )
-    assert info["chosen"] and info["customers"] >= 200 and info["repeat_buyers"] >= 10
+def test_split_of_the_odd_log(odd_csv):
+    from clvmodels import analysis
+
+    log = cm.read_transactions(odd_csv, **{k: ODD[k] for k in ("customer", "date", "amount")})
+    split = analysis.choose_split(log)
+    assert split.chosen and split.customers >= 200 and split.repeat_buyers >= 10
+    assert split.calibration_end == report.default_calibration_end(log)
 
 
 def test_read_transactions_keeps_ids_as_text(tmp_path):
     path = tmp_path / "ids.csv"
     path.write_text("id,day,usd\n007,2020-01-01,1\n7,2020-01-02,2\n")
-    tx = report.read_transactions(path, "id")
-    assert tx["id"].tolist() == ["007", "7"]
+    for engine in ("duckdb", "pandas"):
+        log = cm.read_transactions(path, "id", "day", "usd", engine=engine)
+        assert cm.rfm_summary(log).index.tolist() == ["007", "7"]
     with pytest.raises(FileNotFoundError):
-        report.read_transactions(tmp_path / "missing.parquet")
+        cm.read_transactions(tmp_path / "missing.parquet")
 
 
 def test_notebook_is_shipped_with_the_package():

@@ -1,11 +1,12 @@
 """The report on a file: every aggregate computed inside DuckDB equals the pandas path.
 
-``clvmodels report --transactions FILE`` opens the file as a DuckDB relation
-(:func:`clvmodels.report.open_transactions`) and passes it to the same public functions
-the pandas path uses; they aggregate it in DuckDB. These tests write one generated log
-to Parquet and to CSV and hold every number the report computes from the raw log equal
-to the pandas path's (1e-9), the errors equal (column, rule, rows counted by DuckDB),
-the file untouched, and what reaches Python small. The whole notebook on both paths is
+``clvmodels report --transactions FILE`` opens the file as a TransactionLog over a DuckDB
+relation (:func:`clvmodels.read_transactions`, ``engine="duckdb"``) and passes it to the
+same public functions the pandas path uses; they aggregate it in DuckDB. These tests
+write one generated log to Parquet and to CSV and hold every number the report computes
+from the raw log equal to the pandas path's (1e-9), the errors equal (column, rule, rows
+counted by DuckDB), the file untouched, and what reaches Python small. The whole
+notebook on both paths is
 compared in the slow test at the end.
 """
 
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 
 import clvmodels as cm
-from clvmodels import plotting, report
+from clvmodels import analysis, plotting, report
 from clvmodels.errors import DataError
 
 matplotlib.use("Agg")
@@ -70,8 +71,8 @@ def files(request, tmp_path_factory):
     write(generated_log(), path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     yield (
-        report.read_transactions(path, KW["customer"]),
-        report.open_transactions(path, KW["customer"], threads=1),
+        cm.read_transactions(path, **KW, segment=SEGMENT, engine="pandas"),
+        cm.read_transactions(path, **KW, segment=SEGMENT, threads=1),
     )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # only ever read
 
@@ -89,11 +90,9 @@ def equal(a, b) -> None:
 def report_aggregates(tx, observation_end) -> dict:
     """Every number the report notebook computes from the raw log."""
     kw = dict(**KW, observation_end=observation_end)
-    end = report.default_calibration_end(
-        tx, customer=KW["customer"], date=KW["date"], observation_end=observation_end
-    )
+    end = report.default_calibration_end(tx, observation_end=observation_end)
     cohorts = cm.acquisition_cohorts(tx, customer=KW["customer"], date=KW["date"], before=end)
-    regions = report.customer_segments(tx, customer=KW["customer"], segment=SEGMENT)
+    regions = tx.segments()
     cal = cm.calibration_holdout(tx, **kw, calibration_end=end, unit="W")
     cal["segment"] = cohorts.reindex(cal.index)
     hold = dict(KW, calibration_end=end)
@@ -101,8 +100,8 @@ def report_aggregates(tx, observation_end) -> dict:
                  observation_end=observation_end)  # fmt: skip
     out = {
         "calibration_end": end,
-        "checks": report.check_inputs(tx, **kw, segment=SEGMENT),
-        "totals": report.transaction_totals(tx, **kw),
+        "checks": analysis.choose_split(tx, observation_end=observation_end),
+        "totals": {"transactions": tx.quality.transactions, "revenue": tx.quality.revenue},
         "cohorts": cohorts,
         "regions": regions,
         "rfm": cm.rfm_summary(tx, **kw, unit="W"),
@@ -169,9 +168,9 @@ def test_only_small_results_reach_python(files, monkeypatch):
     assert heights and max(heights) <= max(customers, days) < rows
 
 
-def _raised(tx, call) -> DataError:
+def _raised(path, engine, call) -> DataError:
     with pytest.raises(DataError) as info:
-        call(tx)
+        call(cm.read_transactions(path, **KW, segment=SEGMENT, engine=engine))
     return info.value
 
 
@@ -185,18 +184,16 @@ BAD = {
     "NA amounts": (lambda d: d.assign(betrag=d["betrag"].astype(str).where(d.index % 8 > 0, "NA")),
                    lambda tx: cm.rfm_summary(tx, **KW)),
     "missing customers": (lambda d: d.assign(kunde=d["kunde"].where(d.index % 11 > 0)),
-                          lambda tx: report.default_calibration_end(
-                              tx, customer=KW["customer"], date=KW["date"])),
+                          lambda tx: report.default_calibration_end(tx)),
     "bad dates": (lambda d: d.assign(zeit=d["zeit"].dt.strftime("%Y-%m-%d %H:%M:%S")
                                      .where(d.index % 13 > 0, "gestern")),
                   lambda tx: cm.acquisition_cohorts(tx, customer=KW["customer"], date=KW["date"])),
     "two regions": (lambda d: d.assign(region=np.where(d.index % 5 == 0, "west", d["region"])),
-                    lambda tx: report.customer_segments(tx, customer=KW["customer"],
-                                                        segment=SEGMENT)),
+                    lambda tx: tx.segments()),
     "missing regions": (lambda d: d.assign(region=d["region"].where(d.index % 6 > 0)),
                         lambda tx: cm.formula_clv(tx, **KW, segment=SEGMENT, lifespan=1.0)),
     "no region column": (lambda d: d.drop(columns=SEGMENT),
-                         lambda tx: report.check_inputs(tx, **KW, segment=SEGMENT)),
+                         lambda tx: analysis.choose_split(tx)),
 }  # fmt: skip
 
 
@@ -212,8 +209,8 @@ def test_bad_files_give_the_pandas_paths_errors(tmp_path, case, suffix):
         bad.to_csv(path, index=False)
     else:
         write(bad, path)
-    ref = _raised(report.read_transactions(path, KW["customer"]), call)
-    out = _raised(report.open_transactions(path, KW["customer"]), call)
+    ref = _raised(path, "pandas", call)
+    out = _raised(path, "duckdb", call)
 
     def rule(e):  # the dtype in "must be numeric (dtype ...)" is each engine's own name
         return e.rule.split(" (dtype")[0]
@@ -224,11 +221,11 @@ def test_bad_files_give_the_pandas_paths_errors(tmp_path, case, suffix):
 
 def test_unreadable_files_are_data_errors(tmp_path):
     path = tmp_path / "broken.parquet"
-    path.write_bytes(b"not a parquet file")
+    path.write_bytes(b"PAR1 not a parquet file")
     with pytest.raises(DataError, match="cannot read .* as Parquet"):
-        report.open_transactions(path)
+        cm.read_transactions(path, **KW)
     with pytest.raises(FileNotFoundError):
-        report.open_transactions(tmp_path / "missing.csv")
+        cm.read_transactions(tmp_path / "missing.csv", **KW)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -277,7 +274,10 @@ def test_report_on_parquet_and_csv_equals_the_pandas_path(tmp_path):
             for k in a:
                 same(a[k], b[k], f"{where}/{k}")
         elif isinstance(a, float):
-            assert a == pytest.approx(b, rel=1e-9, abs=1e-9), where
+            # 1e-6: the Gamma-Gamma optimum of this log is flat (q, v in the hundreds and
+            # thousands); DuckDB's multi-threaded sums differ from numpy's in the last bit
+            # (1e-14) and move it by ~1e-8, run to run (on main too)
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-9), where
         else:
             assert a == b, where
 

@@ -252,21 +252,22 @@ def test_string_dates_and_ids_of_mixed_types():
     pd.testing.assert_frame_equal(fmt, rfm)
 
 
-def test_time_zone_aware_dates_use_their_local_calendar_day():
+def test_time_zone_aware_dates_take_the_calendar_day_of_the_named_zone():
     local = pd.to_datetime(["2020-01-01 23:30", "2020-01-05 00:30", "2020-01-09 22:00"])
     tx = pd.DataFrame({"cid": [1, 1, 1], "when": local.tz_localize("America/New_York")})
-    # in UTC the first purchase is on 2020-01-02 and the last on 2020-01-10
-    rfm = rfm_summary(tx, "cid", "when", observation_end="2020-01-09", unit="D")
+    ny = dict(observation_end="2020-01-09", unit="D", timezone="America/New_York")
+    rfm = rfm_summary(tx, "cid", "when", **ny)
     assert rfm.loc[1].tolist() == [2, 8.0, 8.0]
-    # an aware end is converted to the data's zone: 03:00 UTC on the 10th is the 9th in NY
-    aware = rfm_summary(
-        tx, "cid", "when", observation_end=pd.Timestamp("2020-01-10 03:00", tz="UTC"), unit="D"
-    )
+    # default UTC: the days are 01-02, 01-05 and 01-10 (after the end, excluded)
+    utc = rfm_summary(tx, "cid", "when", observation_end="2020-01-09", unit="D")
+    assert utc.loc[1].tolist() == [1, 3.0, 7.0]
+    # an aware end is converted to the zone: 03:00 UTC on the 10th is the 9th in NY
+    aware = rfm_summary(tx, "cid", "when", **{**ny, "observation_end": pd.Timestamp(
+        "2020-01-10 03:00", tz="UTC")})  # fmt: skip
     pd.testing.assert_frame_equal(aware, rfm)
-    naive = rfm_summary(tx.assign(when=local), "cid", "when", observation_end="2020-01-09")
-    pd.testing.assert_frame_equal(
-        naive, rfm_summary(tx, "cid", "when", observation_end="2020-01-09")
-    )
+    # naive timestamps are wall-clock time in the zone
+    naive = rfm_summary(tx.assign(when=local), "cid", "when", **ny)
+    pd.testing.assert_frame_equal(naive, rfm)
 
 
 def test_matches_brute_force_on_random_logs():
@@ -357,14 +358,19 @@ def test_error_unparseable_dates(small):
     raises_unchanged(ints, rfm_summary, "datetime64 or date strings", "when", 7, **BASE)
 
 
-def test_error_mixed_utc_offsets():
+def test_mixed_utc_offsets_are_converted_to_the_zone():
     tx = pd.DataFrame(
         {
             "cid": [1, 1, 2],
-            "when": ["2020-01-01T10:00+01:00", "2020-01-02T10:00+01:00", "2020-01-02T10:00-05:00"],
+            "when": ["2020-01-01T10:00+01:00", "2020-01-02T23:30+01:00", "2020-01-02T22:00-05:00"],
         }
     )
-    raises_unchanged(tx, rfm_summary, "UTC offsets", "when", 1, customer="cid", date="when")
+    before = tx.copy()
+    rfm = rfm_summary(tx, "cid", "when", unit="D")  # UTC: 01-01, 01-02, 01-03
+    assert rfm["T"].tolist() == [2.0, 0.0] and rfm["recency"].tolist() == [1.0, 0.0]
+    tokyo = rfm_summary(tx, "cid", "when", unit="D", timezone="Asia/Tokyo")  # 01-01, 01-03, 01-03
+    assert tokyo["recency"].tolist() == [2.0, 0.0]
+    pd.testing.assert_frame_equal(tx, before)
 
 
 def test_error_bad_amounts(small):
@@ -402,11 +408,10 @@ def test_error_calibration_end_not_before_observation_end(small):
         calibration_holdout(small, **BASE)
 
 
-def test_error_aware_end_with_naive_dates(small):
-    raises_unchanged(
-        small, rfm_summary, "time-zone aware", None, None,
-        **BASE, observation_end=pd.Timestamp("2020-01-29", tz="UTC"),
-    )  # fmt: skip
+def test_aware_end_with_naive_dates_is_read_in_the_zone(small):
+    aware = rfm_summary(small, **BASE, observation_end=pd.Timestamp("2020-01-29 02:00",
+                                                                    tz="Europe/Berlin"))
+    pd.testing.assert_frame_equal(aware, rfm_summary(small, **BASE, observation_end="2020-01-29"))
 
 
 @pytest.mark.parametrize("unit", ["w", "week", 0, -7, float("nan"), True])

@@ -313,7 +313,7 @@ def test_engine_transactions_returns_and_dates(log, engine):
                  rule="non-negative", n_rows=2)  # fmt: skip
     assert "allow_returns=True" in str(err)
     out = engine_transactions(_engine(returns, engine), **ENGINE_KEYS, allow_returns=True)
-    assert (out.n_rows, out.first_day, out.last_day, out.tz) == (5, 18262, 18270, None)
+    assert (out.n_rows, out.first_day, out.last_day, out.tz) == (5, 18262, 18270, "UTC")
     text = log.assign(day=["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-05", "soon"])
     rule = "could not be parsed as dates with format '%Y-%m-%d'"
     # engines stop at the first bad value; DuckDB and polars then count the bad rows

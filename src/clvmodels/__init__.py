@@ -9,9 +9,13 @@ and discounted CLV (:func:`customer_lifetime_value`). Bayesian models live in :m
 a holdout period (predictions: :mod:`clvmodels.holdout`; errors, Gini, lift and decile
 calibration: :mod:`clvmodels.metrics`); figures
 are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+
+A transaction log is read and checked once: :func:`read_transactions` (files) and
+:class:`TransactionLog` (frames of any engine) apply the data rules of
+:mod:`clvmodels.rules`; :func:`clvmodels.analysis.analyze` is the report's analysis.
 """
 
-from . import contractual, datasets
+from . import analysis, contractual, datasets
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
@@ -25,8 +29,9 @@ from .compare import (
     segment_estimates,
     top_decile_lift,
 )
-from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
+from .errors import ConvergenceError, DataError, DataWarning, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
+from .log import TransactionLog
 from .models import (
     BDW,
     BGBB,
@@ -39,6 +44,7 @@ from .models import (
     GGomNBD,
     ParetoNBD,
 )
+from .reader import read_transactions
 from .regularity import estimate_regularity
 from .rfm import calibration_holdout, rfm_summary
 
@@ -55,11 +61,14 @@ __all__ = [
     "ConvergenceError",
     "DataError",
     "GGomNBD",
+    "DataWarning",
     "GammaGamma",
     "NotFittedError",
     "ParetoNBD",
     "StatisticalWarning",
+    "TransactionLog",
     "acquisition_cohorts",
+    "analysis",
     "acquisition_cost",
     "calibration_deciles",
     "calibration_holdout",
@@ -73,6 +82,7 @@ __all__ = [
     "holdout_predictions",
     "naive_holdout",
     "normalised_gini",
+    "read_transactions",
     "repeat_purchases_over_time",
     "rfm_summary",
     "segment_estimates",

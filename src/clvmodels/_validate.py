@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from clvmodels.errors import DataError
+from clvmodels.errors import DataError, option
+from clvmodels.rules import returns_error
 
 __all__ = [
     "as_pandas",
@@ -87,6 +88,9 @@ def column_names(df: object) -> list[str]:
     included: only the schema is read)."""
     if isinstance(df, pd.DataFrame):
         return list(df.columns)
+    data = getattr(df, "data_columns", None)  # a TransactionLog
+    if callable(data):
+        return data()
     frame = df if isinstance(df, nw.LazyFrame) else to_narwhals(df)
     return list(frame.collect_schema().names())
 
@@ -102,7 +106,6 @@ def check_not_empty(df: pd.DataFrame, *, what: str = "transaction log") -> None:
 MISSING = "must not be missing (null, NaN or NaT)"
 FINITE = "must be finite"
 NONNEGATIVE = "must be non-negative"
-RETURNS_HINT = "Pass allow_returns=True to net returns against purchases of the same day"
 
 
 def _not_a_date_type(dtype: object) -> str:
@@ -194,12 +197,6 @@ def check_numeric(
     return pd.Series(arr, index=values.index, name=values.name, copy=True)
 
 
-def _count_offsets_off_mode(values: pd.Series) -> int:
-    """Rows whose textual UTC offset differs from the most common one."""
-    offsets = values.astype(str).str.extract(r"(Z|[+-]\d{2}:?\d{2})\s*$")[0].fillna("none")
-    return int((offsets != offsets.mode().iloc[0]).sum())
-
-
 def _infer_format(values: pd.Series, column: str) -> str | None:
     """The most common strftime format among the first 1,000 string values.
 
@@ -215,7 +212,7 @@ def _infer_format(values: pd.Series, column: str) -> str | None:
             column,
             "no date format could be inferred from the first 1,000 values",
             len(values),
-            hint="Pass date_format=...",
+            hint=f"Pass {option('date_format', '%d/%m/%Y')} with the format of the dates",
         )
     return str(guesses.mode().iloc[0])
 
@@ -236,23 +233,17 @@ def _date_values(values: pd.Series, column: str, date_format: str | None) -> pd.
     fmt = date_format if date_format is not None else _infer_format(values, column)
     try:
         parsed = pd.to_datetime(values, errors="coerce", format=fmt)
-    except ValueError as exc:  # pandas refuses mixed UTC offsets outright
+    except ValueError as exc:  # mixed UTC offsets: instants, converted to a zone later
         if "timezone" not in str(exc).lower() and "offset" not in str(exc).lower():
             raise
-        raise DataError(
-            column,
-            "dates carry different UTC offsets; the calendar day would be ambiguous",
-            _count_offsets_off_mode(values),
-            hint="Convert them to one time zone first, e.g. "
-            "pd.to_datetime(s, utc=True).dt.tz_convert('America/New_York')",
-        ) from None
+        parsed = pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
     n_bad = int(parsed.isna().sum())
     if n_bad:
         raise DataError(
             column,
             _unparsed(fmt),
             n_bad,
-            hint="Pass date_format=... or convert the column with pd.to_datetime first",
+            hint=f"Pass {option('date_format', fmt or '%Y-%m-%d')} with the format of the dates",
         )
     return parsed
 
@@ -379,7 +370,7 @@ def transaction_arrays(
         except DataError as exc:
             if exc.rule != NONNEGATIVE:
                 raise
-            raise DataError(amount, exc.rule, exc.n_rows, hint=RETURNS_HINT) from None
+            raise returns_error(amount, exc.n_rows) from None
     return df[customer].to_numpy(), dates, amounts
 
 
@@ -476,16 +467,19 @@ def validate_weights(df: pd.DataFrame, column: str) -> pd.Series:
 
 DAY = "__clvmodels_day"
 AMOUNT = "__clvmodels_amount"
+STAMP = "__clvmodels_stamp"
+_UTC = ("UTC", "Etc/UTC", "utc")
 
 
 @dataclass(frozen=True)
 class EngineLog:
     """A validated transaction log of another engine, still in that engine.
 
-    ``frame`` is a narwhals LazyFrame with the customer column, :data:`DAY` (the calendar
-    day: a naive Datetime at midnight, which every engine can aggregate) and, with an
-    amount, :data:`AMOUNT` (Float64). ``first_day`` and ``last_day`` are days since
-    1970-01-01; ``tz`` is the dates' time zone (None: naive).
+    ``frame`` is a narwhals LazyFrame with the customer column, :data:`STAMP` (the
+    timestamp as naive wall-clock time in ``tz``), :data:`DAY` (its calendar day: a naive
+    Datetime at midnight, which every engine can aggregate) and, with an amount,
+    :data:`AMOUNT` (Float64). ``first_day`` and ``last_day`` are days since 1970-01-01;
+    ``n_offsets`` counts the rows whose time zone or UTC offset was converted to ``tz``.
     """
 
     frame: nw.LazyFrame
@@ -493,6 +487,11 @@ class EngineLog:
     first_day: int
     last_day: int
     tz: str | None
+    n_offsets: int = 0
+
+    @property
+    def has_amount(self) -> bool:
+        return AMOUNT in self.frame.collect_schema().names()
 
 
 def to_narwhals(df: object) -> nw.LazyFrame:
@@ -577,6 +576,8 @@ def engine_transactions(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    timezone: str = "UTC",
+    segment: str | None = None,
 ) -> EngineLog:
     """The checks of :func:`transaction_arrays` for frames of other engines, run by them.
 
@@ -584,8 +585,9 @@ def engine_transactions(
     and dates not missing, dates of a date/datetime type (or strings, parsed by the engine
     with `date_format` or the format inferred from the first 1,000 values), amounts
     numeric, not missing, finite and (unless `allow_returns`) non-negative. Time-zone-aware
-    dates are bucketed by their wall-clock day in their own zone (a DuckDB ``TIMESTAMPTZ``
-    by its day in the session's zone, which is the zone DuckDB reports for it).
+    dates are instants, converted to `timezone` before the calendar day is taken (a
+    DuckDB ``TIMESTAMPTZ`` from its epoch value, whatever the session's zone;
+    :func:`local_time` adds the zone's offsets, so no engine needs a zone database).
 
     A string date the engine cannot parse raises :class:`DataError`; engines parse strictly
     and stop at the first bad value, so the bad rows are then counted separately where
@@ -600,22 +602,32 @@ def engine_transactions(
     date_type = schema[date]
     is_string = isinstance(date_type, nw.String | nw.Object)
     tz = date_type.time_zone if isinstance(date_type, nw.Datetime) else None
+    utc_naive = False
     if isinstance(date_type, nw.Unknown):
         tz = _native_time_zone(lf, date)
+        if tz is not None:  # narwhals cannot convert it: the frame's own library does
+            native = nw.to_native(lf)
+            column = native[date].dt.tz_convert("UTC").dt.tz_localize(None)
+            lf, utc_naive = to_narwhals(native.assign(**{date: column})), True
+    duckdb = sys.modules.get("duckdb")
+    native = nw.to_native(lf)
+    if tz and duckdb is not None and isinstance(native, duckdb.DuckDBPyRelation):
+        # a TIMESTAMPTZ is an instant; DuckDB reports it in the connection's zone (the
+        # machine's, by default), so its UTC value is taken from the epoch, which is not
+        q = '"' + date.replace('"', '""') + '"'
+        sql = f"SELECT * REPLACE (make_timestamp(epoch_us({q})) AS {q}) FROM t"
+        lf, utc_naive = to_narwhals(native.query("t", sql)), True
     if isinstance(date_type, nw.Datetime) or tz is not None:
         stamp = nw.col(date)
-        day = (stamp.dt.replace_time_zone(None) if tz else stamp).dt.truncate("1d")
     elif isinstance(date_type, nw.Date):
-        tz, day = None, nw.col(date).cast(nw.Datetime("us"))
+        stamp = nw.col(date).cast(nw.Datetime("us"))
     else:
-        tz, day = None, None
+        stamp = None
     counts = {
         "n": nw.len(),
         "customer_missing": nw.col(customer).is_null().sum(),
         "date_missing": nw.col(date).is_null().sum(),
     }
-    if day is not None:
-        counts |= {"first": day.min(), "last": day.max()}
     amount_type = schema[amount] if amount is not None else None
     if amount is not None:
         value = nw.col(amount)
@@ -628,11 +640,11 @@ def engine_transactions(
     seen = lf.select(**counts).collect()
     n = _count(seen, "n")
     if n == 0:
-        raise DataError(None, "the transaction log is empty", 0)
+        raise DataError(None, "the transaction log is empty: there are no transactions", 0)
     for column, key in [(customer, "customer_missing"), (date, "date_missing")]:
         if _count(seen, key):
             raise DataError(column, MISSING, _count(seen, key))
-    if day is None and not is_string:
+    if stamp is None and not is_string:
         raise DataError(date, _not_a_date_type(date_type), n)
     if is_string:
         fmt = date_format
@@ -641,14 +653,13 @@ def engine_transactions(
             try:
                 fmt = _infer_format(pd.Series(head, dtype=object), date)
             except DataError as exc:  # counted on the first 1,000 values: every row fails
-                raise DataError(date, exc.rule, n, hint="Pass date_format=...") from None
-        day = nw.col(date).str.to_datetime(format=fmt)
+                raise DataError(date, exc.rule, n, hint=exc.hint) from None
+        stamp = nw.col(date).str.to_datetime(format=fmt)
         try:
-            parsed_type = lf.select(day).collect_schema()[date]
+            parsed_type = lf.select(stamp).collect_schema()[date]
             if isinstance(parsed_type, nw.Datetime) and parsed_type.time_zone:
-                day = day.dt.replace_time_zone(None)
-            day = day.dt.truncate("1d")
-            bounds = lf.select(first=day.min(), last=day.max()).collect()
+                tz = parsed_type.time_zone
+            lf.select(first=stamp.min()).collect()
         except Exception as exc:  # the engine's own parse error, whatever its type
             n_bad = _count_unparsed(lf, date, fmt)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -656,13 +667,21 @@ def engine_transactions(
                 f"The engine stopped at the first bad value ({reason}); convert the column "
                 "to a date type first"
                 if n_bad is None
-                else "Pass date_format=... or convert the column to a date type first"
+                else f"Pass {option('date_format', fmt)} with the format of the dates, or convert "
+                "the column to a date type first"
             )
             raise DataError(date, _unparsed(fmt), n_bad, hint=hint) from None
-        first, last = _scalar(bounds, "first"), _scalar(bounds, "last")
-    else:
-        first, last = _scalar(seen, "first"), _scalar(seen, "last")
-    out = {customer: nw.col(customer), DAY: day}
+    n_offsets = 0
+    if tz:  # instants: converted to the named zone before the calendar day is taken
+        if not utc_naive:
+            utc = stamp if tz in _UTC else stamp.dt.convert_time_zone("UTC")
+            stamp = utc.dt.replace_time_zone(None)
+        stamp = local_time(lf, stamp, timezone)
+        n_offsets = n
+    day = stamp.dt.truncate("1d")
+    bounds = lf.select(first=day.min(), last=day.max()).collect()
+    first, last = _scalar(bounds, "first"), _scalar(bounds, "last")
+    out = {customer: nw.col(customer), STAMP: stamp, DAY: day}
     if amount is not None:
         if not amount_type.is_numeric() or isinstance(amount_type, nw.Boolean):
             raise DataError(
@@ -675,13 +694,38 @@ def engine_transactions(
         ]:
             bad = _count(seen, key) if key in counts else 0
             if bad and not (key == "amount_negative" and allow_returns):
-                hint = RETURNS_HINT if key == "amount_negative" else ""
-                raise DataError(amount, rule, bad, hint=hint)
+                if key == "amount_negative":
+                    raise returns_error(amount, bad)
+                raise DataError(amount, rule, bad)
         out[AMOUNT] = nw.col(amount).cast(nw.Float64)
     return EngineLog(
         frame=lf.select(**out),
         n_rows=n,
         first_day=_day_number(first),
         last_day=_day_number(last),
-        tz=tz,
+        tz=timezone,
+        n_offsets=n_offsets,
     )
+
+
+def local_time(lf: nw.LazyFrame, utc: nw.Expr, timezone: str) -> nw.Expr:
+    """Naive UTC timestamps as naive wall-clock time in `timezone`, by any engine.
+
+    The zone's UTC offsets over the data's range come from Python's time-zone database
+    (:func:`clvmodels.rules.zone_offsets`); the engine only adds them, so engines without
+    one (DuckDB without its ICU extension) convert as the others do.
+    """
+    if timezone in _UTC:
+        return utc
+    from .rules import zone_offsets  # noqa: I001 - beside its one use
+
+    bounds = lf.select(lo=utc.min(), hi=utc.max()).collect()
+    lo, hi = _scalar(bounds, "lo"), _scalar(bounds, "hi")
+    offsets = zone_offsets(timezone, pd.Timestamp(lo).to_pydatetime(),
+                           pd.Timestamp(hi).to_pydatetime())  # fmt: skip
+    expr = utc + offsets[-1][1]
+    # a chain from the last transition back: before each transition, the earlier offset
+    for k in range(len(offsets) - 1, 0, -1):
+        since = offsets[k][0]
+        expr = nw.when(utc < since).then(utc + offsets[k - 1][1]).otherwise(expr)
+    return expr

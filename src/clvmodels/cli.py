@@ -12,55 +12,67 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
-
-import pandas as pd
 
 EXIT_BAD_INPUT = 2
 
+# Python keyword -> flag, for messages in the command-line user's language
+# (:func:`clvmodels.errors.option`); any other keyword becomes --its-name.
+FLAGS = {
+    "customer": "--customer", "date": "--date", "amount": "--amount", "segment": "--segment",
+    "sep": "--sep", "decimal": "--decimal", "date_format": "--date-format",
+    "timezone": "--timezone", "duplicates": "--duplicates", "allow_returns": "--allow-returns",
+    "observation_end": "--observation-end", "calibration_end": "--calibration-end",
+    "engine": "--engine", "lifespan": "--lifespan", "unit": "--unit",
+}  # fmt: skip
+# the reading options both commands take, as keywords of clvmodels.read_transactions
+READ_OPTIONS = ("sep", "decimal", "date_format", "timezone", "duplicates", "allow_returns",
+                "engine")  # fmt: skip
 
-def _read_log(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"transactions file not found: {path}")
-    if p.suffix.lower() in {".parquet", ".pq"}:
-        return pd.read_parquet(p)
-    return pd.read_csv(p)
+
+def _read_kw(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in READ_OPTIONS}
+
+
+def _open_log(args: argparse.Namespace):
+    from .analysis import open_log
+
+    return open_log(
+        args.transactions, customer=args.customer, date=args.date, amount=args.amount,
+        segment=args.segment, observation_end=args.observation_end, **_read_kw(args),
+    )  # fmt: skip
+
+
+def _print_quality(log) -> None:
+    print(f"Data: {getattr(log, 'source', 'the transaction log')}")
+    for line in log.quality.lines():
+        print(f"  {line}")
+    print()
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from . import BGNBD, GammaGamma, customer_lifetime_value, datasets, formula_clv, rfm_summary
-    from .errors import StatisticalWarning
+    from . import BGNBD, GammaGamma, customer_lifetime_value, rfm_summary
+    from .analysis import formula_tables
+    from .errors import ConvergenceError, StatisticalWarning
+    from .rfm import unit_days, unit_name
 
-    if args.transactions is None:
-        tx = datasets.cdnow_transactions()
-        source = "CDNOW master (23,570 customers, 1997-01-01 to 1998-06-30)"
-        customer, date, amount = "customer_id", "date", "amount"
-    else:
-        tx = _read_log(args.transactions)
-        source = args.transactions
-        customer, date, amount = args.customer, args.date, args.amount
-    rfm = rfm_summary(
-        tx,
-        customer=customer,
-        date=date,
-        amount=amount,
-        observation_end=args.observation_end,
-        unit=args.unit,
-    )
-    print(f"Data: {source}")
-    print(f"{len(tx):,} transactions, {len(rfm):,} customers; time unit {args.unit!r}\n")
-    print("RFM summary statistics")
+    log = _open_log(args)
+    rfm = rfm_summary(log, observation_end=args.observation_end, unit=args.unit)
+    _print_quality(log)
+    print(f"RFM summary statistics (time unit: {unit_name(args.unit)})")
     print(rfm.describe().T.round(2).to_string(), "\n")
-    formula = formula_clv(tx, customer=customer, date=date, amount=amount, segment=args.segment)
-    print("The formula: avg purchase value x purchase frequency x lifespan")
+    formula, _, note = formula_tables(log, args.segment, args.observation_end, args.lifespan)
+    print(f"The formula: avg purchase value x purchase frequency x lifespan ({note})")
     print(formula.round(2).to_string(), "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
-        bg = BGNBD().fit(rfm)
-        # repeat buyers whose purchases were all free have no place in a gamma spend model
-        zero = (rfm["frequency"] > 0) & (rfm["monetary_value"] <= 0)
-        gg = GammaGamma().fit(rfm[~zero])
+        try:
+            bg = BGNBD().fit(rfm)
+            # repeat buyers whose purchases were all free have no place in a spend model
+            zero = (rfm["frequency"] > 0) & (rfm["monetary_value"] <= 0)
+            gg = GammaGamma().fit(rfm[~zero])
+        except (ConvergenceError, ValueError) as err:  # too few customers or repeat buyers
+            print(f"The models cannot be fitted on these data, so none is shown: {err}")
+            return 0
     if zero.any():
         print(
             f"note: {int(zero.sum())} repeat buyers with zero average spend are left out "
@@ -71,9 +83,10 @@ def _summary(args: argparse.Namespace) -> int:
     print("Gamma-Gamma (maximum likelihood)")
     print(gg.summary().round(4).to_string(), "\n")
     for w in caught:
-        print(f"warning: {w.message}")
-    per_year = {"D": 365.25, "W": 52.0, "M": 12.0, "Y": 1.0}.get(args.unit)
-    if per_year is not None:
+        if issubclass(w.category, StatisticalWarning):
+            print(f"warning: {w.message}")
+    per_year = 365.25 / unit_days(args.unit)  # the one unit table (clvmodels.rfm)
+    if per_year >= 1:
         clv = customer_lifetime_value(
             bg, gg, rfm, horizon=per_year, period=per_year / 12, discount_rate=0.01
         )
@@ -149,30 +162,72 @@ def _report(args: argparse.Namespace) -> int:
             show_code=args.show_code,
             progress=not args.no_progress,
             keep_notebook=args.keep_notebook,
-            engine=args.engine,
+            check_only=args.check_only,
+            **_read_kw(args),
         )
     except RuntimeError as exc:
         print(f"clvmodels: report failed: {exc}", file=sys.stderr)
         return 1
+    if args.check_only:
+        print(f"Data: {summary['source']}")
+        for line in summary["data"]["quality"]:
+            print(f"  {line}")
+        return 0
     _print_report_summary(summary)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit code 2), as every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"clvmodels: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_log_options(p: argparse.ArgumentParser) -> None:
+    """The options of the log, shared by summary and report (see read_transactions)."""
+    p.add_argument("--transactions", metavar="FILE",
+                   help="CSV or Parquet transaction log, told apart by content "
+                   "(default: CDNOW master)")  # fmt: skip
+    p.add_argument("--customer", default="customer_id", metavar="COL",
+                   help="customer id column, read as text (default: customer_id)")  # fmt: skip
+    p.add_argument("--date", default="date", metavar="COL",
+                   help="transaction date column; times of day are ignored (default: date)")
+    p.add_argument("--amount", default="amount", metavar="COL",
+                   help="transaction amount column (default: amount)")  # fmt: skip
+    p.add_argument("--observation-end", default=None, metavar="DATE",
+                   help="last day of the data; later rows are excluded and counted "
+                   "(default: the last transaction day; dates after today are an error)")
+    p.add_argument("--sep", default=None, metavar="CHAR",
+                   help="CSV column separator (default: detected among , ; tab |)")
+    p.add_argument("--decimal", default=None, choices=[".", ","],
+                   help="decimal mark of the amounts (default: detected)")
+    p.add_argument("--date-format", default=None, metavar="FORMAT",
+                   help="strftime format of the dates, e.g. '%%d/%%m/%%Y' (default: detected)")
+    p.add_argument("--timezone", default="UTC", metavar="ZONE",
+                   help="time zone in which calendar days are taken; timestamps with UTC "
+                   "offsets are converted to it (default: UTC)")
+    p.add_argument("--duplicates", default="warn", choices=["warn", "drop", "error"],
+                   help="exact duplicate rows (same customer, timestamp and amount): kept "
+                   "and counted, dropped, or an error (default: warn)")
+    p.add_argument("--allow-returns", action="store_true",
+                   help="accept negative amounts, netted against the same customer's "
+                   "purchases of that day")
+    p.add_argument("--engine", choices=["duckdb", "pandas"], default="duckdb",
+                   help="how the file is aggregated: duckdb (default: inside DuckDB, never "
+                   "loaded, bounded memory) or pandas (loaded into memory; same numbers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clvmodels", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="clvmodels", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("summary", help="RFM statistics, formula table and model estimates")
-    s.add_argument("--transactions", help="CSV or Parquet transaction log (default: CDNOW)")
-    s.add_argument("--customer", default="customer_id", help="customer id column")
-    s.add_argument("--date", default="date", help="date column")
-    s.add_argument("--amount", default="amount", help="amount column")
-    s.add_argument("--segment", default=None, help="optional segment column for the formula")
-    s.add_argument(
-        "--observation-end",
-        default=None,
-        help="last day of observation (default: the last transaction day)",
-    )
+    _add_log_options(s)
+    s.add_argument("--segment", default=None, metavar="COL",
+                   help="optional segment column for the formula")  # fmt: skip
     s.add_argument("--unit", default="W", help="time unit: D, W, M, Y or a number of days")
+    s.add_argument("--lifespan", type=float, default=None, metavar="YEARS",
+                   help="customer lifespan of the formula (default: estimated)")
     s.set_defaults(func=_summary)
 
     r = sub.add_parser(
@@ -181,61 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the report notebook on a transaction log (CDNOW by "
         "default) and write one self-contained HTML file.",
     )
-    r.add_argument(
-        "--transactions",
-        metavar="FILE",
-        help="CSV or Parquet transaction log (default: CDNOW master)",
-    )
-    r.add_argument(
-        "--customer",
-        default="customer_id",
-        metavar="COL",
-        help="customer id column (default: customer_id)",
-    )
-    r.add_argument(
-        "--date",
-        default="date",
-        metavar="COL",
-        help="transaction date column; times of day are ignored (default: date)",
-    )
-    r.add_argument(
-        "--amount",
-        default="amount",
-        metavar="COL",
-        help="transaction amount column (default: amount)",
-    )
-    r.add_argument(
-        "--segment",
-        default=None,
-        metavar="COL",
-        help="segment column, one per customer (default: acquisition cohort)",
-    )
-    r.add_argument(
-        "--calibration-end",
-        default=None,
-        metavar="DATE",
-        help="last day of the calibration period (default: the middle of the "
-        "data, holdout at most one year)",
-    )
-    r.add_argument(
-        "--observation-end",
-        default=None,
-        metavar="DATE",
-        help="last day of the data (default: the last transaction day)",
-    )
-    r.add_argument(
-        "--out",
-        default="report.html",
-        metavar="FILE",
-        help="HTML file to write (default: report.html)",
-    )
-    r.add_argument(
-        "--engine",
-        choices=["duckdb", "pandas"],
-        default="duckdb",
-        help="how the --transactions file is aggregated: duckdb (default: inside DuckDB, "
-        "never loaded, bounded memory) or pandas (loaded into memory; same numbers)",
-    )
+    _add_log_options(r)
+    r.add_argument("--segment", default=None, metavar="COL",
+                   help="segment column, one per customer (default: acquisition cohort)")
+    r.add_argument("--calibration-end", default=None, metavar="DATE",
+                   help="last day of the calibration period (default: the middle of the "
+                   "data, holdout at most one year)")
+    r.add_argument("--out", default="report.html", metavar="FILE",
+                   help="HTML file to write (default: report.html)")
+    r.add_argument("--check-only", action="store_true",
+                   help="read and check the log, print its data quality; write no report")
     r.add_argument("--draws", type=int, default=None, help="posterior draws per chain")
     r.add_argument("--tune", type=int, default=None, help="tuning steps per chain")
     r.add_argument("--chains", type=int, default=None, help="chains")
@@ -268,13 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command. Bad input: one line on standard error and exit code 2; no
+    traceback and no Python warning reaches the terminal (the data-quality lines and the
+    models' statistical warnings are printed as text)."""
+    from .errors import cli_flags
+
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"clvmodels: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    with cli_flags(FLAGS), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # counted in the data quality, or printed as notes
+        try:
+            return args.func(args)
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"clvmodels: error: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import pandas as pd
 
 from clvmodels._aggregate import activity_flags, customer_activity, customer_segments
 from clvmodels._validate import check_columns, check_no_missing, column_names
-from clvmodels.errors import DataError
+from clvmodels.errors import DataError, option
+from clvmodels.log import as_log
 
 __all__ = ["formula_clv", "acquisition_cost", "estimate_lifespan"]
 
@@ -185,10 +186,10 @@ def _segment_codes(
 
 
 def formula_clv(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
-    amount: str,
+    tx: object,
+    customer: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
     segment: str | None = None,
     lifespan: float | None = None,
     margin: float = 1.0,
@@ -324,8 +325,16 @@ def formula_clv(
     if lifespan is not None:
         lifespan = _check_fraction(lifespan, "lifespan", None)
     threshold = _check_threshold(churn_threshold_days) if lifespan is None else None
+    log = as_log(tx, customer, date, amount, observation_end=observation_end,
+                 allow_returns=allow_returns, date_format=date_format)  # fmt: skip
+    if log.amount is None:
+        raise TypeError("formula_clv() needs amount= (or a TransactionLog with an amount)")
+    customer, date, amount = log.customer, log.date, log.amount
+    if segment is None and log.segment is not None and log is tx:
+        segment = log.segment
     if isinstance(segment, str):
-        check_columns(column_names(tx), [segment], what="transaction log")
+        check_columns(column_names(log), [segment], what="transaction log")
+    tx = log
     act = customer_activity(
         tx, customer, date, amount, observation_end, threshold,
         allow_returns=allow_returns, date_format=date_format,
@@ -353,7 +362,7 @@ def formula_clv(
                     labels.name if segment is not None else None,
                     f"cannot estimate the lifespan of segments {names}: {why}",
                     int(customers[bad].sum()),
-                    hint="Pass lifespan=... explicitly",
+                    hint=f"Pass the lifespan in years explicitly, e.g. {option('lifespan', 3.0)}",
                 )
     else:
         life = np.full(k, lifespan)

@@ -48,7 +48,8 @@ from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_
 from ._validate import column_names, rfm_arrays
 from .errors import DataError
 from .formula import formula_clv
-from .rfm import unit_days
+from .log import TransactionLog
+from .rfm import frame_unit, unit_days
 
 __all__ = [
     "acquisition_cohorts",
@@ -82,6 +83,8 @@ def _segment_of(cal: pd.DataFrame, tx: object, customer: str | None, segment: st
     """Each customer's segment: the column of `cal` if present, else from `tx`."""
     if segment in cal.columns:
         return cal[segment]
+    if isinstance(tx, TransactionLog):
+        customer = tx.customer
     if tx is None or customer is None or segment not in column_names(tx):
         raise DataError(segment, "segment column not found in the frame or the transactions")
     out = customer_segments(tx, customer, segment).reindex(cal.index)
@@ -95,12 +98,12 @@ def formula_holdout(
     tx: pd.DataFrame,
     cal: pd.DataFrame,
     *,
-    customer: str,
-    date: str,
-    amount: str,
+    customer: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
     calibration_end: object,
     segment: str | None = None,
-    unit: str | float = "W",
+    unit: str | float | None = None,
 ) -> pd.DataFrame:
     r"""The analysts' formula's prediction of each customer's holdout purchases and revenue.
 
@@ -122,8 +125,9 @@ def formula_holdout(
         The calibration end used to build `cal`.
     segment : str, optional
         Segment column (of `cal`, or else of `tx`): per-segment rates. Default: one rate.
-    unit : str or float, default "W"
-        The time unit `cal` was built with.
+    unit : str or float, optional
+        The time unit `cal` was built with (default: the one `cal` records, see
+        :func:`clvmodels.rfm.frame_unit`).
 
     Returns
     -------
@@ -144,16 +148,18 @@ def formula_holdout(
     """
     _check_holdout_frame(cal)
     by = segment
-    if segment is not None and segment not in column_names(tx):
-        if segment not in cal.columns:
-            raise DataError(segment, "segment column not found in the frame or the transactions")
-        # the customers with transactions up to calibration_end are those of `cal`
+    if segment is not None and segment in cal.columns:
+        # the frame's own column first; the customers with transactions up to
+        # calibration_end are those of `cal`
         by = cal[segment]
+    elif segment is not None and segment not in column_names(tx):
+        raise DataError(segment, "segment column not found in the frame or the transactions")
     # the lifespan does not enter the holdout prediction; passing one avoids estimating
     # it from a calibration period that may be shorter than the year the estimate needs
     table = formula_clv(
         tx, customer, date, amount, segment=by, lifespan=1.0, observation_end=calibration_end
     )
+    unit = frame_unit(cal, unit)
     years = cal["duration_holdout"].to_numpy(float) * unit_days(unit) / _YEAR_DAYS
     if segment is None:
         row = np.zeros(len(cal), dtype=np.int64)
@@ -436,8 +442,8 @@ def repeat_purchases_over_time(
     tx: pd.DataFrame,
     models: Mapping[str, object] | object,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     calibration_end: object,
     observation_end: object = None,
     unit: str | float = "W",
@@ -508,8 +514,8 @@ def repeat_purchases_over_time(
 def acquisition_cohorts(
     tx: pd.DataFrame,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     max_cohorts: int = 12,
     before: object = None,
 ) -> pd.Series:

@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator, SymmetricalLogLocator
 
 from ._aggregate import purchase_days_of
 from .compare import ACTUAL, holdout_predictions, repeat_purchases_over_time
-from .rfm import unit_days
+from .rfm import frame_unit, unit_days, unit_name
 
 __all__ = [
     "plot_alive_history",
@@ -54,7 +54,6 @@ __all__ = [
     "plot_segment_forest",
 ]
 
-_UNIT_NAMES = {"D": "day", "W": "week", "M": "month", "Y": "year"}
 
 
 def _axes(ax, *, figsize=(8, 4.5), layout=None):
@@ -74,11 +73,7 @@ def _legend_outside(ax, **kwargs):
 
 
 def _unit_name(unit) -> str:
-    return (
-        _UNIT_NAMES.get(unit, f"{unit_days(unit):g} days")
-        if isinstance(unit, str)
-        else f"{unit_days(unit):g} days"
-    )
+    return unit_name(unit)
 
 
 class _Palette:
@@ -113,8 +108,8 @@ def plot_repeat_purchases(
     tx: pd.DataFrame,
     models,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     calibration_end: object,
     observation_end: object = None,
     unit: str | float = "W",
@@ -248,7 +243,7 @@ def plot_frequency_recency(
     max_frequency: int | None = None,
     rfm: pd.DataFrame | None = None,
     n_recency: int = 60,
-    unit: str | float = "W",
+    unit: str | float | None = None,
     ax=None,
 ):
     """Heatmap of expected purchases in the next `t` or of P(alive), by frequency and recency.
@@ -273,6 +268,7 @@ def plot_frequency_recency(
             T = float(rfm["T"].max())
         if max_frequency is None:
             max_frequency = max(5, int(np.ceil(rfm["frequency"].quantile(0.99))))
+    unit = frame_unit(rfm, unit) if rfm is not None else (unit or "W")  # the frame's own
     ax = _axes(ax)
     freq = np.arange(max_frequency + 1)
     rec = np.linspace(0.0, float(T), n_recency)
@@ -358,8 +354,8 @@ def plot_alive_history(
     tx: pd.DataFrame,
     customer_id,
     *,
-    customer: str,
-    date: str,
+    customer: str | None = None,
+    date: str | None = None,
     observation_end: object = None,
     unit: str | float = "W",
     ax=None,

@@ -1,18 +1,19 @@
 """The HTML report: the ``04-report`` notebook run with papermill, exported with nbconvert.
 
-:func:`run_report` checks the input first (so that bad input gives one clear
-:class:`~clvmodels.errors.DataError`, not a failed notebook), executes the notebook
-shipped with the package with the report's parameters, and writes one self-contained
-HTML file: figures are embedded as PNG data, CSS is inline, and no script, style sheet or
-image is loaded from anywhere else (the report opens offline). Code cells are hidden
-unless ``show_code=True``.
+:func:`run_report` opens the log (:func:`clvmodels.analysis.open_log`: the one reader,
+:func:`clvmodels.read_transactions`, so bad input gives one clear
+:class:`~clvmodels.errors.DataError` in this process, not a failed notebook), chooses the
+split (:func:`clvmodels.analysis.choose_split`, the first step of the analysis), then
+executes the notebook shipped with the package, which runs
+:func:`clvmodels.analysis.analyze` and displays its result, and writes one
+self-contained HTML file: figures are embedded as PNG data, CSS is inline, and no script,
+style sheet or image is loaded from anywhere else (the report opens offline). Code cells
+are hidden unless ``show_code=True``.
 
-A transaction file is never loaded into pandas: :func:`open_transactions` opens it as a
-DuckDB relation, and the checks and every aggregate of the report (RFM frames, the
-formula per segment, acquisition cohorts, daily repeat purchases, totals) are computed
-by DuckDB in bounded memory through the package's functions, which accept such frames;
-only results of one row per customer at most reach pandas. CDNOW (the default) is a
-pandas frame and takes the numpy path; both paths give the same numbers.
+A transaction file is read by DuckDB and, with ``engine="duckdb"`` (the default), never
+loaded into pandas: every aggregate of the report runs in DuckDB in bounded memory; only
+results of one row per customer at most reach pandas. CDNOW (the default) is a pandas
+frame and takes the numpy path; both paths give the same numbers.
 
 The notebook is ``clvmodels/_notebooks/04-report.ipynb`` in an installed wheel and
 ``notebooks/04-report.ipynb`` in a source checkout. It runs in a Jupyter kernel started
@@ -30,33 +31,21 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from ._aggregate import customer_segments as _customer_segments
-from ._aggregate import log_totals
-from ._validate import column_names
+from .analysis import MIN_CUSTOMERS, MIN_REPEAT_BUYERS, choose_split, default_calibration_end
+from .analysis import open_log as _open_log
 from .errors import DataError
-from .rfm import log_window
 
 __all__ = [
     "MIN_CUSTOMERS",
     "MIN_REPEAT_BUYERS",
-    "check_inputs",
-    "customer_segments",
     "default_calibration_end",
     "notebook_path",
-    "open_transactions",
-    "read_transactions",
     "render_notebook",
     "run_report",
     "sampling_params",
-    "transaction_totals",
 ]
 
 NOTEBOOK = "04-report.ipynb"
-MIN_CUSTOMERS = 50  # customers in the calibration cohort
-MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration period
 _REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -91,194 +80,6 @@ def notebook_path(name: str = NOTEBOOK) -> Path:
         f"notebook {name!r} is neither in the installed package (clvmodels/_notebooks) "
         f"nor in {_REPO_NOTEBOOKS}; reinstall clvmodels"
     )
-
-
-def read_transactions(path: str | Path, customer: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet transaction log into pandas (by file extension; CSV otherwise).
-
-    CSV customer ids are read as text, so that ids such as ``"007"`` keep their leading
-    zeros; dates and amounts are left to :func:`clvmodels.rfm_summary` to parse. The
-    report itself does not load the log: see :func:`open_transactions`.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"transactions file not found: {path}")
-    if p.suffix.lower() in {".parquet", ".pq"}:
-        try:
-            return pd.read_parquet(p)
-        except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-            raise DataError(None, f"cannot read {path} as Parquet: {exc}") from None
-    try:
-        head = pd.read_csv(p, nrows=0)
-        dtype = {customer: str} if customer is not None and customer in head.columns else None
-        return pd.read_csv(p, dtype=dtype)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(None, f"cannot read {path} as CSV: {reason}") from None
-
-
-def open_transactions(path: str | Path, customer: str | None = None, **duckdb_settings):
-    """The report's view of a CSV or Parquet log: a lazy DuckDB relation, nothing loaded.
-
-    Every step of the report (checks, RFM frames, the formula, cohorts, tracking counts)
-    passes the relation to the package's functions, which aggregate it inside DuckDB in
-    bounded memory (``memory_limit``, spilling to disk beyond it); only results of one row
-    per customer at most reach pandas. The file is only read. As with
-    :func:`read_transactions`, CSV customer ids are read as text; the other CSV column
-    types are detected by DuckDB from the whole file. Every query parses a CSV file
-    again: for a large log, Parquet is several times faster.
-
-    Parameters
-    ----------
-    path : str or Path
-        CSV or Parquet file (or a directory or glob of Parquet files).
-    customer : str, optional
-        The customer id column (read as text from a CSV file).
-    **duckdb_settings
-        ``memory_limit`` (default ``"1GB"`` here; on the 20M-row log of
-        ``benchmarks/bench_scale.py`` the report's data part peaks at 1.6 GB with it and
-        at 1.75 GB with 2 GB, in the same time), ``threads``, ``temp_directory``: see
-        :func:`clvmodels.scale.read_transactions`.
-
-    Returns
-    -------
-    duckdb.DuckDBPyRelation
-    """
-    from .scale import read_transactions as scan
-
-    settings = {"memory_limit": "1GB", **duckdb_settings}
-    return scan(path, text_columns=[customer] if customer else [], **settings)
-
-
-def default_calibration_end(
-    tx: object, *, customer: str, date: str, observation_end: object = None
-) -> pd.Timestamp:
-    """Default end of the calibration period: the middle of the data, holdout <= 1 year.
-
-    The window from the first transaction day to `observation_end` (default: the last
-    transaction day) is split in half, the holdout at most 365 days long. On CDNOW
-    (1997-01-01 to 1998-06-30) this is 1997-09-30, the split of the papers. `tx` is a
-    pandas frame or any frame narwhals supports (a DuckDB relation from
-    :func:`open_transactions`: two numbers are computed by DuckDB).
-    """
-    w = log_window(tx, customer, date, None, observation_end)
-    start, end = w.first_day, w.end_day
-    holdout = min((end - start + 1) // 2, 365)  # days after the calibration end
-    if holdout < 1:
-        rule = "all transactions are on one day: no holdout period possible"
-        raise DataError(date, rule, w.n_rows())
-    return pd.Timestamp(np.datetime64(end - holdout, "D"))
-
-
-def customer_segments(tx: object, *, customer: str, segment: str) -> pd.Series:
-    """Each customer's segment from a column of the log, one segment per customer.
-
-    Parameters
-    ----------
-    tx : pandas.DataFrame or any narwhals frame (a DuckDB relation: computed by DuckDB)
-    customer, segment : str
-        Columns of `tx`.
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by customer id, named `segment`; pass it as ``segment=`` to
-        :func:`clvmodels.formula_clv`.
-
-    Raises
-    ------
-    DataError
-        A missing column, missing customer ids or segments, or customers in more than one
-        segment (the message counts them and their rows).
-    """
-    return _customer_segments(tx, customer, segment)
-
-
-def transaction_totals(
-    tx: object, *, customer: str, date: str, amount: str, observation_end: object = None
-) -> dict:
-    """Transactions (rows) and revenue up to `observation_end` (default: all of them).
-
-    Returns ``{"transactions": int, "revenue": float}``, computed by the frame's engine
-    (numpy for pandas, DuckDB for :func:`open_transactions`) after the checks of
-    :func:`clvmodels.rfm_summary`.
-    """
-    n, revenue = log_totals(tx, customer, date, amount, observation_end)
-    return {"transactions": n, "revenue": revenue}
-
-
-ENGINES = {"duckdb": open_transactions, "pandas": read_transactions}  # run_report(engine=...)
-
-
-def check_inputs(
-    tx: object,
-    *,
-    customer: str,
-    date: str,
-    amount: str,
-    segment: str | None = None,
-    calibration_end: object = None,
-    observation_end: object = None,
-) -> dict:
-    """Validate what the report needs; return the calibration end and sizes.
-
-    `tx` is a pandas frame or a DuckDB relation from :func:`open_transactions` (or any
-    frame narwhals supports); the checks run in its engine. Raises
-    :class:`~clvmodels.errors.DataError` naming the problem: missing columns,
-    unparseable dates or amounts, an invalid segment column, a calibration end outside
-    the data, or too little data (fewer than :data:`MIN_CUSTOMERS` customers in the
-    calibration cohort or fewer than :data:`MIN_REPEAT_BUYERS` of them with a repeat
-    purchase).
-    """
-    from .formula import formula_clv
-    from .rfm import calibration_holdout
-
-    cols = [customer, date, amount] + ([segment] if segment is not None else [])
-    names = column_names(tx)
-    missing = [c for c in cols if c not in names]
-    if missing:
-        shown = ", ".join(repr(c) for c in names[:12])
-        raise DataError(missing[0], f"not found in the transactions (columns: {shown})")
-    chosen = calibration_end is None
-    if chosen:
-        calibration_end = default_calibration_end(
-            tx, customer=customer, date=date, observation_end=observation_end
-        )
-    cal = calibration_holdout(
-        tx,
-        customer,
-        date,
-        amount,
-        calibration_end=calibration_end,
-        observation_end=observation_end,
-        unit="W",
-    )
-    if segment is not None:  # one segment per customer, none missing
-        formula_clv(
-            tx,
-            customer,
-            date,
-            amount,
-            segment=segment,
-            lifespan=1.0,
-            observation_end=observation_end,
-        )
-    n, repeat = len(cal), int((cal["frequency"] > 0).sum())
-    if n < MIN_CUSTOMERS or repeat < MIN_REPEAT_BUYERS:
-        raise DataError(
-            None,
-            f"too little data: {n} customers in the calibration period (up to "
-            f"{pd.Timestamp(calibration_end).date()}), {repeat} of them with a repeat "
-            f"purchase; the report needs at least {MIN_CUSTOMERS} customers and "
-            f"{MIN_REPEAT_BUYERS} repeat buyers",
-        )
-    return {
-        "calibration_end": pd.Timestamp(calibration_end),
-        "chosen": chosen,
-        "customers": n,
-        "repeat_buyers": repeat,
-        "holdout_weeks": float(cal["duration_holdout"].iloc[0]),
-    }
 
 
 def _prepare_for_html(nb):
@@ -455,6 +256,8 @@ def run_report(
     keep_notebook: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     engine: str = "duckdb",
+    check_only: bool = False,
+    **read_kw,
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
 
@@ -463,8 +266,8 @@ def run_report(
     transactions : path, optional
         CSV or Parquet transaction log; default: the CDNOW master (columns
         ``customer_id``, ``date``, ``amount``). The file is read through DuckDB
-        (:func:`open_transactions`) and never loaded whole: the checks and every
-        aggregate of the report run inside DuckDB, so a log larger than memory works.
+        (:func:`clvmodels.read_transactions`) and, with the default engine, never loaded
+        whole, so a log larger than memory works.
     customer, date, amount : str
         Columns of the log (ignored for CDNOW).
     segment : str, optional
@@ -496,8 +299,13 @@ def run_report(
         Receives progress messages (default: print to standard error).
     engine : {"duckdb", "pandas"}, default "duckdb"
         How a `transactions` file is aggregated: inside DuckDB, never loaded (bounded
-        memory, see :func:`open_transactions`), or loaded into pandas
-        (:func:`read_transactions`; the same numbers, memory grows with the log).
+        memory), or loaded into pandas (the same numbers, memory grows with the log).
+    check_only : bool, default False
+        Read and check the log and choose the split, run no notebook and write nothing;
+        the returned dict has ``"source"``, ``"data"`` and the split.
+    **read_kw
+        How the file is read and the data rules: `sep`, `decimal`, `date_format`,
+        `timezone`, `duplicates`, `allow_returns` of :func:`clvmodels.read_transactions`.
 
     Returns
     -------
@@ -514,34 +322,30 @@ def run_report(
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    if engine not in ENGINES:
-        raise DataError(None, f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    if transactions is None:
-        from .datasets import cdnow_transactions
-
-        tx = cdnow_transactions()
-        customer, date, amount = "customer_id", "date", "amount"
-        source = "CDNOW master (23,570 customers, 1997-01-01 to 1998-06-30)"
-    else:  # the notebook opens it the same way
-        tx = ENGINES[engine](transactions, customer)
-        source = str(transactions)
-    say(f"[1/3] checking {source}")
-    info = check_inputs(
-        tx,
-        customer=customer,
-        date=date,
-        amount=amount,
-        segment=segment,
-        calibration_end=calibration_end,
-        observation_end=observation_end,
-    )
+    read_kw = {**read_kw, "engine": engine}
+    where = "CDNOW master" if transactions is None else str(transactions)
+    say(f"[1/3] reading and checking {where}")
+    tx = _open_log(transactions, customer=customer, date=date, amount=amount, segment=segment,
+                   observation_end=observation_end, **read_kw)  # fmt: skip
+    if segment is not None:
+        tx.segments()  # one segment per customer, none missing
+    split = choose_split(tx, calibration_end, observation_end)
+    quality, where = tx.quality, getattr(tx, "source", where)
+    data = {"customers": quality.customers, "transactions": quality.transactions,
+            "revenue": quality.revenue, "quality": quality.lines()}  # fmt: skip
     del tx  # the notebook reads the log itself
-    cal_end = info["calibration_end"].strftime("%Y-%m-%d")
-    how = "chosen: middle of the data, holdout at most a year" if info["chosen"] else "given"
+    cal_end = split.calibration_end.strftime("%Y-%m-%d")
+    how = "chosen: middle of the data, holdout at most a year" if split.chosen else "given"
+    for line in quality.lines():
+        say(f"      {line}")
     say(
         f"      calibration period ends {cal_end} ({how}); holdout "
-        f"{info['holdout_weeks']:.1f} weeks; {info['customers']:,} customers"
+        f"{split.holdout_weeks:.1f} weeks; {split.customers:,} customers"
     )
+    if check_only:
+        return {"source": where, "data": data, "calibration_end": cal_end,
+                "calibration_end_chosen": split.chosen, "customers": split.customers,
+                "seconds": time.perf_counter() - t0}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
@@ -551,12 +355,12 @@ def run_report(
         "amount": amount,
         "segment": segment,
         # None: the notebook picks the same default and says so
-        "calibration_end": None if info["chosen"] else cal_end,
+        "calibration_end": None if split.chosen else cal_end,
         "observation_end": None if observation_end is None else str(observation_end),
         "bayes": bool(bayes),
         "hierarchical": hierarchical,
         "seed": int(seed),
-        "engine": engine,
+        "read_options": read_kw,
     }
     params.update(sampling_params(draws=draws, tune=tune, chains=chains))
     summary = render_notebook(NOTEBOOK, params, out, show_code=show_code, progress=progress,
@@ -565,7 +369,8 @@ def run_report(
         {
             "html": str(out),
             "calibration_end": cal_end,
-            "calibration_end_chosen": info["chosen"],
+            "calibration_end_chosen": split.chosen,
+            "data": data,
             "seconds": time.perf_counter() - t0,
         }
     )

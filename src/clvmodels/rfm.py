@@ -3,8 +3,9 @@
 Conventions (those of Fader, Hardie & Lee 2005 [1]_ and of the CDNOW reference data):
 
 * Purchases are bucketed by **calendar day**; all transactions of one customer on one day
-  are one purchase (amounts summed). Times of day are ignored. Time-zone-aware dates are
-  bucketed by their calendar day in their own time zone (their wall-clock date).
+  are one purchase (amounts summed). Times of day are ignored. Timestamps with a UTC
+  offset or time zone are converted to one named zone first (``timezone=``, default
+  UTC; see :class:`clvmodels.TransactionLog`); naive ones are wall-clock time in it.
 * A customer's first purchase day is time 0 and is not counted: ``frequency`` is the
   number of *later* distinct purchase days, ``recency`` the time from the first to the
   last purchase day, ``T`` the time from the first purchase day to ``observation_end``,
@@ -36,9 +37,10 @@ customer-day key; 17x faster than lifetimes on 5M rows). Any other frame narwhal
 supports (polars ``DataFrame``/``LazyFrame``, DuckDB relation, Dask ``DataFrame``,
 pyarrow ``Table``, ...) is summarised by its own engine with one narwhals query (group by
 customer and day, group by customer, one join for the first day's amount), validated by
-counts the engine computes (:func:`clvmodels._validate.engine_transactions`); only the
-per-customer result is collected. Both paths produce the same per-customer purchase-day
-statistics, from which one set of formulas (:func:`_rfm_frame`, :func:`_holdout_frame`)
+counts the engine computes; only the per-customer result is collected. Both forms of a
+log and their statistics are in :mod:`clvmodels.log` (``Daily`` and ``EngineWindow``,
+method ``customer_stats``); from them one set of formulas (:func:`_rfm_frame`,
+:func:`_holdout_frame`)
 builds the output, and the test suite holds them equal to 1e-12. (narwhals on pandas was
 measured 7x slower than the numpy path on 5M rows, hence the two paths.)
 
@@ -50,31 +52,21 @@ References
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from clvmodels._validate import (
-    AMOUNT,
-    DAY,
-    EngineLog,
-    engine_transactions,
-    parse_cutoff,
-    transaction_arrays,
-)
+from clvmodels._validate import parse_cutoff
 from clvmodels.errors import DataError
-from clvmodels.regularity import (
-    engine_sum_log_intertransaction_times,
-    sum_log_intertransaction_times,
-)
+from clvmodels.log import Daily, EngineWindow, _day_number, _iso, as_log
 
-__all__ = ["rfm_summary", "calibration_holdout", "unit_days"]
+__all__ = ["rfm_summary", "calibration_holdout", "frame_unit", "unit_days", "unit_name",
+           "UNIT_NAMES"]
 
-_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375, "Y": 365.25}
+# the one table of time units: code -> (days, name)
+_UNITS = {"D": (1.0, "day"), "W": (7.0, "week"), "M": (30.4375, "month"),
+          "Y": (365.25, "year")}  # fmt: skip
+_UNIT_DAYS = {code: days for code, (days, _) in _UNITS.items()}
+UNIT_NAMES = {code: name for code, (_, name) in _UNITS.items()}
 
 
 def unit_days(unit: str | float) -> float:
@@ -90,149 +82,41 @@ def unit_days(unit: str | float) -> float:
     return float(unit)
 
 
-@dataclass(frozen=True)
-class Daily:
-    """A validated transaction log inside the observation window, as integer arrays.
-
-    ``codes[i]`` indexes ``ids`` (sorted when the ids are sortable); ``day[i]`` is the
-    calendar day of row i as days since 1970-01-01; ``keep`` marks the caller's rows that
-    are inside the window (None: all of them); ``tz`` is the dates' time zone.
-    """
-
-    codes: np.ndarray
-    ids: pd.Index
-    day: np.ndarray
-    amount: np.ndarray | None
-    end_day: int
-    keep: np.ndarray | None
-    tz: object
-
-    @property
-    def first_day(self) -> int:
-        """First transaction day inside the window."""
-        return int(self.day.min())
-
-    def n_rows(self) -> int:
-        """Transactions inside the window."""
-        return len(self.day)
+def _with_unit(frame: pd.DataFrame, unit: str | float) -> pd.DataFrame:
+    """Record the frame's time unit in ``frame.attrs`` (see :func:`frame_unit`)."""
+    frame.attrs["unit"] = unit
+    return frame
 
 
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Calendar day (wall clock in the dates' own time zone) as int64 days since 1970."""
-    if isinstance(dates.dtype, pd.DatetimeTZDtype):
-        dates = dates.dt.tz_localize(None)
-    return dates.to_numpy().astype("datetime64[D]").view(np.int64)
+def unit_name(unit: str | float) -> str:
+    """The unit's name in the singular: "week", or "10 days" for a number of days."""
+    if isinstance(unit, str) and unit in UNIT_NAMES:
+        return UNIT_NAMES[unit]
+    return f"{unit_days(unit):g} days"
 
 
-def _iso(day: int) -> str:
-    """Day number as an ISO date string, for messages."""
-    return str(np.datetime64(int(day), "D"))
+def frame_unit(frame: pd.DataFrame, unit: str | float | None = None) -> str | float:
+    """The time unit of an RFM or holdout frame: `unit` if given, else the one the frame
+    records (``frame.attrs["unit"]``, set by :func:`rfm_summary` and
+    :func:`calibration_holdout`), else "W" (their default) for frames built by hand."""
+    if unit is None:
+        unit = getattr(frame, "attrs", {}).get("unit", "W")
+    unit_days(unit)
+    return unit
 
 
-def _day_number(ts: pd.Timestamp) -> int:
-    return int(ts.to_datetime64().astype("datetime64[D]").astype(np.int64))
-
-
-def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes 0..n-1 into the sorted unique ids (order of appearance if unorderable).
-
-    Integer ids with a compact range take a counting path (no hashing, no sorting).
-    """
-    if ids.dtype.kind in "iu" and len(ids):
-        lo, hi = int(ids.min()), int(ids.max())
-        if hi - lo < 4 * len(ids) + 1_000_000:
-            offset = (ids - lo).astype(np.intp, copy=False)
-            present = np.bincount(offset, minlength=hi - lo + 1) > 0
-            rank = np.cumsum(present) - 1
-            return rank[offset], (np.flatnonzero(present) + lo).astype(ids.dtype)
-    try:
-        codes, uniques = pd.factorize(ids, sort=True)
-    except TypeError:  # ids of mixed, unorderable types
-        codes, uniques = pd.factorize(ids, sort=False)
-    return codes.astype(np.int64, copy=False), uniques
-
-
-def prepare(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+def log_window(
+    tx: object,
+    customer: str | None,
+    date: str | None,
     amount: str | None,
     observation_end: object,
-    *,
-    allow_returns: bool = False,
-    date_format: str | None = None,
-) -> Daily:
-    """Validate `tx`, cut it at `observation_end` and factorize the customers."""
-    ids, dates, amounts = transaction_arrays(
-        tx, customer, date, amount, allow_returns=allow_returns, date_format=date_format
-    )
-    day = _day_numbers(dates)
-    tz = dates.dt.tz
-    if observation_end is None:
-        end_day = int(day.max())
-    else:
-        end_day = _day_number(parse_cutoff(observation_end, "observation_end", tz))
-    keep = day <= end_day
-    n_keep = int(keep.sum())
-    if n_keep == 0:
-        raise _after_end(date, end_day, int(day.min()), len(day))
-    if n_keep < len(day):
-        ids, day = ids[keep], day[keep]
-        amounts = amounts[keep] if amounts is not None else None
-    else:
-        keep = None
-    codes, uniques = _factorize(ids)
-    return Daily(
-        codes=codes,
-        ids=pd.Index(uniques, name=customer),
-        day=day,
-        amount=amounts,
-        end_day=end_day,
-        keep=keep,
-        tz=tz,
-    )
-
-
-def per_customer(
-    codes: np.ndarray, day: np.ndarray, amount: np.ndarray | None, n: int
-) -> dict[str, np.ndarray]:
-    """Per-customer purchase-day statistics, fully vectorised.
-
-    Returns arrays of length `n`: ``n_days`` (distinct purchase days, 0 if no rows),
-    ``first`` and ``last`` day (0 where ``n_days == 0``), and if `amount` is given
-    ``total`` (sum of all amounts) and ``repeat`` (sum of the amounts after the first
-    day). Same-day rows are found by sorting one int64 key ``code * span + day``; each
-    customer's block of sorted keys is located with ``searchsorted``.
-    """
-    out: dict[str, np.ndarray] = {"first": np.zeros(n, np.int64), "last": np.zeros(n, np.int64)}
-    if amount is not None:
-        out["total"] = np.bincount(codes, weights=amount, minlength=n).astype(float)
-    if len(day) == 0:
-        out["n_days"] = np.zeros(n, np.int64)
-        if amount is not None:
-            out["repeat"] = np.zeros(n)
-        return out
-    lo = int(day.min())
-    span = int(day.max()) - lo + 1
-    if n * span >= 2**62:  # 1e12 customers over 10,000 years would still fit
-        raise ValueError("too many customers x days for an int64 key")
-    key = codes * span
-    key += day
-    key -= lo
-    key.sort()
-    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-    base = np.arange(n + 1, dtype=np.int64) * span
-    bounds = np.searchsorted(key, base)
-    n_days = np.diff(bounds)
-    has = np.flatnonzero(n_days)
-    out["first"][has] = key[bounds[has]] - base[has] + lo
-    out["last"][has] = key[bounds[has + 1] - 1] - base[has] + lo
-    out["n_days"] = n_days
-    if amount is not None:
-        on_first = day == out["first"][codes]
-        first_day = np.bincount(codes[on_first], weights=amount[on_first], minlength=n)
-        out["repeat"] = out["total"] - first_day
-    return out
+    **rules_kw,
+) -> Daily | EngineWindow:
+    """`tx` as a :class:`~clvmodels.TransactionLog` (made from a raw frame and these
+    columns unless it is one), cut at `observation_end` (None: the last day)."""
+    log = as_log(tx, customer, date, amount, observation_end=observation_end, **rules_kw)
+    return log.window(observation_end)
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -271,14 +155,6 @@ def _holdout_frame(
     return pd.DataFrame({k: v[keep] for k, v in cols.items()}, index=ids[keep])
 
 
-def _after_end(date: str, end_day: int, first_day: int, n_rows: int) -> DataError:
-    return DataError(
-        date,
-        f"all transactions are after observation_end {_iso(end_day)} (first is {_iso(first_day)})",
-        n_rows,
-    )
-
-
 def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n_rows):
     """The DataError for a calibration_end that leaves no calibration period, or None.
 
@@ -298,174 +174,17 @@ def _calibration_errors(date: str, cal_day: int, end_day: int, first_day: int, n
     return None
 
 
-# --- other engines (polars, DuckDB, Dask, pyarrow...): one narwhals query --------------
-
-
-def _as_date(day: int) -> dt.datetime:
-    """Day number as the midnight datetime the engines compare the day column with."""
-    return dt.datetime(1970, 1, 1) + dt.timedelta(days=int(day))
-
-
-def _day_numbers_of(values: nw.Series) -> np.ndarray:
-    """A day column collected from any engine as int64 days since 1970-01-01."""
-    return np.asarray(values.to_numpy()).astype("datetime64[D]").view(np.int64)
-
-
-@dataclass(frozen=True)
-class EngineWindow:
-    """A validated log of another engine, cut at the end of observation, still in the engine.
-
-    The engine's counterpart of :class:`Daily`: ``rows()`` is the lazy frame of the rows on
-    or before ``end_day`` (columns: the customer, :data:`DAY` and, with an amount,
-    :data:`AMOUNT`); nothing has been collected but the validation's counts.
-    """
-
-    log: EngineLog
-    end_day: int
-
-    @property
-    def first_day(self) -> int:
-        """First transaction day inside the window."""
-        return self.log.first_day
-
-    @property
-    def tz(self) -> str | None:
-        return self.log.tz
-
-    def rows(self) -> nw.LazyFrame:
-        if self.end_day < self.log.last_day:
-            return self.log.frame.filter(nw.col(DAY) <= _as_date(self.end_day))
-        return self.log.frame
-
-    def n_rows(self) -> int:
-        """Transactions inside the window (counted by the engine, for messages)."""
-        if self.end_day >= self.log.last_day:
-            return self.log.n_rows
-        return int(self.rows().select(nw.len()).collect().item())
-
-
-def log_window(
-    tx: object, customer: str, date: str, amount: str | None, observation_end: object, **checks
-) -> Daily | EngineWindow:
-    """Validate a log of any engine and cut it at `observation_end` (None: the last day).
-
-    A pandas frame becomes :class:`Daily` (integer arrays, :func:`prepare`); any other
-    frame narwhals supports stays in its engine as an :class:`EngineWindow`. The checks
-    (keywords ``allow_returns``, ``date_format``) and their messages are the same on both
-    paths.
-    """
-    if isinstance(tx, pd.DataFrame):
-        return prepare(tx, customer, date, amount, observation_end, **checks)
-    log = engine_transactions(tx, customer, date, amount, **checks)
-    if observation_end is None:
-        return EngineWindow(log, log.last_day)
-    end_day = _day_number(parse_cutoff(observation_end, "observation_end", log.tz))
-    if log.first_day > end_day:
-        raise _after_end(date, end_day, log.first_day, log.n_rows)
-    return EngineWindow(log, end_day)
-
-
-def collect_by_customer(
-    per: nw.LazyFrame, customer: str
-) -> tuple[pd.Index, Callable[..., np.ndarray]]:
-    """Collect a per-customer lazy frame; return the sorted customer ids and a column getter.
-
-    ``column(name, dtype=float64)`` gives a column as a numpy array in the order of the ids
-    (sorted when sortable, as on the pandas path); ``column(name, "day")`` a day column as
-    day numbers.
-    """
-    out = per.collect()
-    ids = pd.Index(out.get_column(customer).to_numpy(), name=customer)
-    try:
-        ids, order = ids.sort_values(return_indexer=True)
-    except TypeError:  # ids of mixed, unorderable types: order of the result
-        order = np.arange(len(ids))
-
-    def column(name: str, dtype: object = np.float64) -> np.ndarray:
-        values = out.get_column(name)
-        if dtype == "day":
-            return _day_numbers_of(values)[order]
-        return np.asarray(values.to_numpy(), dtype=dtype)[order]
-
-    return ids, column
-
-
-def _engine_stats(
-    w: EngineWindow, customer: str, cal_day: int | None, with_amount: bool
-) -> tuple[pd.Index, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-customer purchase-day statistics computed by the frame's own engine.
-
-    The same statistics as :func:`per_customer` (``n_days``, ``first``, ``last``,
-    ``total``, ``repeat``) for the period up to `cal_day` (the whole window if None), and
-    ``n_days``/``total`` of the days after it. Two aggregations (by customer and day, then
-    by customer) and one join (the amount of each customer's first day); only the
-    per-customer result is collected.
-    """
-    day = nw.col(DAY)
-    daily = (
-        w.rows()
-        .group_by(customer, DAY)
-        .agg(nw.col(AMOUNT).sum() if with_amount else nw.len().alias("__n"))
-    )
-    if cal_day is None:
-        aggs = {"n_days": nw.len(), "first": day.min(), "last": day.max()}
-        if with_amount:
-            aggs["total"] = nw.col(AMOUNT).sum()
-    else:
-        in_cal = day <= _as_date(cal_day)
-        extra = {"__in": in_cal.cast(nw.Int64), "__cal_day": nw.when(in_cal).then(day)}
-        if with_amount:
-            amt = nw.col(AMOUNT)
-            extra["__cal_amt"] = nw.when(in_cal).then(amt).otherwise(nw.lit(0.0))
-            extra["__hold_amt"] = nw.when(in_cal).then(nw.lit(0.0)).otherwise(amt)
-        daily = daily.with_columns(**extra)
-        aggs = {
-            "n_days": nw.col("__in").sum(),
-            "n_all": nw.len(),
-            "first": day.min(),
-            "last": nw.col("__cal_day").max(),
-        }
-        if with_amount:
-            aggs |= {"total": nw.col("__cal_amt").sum(), "hold": nw.col("__hold_amt").sum()}
-    per = daily.group_by(customer).agg(**aggs)
-    if cal_day is not None:  # customers first seen in the holdout are not in the cohort
-        per = per.filter(nw.col("first") <= _as_date(cal_day))
-    if with_amount:
-        first_day = daily.select(
-            nw.col(customer), day.alias("first"), nw.col(AMOUNT).alias("__first_amt")
-        )
-        per = per.join(first_day, on=[customer, "first"], how="inner")
-    ids, col = collect_by_customer(per, customer)
-    n_days = col("n_days", np.int64)
-    cal = {"n_days": n_days, "first": col("first", "day"), "last": col("last", "day")}
-    hold = {}
-    if cal_day is not None:
-        hold["n_days"] = col("n_all", np.int64) - n_days
-    if with_amount:
-        cal["total"] = col("total")
-        cal["repeat"] = cal["total"] - col("__first_amt")
-        if cal_day is not None:
-            hold["total"] = col("hold")
-    return ids, cal, hold
-
-
-def _engine_litt(w: EngineWindow, customer: str, ids: pd.Index, days: float, cal_day=None):
-    """``litt`` of the customers ``ids`` computed by the frame's engine (up to ``cal_day``)."""
-    rows = w.rows() if cal_day is None else w.rows().filter(nw.col(DAY) <= _as_date(cal_day))
-    litt = engine_sum_log_intertransaction_times(rows, customer, DAY, days)
-    return litt.reindex(ids, fill_value=0.0).to_numpy()
-
-
 def rfm_summary(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+    tx: object,
+    customer: str | None = None,
+    date: str | None = None,
     amount: str | None = None,
     observation_end: object = None,
     unit: str | float = "W",
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    timezone: str = "UTC",
     litt: bool = False,
 ) -> pd.DataFrame:
     """Summarise a transaction log into an RFM frame (frequency, recency, T, monetary value).
@@ -475,7 +194,7 @@ def rfm_summary(
 
     Parameters
     ----------
-    tx : pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow (any narwhals) frame
+    tx : TransactionLog, pandas.DataFrame, or a polars, DuckDB, Dask, pyarrow frame
         One row per transaction. Never modified. Frames of other engines, lazy ones
         included, are summarised by their own engine; only the per-customer result is
         collected (see the module docstring). There, string dates are parsed by the
@@ -501,13 +220,20 @@ def rfm_summary(
     date_format : str, optional
         strftime format for string dates (default: the format inferred from most of the
         first 1,000 values; ``"ISO8601"`` for ISO strings of varying precision).
+    timezone : str, default "UTC"
+        Zone of the calendar days: timestamps with a UTC offset or time zone are
+        converted to it first (see :class:`~clvmodels.TransactionLog`).
     litt : bool, default False
         Add ``litt``, the sum of the logs of each customer's inter-transaction times
         (between consecutive purchase days, in `unit`; 0 without repeat purchases), which
-        :class:`clvmodels.MBGCNBD` and :class:`clvmodels.BGCNBD` need
+        :class:`clvmodels.MBGCNBD`, :class:`clvmodels.BGCNBD` and
+        :class:`clvmodels.bayes.ParetoGGG` need
         (:func:`clvmodels.regularity.sum_log_intertransaction_times`; other engines
         compute it with one window function, where their narwhals backend has one, else
         NotImplementedError).
+
+    With a :class:`~clvmodels.TransactionLog` as `tx`, the columns and the rules
+    (`allow_returns`, `date_format`, `timezone`) are the log's; `amount` defaults to it.
 
     Returns
     -------
@@ -540,25 +266,21 @@ def rfm_summary(
     2           0      0.0  2.0             0.0
     """
     days = unit_days(unit)
-    checks = dict(allow_returns=allow_returns, date_format=date_format)
-    w = log_window(tx, customer, date, amount, observation_end, **checks)
-    if isinstance(w, Daily):  # the vectorised numpy path (see module docstring)
-        stats = per_customer(w.codes, w.day, w.amount, len(w.ids))
-        ids = w.ids
-    else:  # any other engine, in that engine
-        ids, stats, _ = _engine_stats(w, customer, None, amount is not None)
+    log = as_log(tx, customer, date, amount, observation_end=observation_end,
+                 allow_returns=allow_returns, date_format=date_format,
+                 timezone=timezone)  # fmt: skip
+    w = log.window(observation_end)
+    ids, stats, _ = w.customer_stats()
     out = pd.DataFrame(_rfm_frame(stats, w.end_day, days), index=ids)
-    if litt and isinstance(w, Daily):
-        out["litt"] = sum_log_intertransaction_times(w.codes, w.day, len(w.ids), days)
-    elif litt:
-        out["litt"] = _engine_litt(w, customer, ids, days)
-    return out
+    if litt:
+        out["litt"] = w.litt(days).reindex(out.index, fill_value=0.0).to_numpy()
+    return _with_unit(out, unit)
 
 
 def calibration_holdout(
-    tx: pd.DataFrame,
-    customer: str,
-    date: str,
+    tx: object,
+    customer: str | None = None,
+    date: str | None = None,
     amount: str | None = None,
     calibration_end: object = None,
     observation_end: object = None,
@@ -566,6 +288,7 @@ def calibration_holdout(
     *,
     allow_returns: bool = False,
     date_format: str | None = None,
+    timezone: str = "UTC",
     litt: bool = False,
 ) -> pd.DataFrame:
     """RFM frame for a calibration period plus what each customer did in the holdout.
@@ -578,8 +301,8 @@ def calibration_holdout(
 
     Parameters
     ----------
-    tx, customer, date, amount, unit, allow_returns, date_format
-        As in :func:`rfm_summary`.
+    tx, customer, date, amount, unit, allow_returns, date_format, timezone
+        As in :func:`rfm_summary` (a :class:`~clvmodels.TransactionLog` too).
     litt : bool, default False
         Add ``litt`` of the calibration period (see :func:`rfm_summary`), after the
         calibration columns.
@@ -627,28 +350,17 @@ def calibration_holdout(
     if calibration_end is None:
         raise TypeError("calibration_holdout() missing required argument 'calibration_end'")
     days = unit_days(unit)
-    checks = dict(allow_returns=allow_returns, date_format=date_format)
-    w = log_window(tx, customer, date, amount, observation_end, **checks)
+    log = as_log(tx, customer, date, amount, observation_end=observation_end,
+                 allow_returns=allow_returns, date_format=date_format,
+                 timezone=timezone)  # fmt: skip
+    w = log.window(observation_end)
     cal_day = _day_number(parse_cutoff(calibration_end, "calibration_end", w.tz))
-    error = _calibration_errors(date, cal_day, w.end_day, w.first_day, w.n_rows)
+    error = _calibration_errors(log.date, cal_day, w.end_day, w.first_day, w.n_rows)
     if error is not None:
         raise error
-    if isinstance(w, EngineWindow):  # any other engine, in that engine
-        ids, cal, hold = _engine_stats(w, customer, cal_day, amount is not None)
-        out = _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
-        if litt:
-            out.insert(out.columns.get_loc("frequency_holdout"), "litt",
-                       _engine_litt(w, customer, out.index, days, cal_day))
-        return out
-    in_cal = w.day <= cal_day
-    n = len(w.ids)
-    periods = []
-    for rows in (in_cal, ~in_cal):
-        amounts = w.amount[rows] if w.amount is not None else None
-        periods.append(per_customer(w.codes[rows], w.day[rows], amounts, n))
-    out = _holdout_frame(w.ids, *periods, cal_day, w.end_day, days)
+    ids, cal, hold = w.customer_stats(cal_day)
+    out = _holdout_frame(ids, cal, hold, cal_day, w.end_day, days)
     if litt:
-        values = sum_log_intertransaction_times(w.codes[in_cal], w.day[in_cal], n, days)
-        out.insert(out.columns.get_loc("frequency_holdout"), "litt",
-                   values[periods[0]["n_days"] > 0])
-    return out
+        values = w.litt(days, cal_day).reindex(out.index, fill_value=0.0).to_numpy()
+        out.insert(out.columns.get_loc("frequency_holdout"), "litt", values)
+    return _with_unit(out, unit)

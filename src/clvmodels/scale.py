@@ -42,16 +42,13 @@ from ._validate import check_columns, to_narwhals, validate_rfm
 from .clv import customer_lifetime_value
 from .errors import DataError
 from .models._base import compress_rows, unique_rows
+from .reader import CSV_MISSING
 from .rfm import calibration_holdout, rfm_summary
 
 __all__ = ["compress", "read_transactions", "rfm_from_file", "score", "score_dask"]
 
 CHUNK_ROWS = 500_000
 _PARQUET = {".parquet", ".pq", ".parq"}
-# the CSV markers of a missing value: those of pandas.read_csv (its default na_values)
-CSV_MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-               "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
-               "null")  # fmt: skip
 
 
 # --- files through DuckDB -----------------------------------------------------------------
@@ -67,6 +64,10 @@ def read_transactions(
     text_columns: tuple[str, ...] | list[str] = (),
 ):
     """A lazy DuckDB relation over a Parquet or CSV transaction log (nothing is read yet).
+
+    The raw columns as DuckDB types them, for :func:`rfm_from_file` and directories or
+    globs of Parquet files; :func:`clvmodels.read_transactions` is the checked reader
+    (content sniffing, dialect, ids as text, the data rules) that the commands use.
 
     Parameters
     ----------
