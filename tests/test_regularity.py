@@ -100,14 +100,16 @@ def test_litt_on_other_engines(engine):
 
 
 def _erlang_log(k: float, n: int, seed: int) -> pd.DataFrame:
-    """Customers with Gamma(k) inter-purchase times (rates spread over two orders)."""
+    """Customers with Gamma(k) inter-purchase times (rates spread over two orders); the
+    last purchase of all is on 2020-01-01, so that none is in the future."""
     rng = np.random.default_rng(seed)
     rate = rng.gamma(2.0, 1 / 40.0, n)  # per day: mean gap k / rate days
     gaps = rng.gamma(k, 1.0 / rate[:, None], (n, 4))
     days = np.concatenate([np.zeros((n, 1)), np.cumsum(np.maximum(gaps, 1.0), axis=1)], axis=1)
     return pd.DataFrame({
         "id": np.repeat(np.arange(n), 5),
-        "date": pd.Timestamp("2020-01-01") + pd.to_timedelta(np.round(days).ravel(), "D"),
+        "date": pd.Timestamp("2020-01-01")
+        + pd.to_timedelta(np.round(days - days.max()).ravel(), "D"),
     })
 
 

@@ -141,7 +141,8 @@ def _wheat_morrison(m: np.ndarray) -> float:
 
 
 def estimate_regularity(
-    tx: pd.DataFrame, customer: str, date: str, *, observation_end: object = None
+    tx: object, customer: str | None = None, date: str | None = None, *,
+    observation_end: object = None,
 ) -> RegularityEstimate:
     """Wheat & Morrison's (1990) estimate of the regularity k of inter-transaction times.
 
@@ -154,10 +155,11 @@ def estimate_regularity(
 
     Parameters
     ----------
-    tx : pandas.DataFrame
+    tx : pandas.DataFrame or TransactionLog
         Transaction log, one row per transaction (checked as by :func:`clvmodels.rfm_summary`).
-    customer, date : str
-        Columns of the customer id and the transaction date.
+    customer, date : str, optional
+        Columns of the customer id and the transaction date (from the log if it is a
+        :class:`~clvmodels.TransactionLog`).
     observation_end : date-like, optional
         Last day used (inclusive); default the last transaction day.
 
@@ -167,14 +169,15 @@ def estimate_regularity(
         ``k``, ``n_customers`` (customers with two inter-transaction times) and ``m``
         (their ratios, for :func:`clvmodels.plotting.plot_regularity`).
     """
-    from .rfm import prepare
+    from .log import Daily, as_log  # log.py computes litt with this module
 
-    if not isinstance(tx, pd.DataFrame):
+    log = as_log(tx, customer, date, observation_end=observation_end)
+    w = log.window(observation_end)
+    if not isinstance(w, Daily):
         raise NotImplementedError(
             f"estimate_regularity reads a pandas DataFrame; got {type(tx).__module__}."
             f"{type(tx).__name__}: convert it first (e.g. .to_pandas() or .df())"
         )
-    w = prepare(tx, customer, date, None, observation_end)
     c, gap = _gaps(w.codes, w.day)
     last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # each customer's last gap
     second = last[(last > 0) & (c[np.maximum(last - 1, 0)] == c[last])]
