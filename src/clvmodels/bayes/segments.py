@@ -114,7 +114,9 @@ SIGMA_LOG_SD = 0.8
 SHARED_SIGMA = "segment_sigma"  # the one spread of ``spread="shared"``
 AUTO_MIN_CUSTOMERS = 50  # segments smaller than this do not enter the pilot estimates
 AUTO_MAX_SE = 1.0  # pilot estimates less precise than this (log scale) are not used
-AUTO_SPREAD_FRACTION = 0.5  # "auto" balances the forms at half the pilot spread
+AUTO_SPREAD_FRACTION = 0.5  # "auto" balances the forms at half the pilot spread ...
+# ... but not below the 5% quantile of the spread's default prior (about 0.054)
+AUTO_SPREAD_FLOOR = float(SIGMA_MEDIAN * np.exp(-1.645 * SIGMA_LOG_SD))
 _SQRT_HALF = np.sqrt(0.5)
 
 
@@ -124,6 +126,10 @@ class SegmentMixin(BayesModel):
     #: pairs of parameters whose population is put on rotated log coordinates
     pairs: tuple = ()
     _nuts_defaults = {"target_accept": 0.9}
+    #: the maximum-likelihood model of the pilot fits, its columns of the data arrays
+    _mle: type
+    _columns: tuple[str, ...] = ()
+    _pilot_constants: dict = {}
 
     def __init__(
         self,
@@ -174,8 +180,8 @@ class SegmentMixin(BayesModel):
         return np.array(rows)
 
     def _settings(self) -> dict:
-        def plain(form):
-            return form if isinstance(form, str) else [bool(v) for v in form]
+        def plain(form):  # JSON-safe: a name or a number
+            return form if isinstance(form, str) else float(form)
 
         par = self.parametrization
         par = {k: plain(v) for k, v in par.items()} if isinstance(par, dict) else plain(par)
@@ -260,6 +266,8 @@ class SegmentMixin(BayesModel):
             if w[rows].sum() < AUTO_MIN_CUSTOMERS:
                 continue
             frame = pd.DataFrame({c: col[rows] for c, col in zip(self._columns, cols, strict=True)})
+            for c, value in self._pilot_constants.items():  # columns the spend model ignores
+                frame[c] = value
             try:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore")
@@ -292,7 +300,7 @@ class SegmentMixin(BayesModel):
         excess = np.clip(excess, 0.0, None)
         spread = np.sqrt(excess.mean() if self.spread == "shared" else excess)
         self.pilot_spread_ = pd.Series(np.broadcast_to(spread, len(names)), index=names)
-        target = AUTO_SPREAD_FRACTION * spread
+        target = np.maximum(AUTO_SPREAD_FRACTION * spread, AUTO_SPREAD_FLOOR)
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(target > 0, target**2 / (target**2 + se_typical**2), 0.0)
         return pd.Series(np.round(lam, 2), index=names)
@@ -476,8 +484,10 @@ class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
         One spread of the segments for all parameters, or one per parameter.
     """
 
+    pairs = (("p", "v"),)
     _mle = MLEGammaGamma
     _columns = ("frequency", "monetary_value")
+    _pilot_constants = {"recency": 1.0, "T": 1.0}  # validated by the MLE, not used
 
 
 def simulate_segments(
