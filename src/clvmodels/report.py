@@ -37,6 +37,7 @@ from ._aggregate import customer_segments as _customer_segments
 from ._aggregate import log_totals
 from ._validate import column_names
 from .errors import DataError
+from .escaping import sanitize
 from .rfm import log_window
 
 __all__ = [
@@ -348,7 +349,7 @@ def _export_html(nb, show_code: bool) -> str:
         embed_images=True,
     )
     html, _ = exporter.from_notebook_node(nb)
-    return html
+    return sanitize(html)  # a guard: values from the user's file are escaped in the notebook
 
 
 def _kernel_manager_class():
