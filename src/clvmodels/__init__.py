@@ -6,10 +6,12 @@ formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
 CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
 a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
-are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report` (untrusted
+values escaped by :mod:`clvmodels.escaping`); :mod:`clvmodels.intervals` gives HDIs and
+delta-method intervals.
 """
 
-from . import datasets
+from . import datasets, escaping, intervals
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
@@ -43,9 +45,11 @@ __all__ = [
     "compare",
     "customer_lifetime_value",
     "datasets",
+    "escaping",
     "formula_clv",
     "formula_holdout",
     "holdout_predictions",
+    "intervals",
     "naive_holdout",
     "repeat_purchases_over_time",
     "rfm_summary",
