@@ -36,9 +36,9 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 DIVERGENCES_MAX = 0
 
-_FLAGS = {
-    "python": {"draws": "draws=", "tune": "tune=", "chains": "chains=", "method": "method="},
-    "cli": {"draws": "--draws", "tune": "--tune", "chains": "--chains", "method": "--draws"},
+_FLAGS = {  # how a setting and its value are written by the caller
+    "python": {"draws": "draws={}", "tune": "tune={}", "chains": "chains={}"},
+    "cli": {"draws": "--draws {}", "tune": "--tune {}", "chains": "--chains {}"},
 }
 
 
@@ -87,13 +87,11 @@ class Convergence:
         if self.passed:
             return ""
         if self.method != "nuts":
-            if caller == "cli":
-                return "Sample the posterior with NUTS (the default) instead."
-            return f"Sample with {flag['method']}'nuts' (the default) for a posterior to rely on."
+            return "Sample the posterior with NUTS (method='nuts', the default) instead."
         more = max(2 * self.draws, 1000)
-        steps = [f"draw more ({flag['draws']} {more}, {flag['tune']} {more})"]
+        steps = [f"draw more ({flag['draws'].format(more)}, {flag['tune'].format(more)})"]
         if self.chains < 2:
-            steps.append(f"run at least 2 chains ({flag['chains']} 4)")
+            steps.append(f"run at least 2 chains ({flag['chains'].format(4)})")
         if self.divergences:
             steps.append("check the data (e.g. segments with very few customers)")
         return "; ".join(steps).capitalize() + "."
