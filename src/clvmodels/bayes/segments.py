@@ -59,8 +59,11 @@ down a ratio of each BG/NBD pair much better than the pair itself: the mean purc
 ``a_b_u``, ``a_b_v``); the centres' priors are the rotated priors of the two logs (an
 orthonormal rotation turns an isotropic normal into itself). A special case of the
 bivariate lognormal population of Abe (2009), *Counting your customers one by one*,
-Marketing Science 28(3), eq. 3. ``population="independent"`` uses each parameter's log
-(coordinates ``r``, ``alpha``, ...; hyperparameters ``r_log_mu``, ...).
+Marketing Science 28(3), eq. 3. :class:`SegmentGammaGamma` has the log of ``q`` and the
+rotated pair (``p``, ``v``) (``p_v_u``, ``p_v_v``): the maximum-likelihood estimates of
+``log p`` and ``log v`` correlate at -0.97 on CDNOW, the product ``p v`` (the scale of the
+spend) being what the data pin down. ``population="independent"`` uses each parameter's
+log (coordinates ``r``, ``alpha``, ...; hyperparameters ``r_log_mu``, ...).
 
 Parametrization. Each coordinate's deviations are sampled as
 :math:`d = \sigma^{1-\lambda} t`, :math:`t \sim \text{ZeroSumNormal}(\sigma^\lambda)`:
@@ -76,7 +79,9 @@ their standard errors; :math:`se_c` is their median over segments and
 :math:`\tilde\sigma` half the method-of-moments spread (the root of the mean over
 coordinates of the variance of the estimates minus their mean squared standard error),
 half because the posterior of :math:`\sigma` reaches well below that estimate and the
-centred form's trouble is at small :math:`\sigma`. ``"centered"``, ``"non_centered"``, a
+centred form's trouble is at small :math:`\sigma`, but not below the prior's 5% quantile
+(0.054: where segments hardly differ the pilot spread is 0, yet the posterior keeps
+:math:`\sigma` near its prior's lower range). ``"centered"``, ``"non_centered"``, a
 number in [0, 1], or a dict of these by coordinate (``{"a_b_v": "non_centered"}``) fix
 it; the weights are kept in ``centering_``, the pilot spread in ``pilot_spread_``. The
 posterior is the same; only the sampler's efficiency differs. NUTS runs with
@@ -416,10 +421,10 @@ class SegmentMixin(BayesModel):
         return out.reindex(order)
 
     def population_params(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
-        """Posterior of the population: ``<parameter>_median`` (the median segment value,
-        ``exp`` of the population centre of its log) per parameter, and the spread
-        (``..._sigma``, of the log values or of the rotated coordinates) per population
-        coordinate."""
+        """Posterior of the population: ``<parameter>_median`` (the average segment's
+        value, ``exp`` of the segments' average log, rotated back from the coordinates)
+        per parameter, and the spread (``segment_sigma``, or ``..._sigma`` per coordinate
+        with ``spread="per_coordinate"``) of the segments on the log scale."""
         from ._predict import hdi_of_sorted
 
         post = self._check_fitted().posterior
