@@ -254,9 +254,11 @@ def test_segment_model_log_density_pairs(rfm, parametrization):
 
 def test_auto_centering_from_pilot_fits():
     """"auto": each coordinate's weight of the centred form is s^2 / (s^2 + se^2) at half
-    the pilot spread s and the median standard error se of the segments' maximum-likelihood
-    fits: near 1 for coordinates the segments' data pin down (large segments that differ),
-    0 where the segments do not differ."""
+    the pilot spread s (at least the spread prior's 5% quantile) and the median standard
+    error se of the segments' maximum-likelihood fits: near 1 for coordinates the segments'
+    data pin down (large segments that differ), smaller where the segments do not differ."""
+    from clvmodels.bayes import segments
+
     pop = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
     differ, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.7, random_state=1)
     alike, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.0, random_state=1)
@@ -271,12 +273,13 @@ def test_auto_centering_from_pilot_fits():
         est, se = m._pilot(codes, np.ones(len(codes)), 3, cols)
         excess = np.clip(est.var(axis=0, ddof=1) - (se**2).mean(axis=0), 0, None)
         assert spread == pytest.approx(np.sqrt(excess.mean()))
-        target = (spread / 2) ** 2
+        target = max(spread / 2, segments.AUTO_SPREAD_FLOOR) ** 2  # the prior's 5% quantile
         np.testing.assert_allclose(
             lam[name], np.round(target / (target + np.median(se, axis=0) ** 2), 2)
         )
     assert lam["differ"]["r_alpha_u"] > 0.9 and lam["differ"]["a_b_u"] > 0.9
-    assert (lam["alike"] < 0.5).all()
+    assert (lam["alike"] <= lam["differ"]).all() and lam["alike"]["a_b_v"] < 0.1
+    assert segments.AUTO_SPREAD_FLOOR == pytest.approx(0.2 * np.exp(-1.645 * 0.8))
     one = bayes.SegmentBGNBD(segment="segment", spread="per_coordinate")
     one._set_groups(codes, np.ones(len(codes)), 3, cols)
     assert one.pilot_spread_.nunique() > 1  # a spread per coordinate
