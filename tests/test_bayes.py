@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-import warnings
 
 import arviz as az
 import numpy as np
@@ -17,7 +16,7 @@ from scipy import stats
 from clvmodels import bayes
 from clvmodels.bayes import _predict, _sampling
 from clvmodels.clv import customer_lifetime_value as mle_clv
-from clvmodels.errors import DataError, NotFittedError, StatisticalWarning
+from clvmodels.errors import DataError, NotFittedError
 from clvmodels.models import bgnbd, gammagamma
 from clvmodels.models.bgnbd import BGNBD as MLEBGNBD
 from clvmodels.models.gammagamma import GammaGamma as MLEGammaGamma
@@ -116,8 +115,10 @@ def test_gammagamma_twin(rfm):
             np.testing.assert_allclose(_pt_eval(gammagamma.loglik, p, d), ref, rtol=1e-8)
 
 
-def _model_logp(m, frame, point, **fit_kw):
-    """log posterior density of the PyMC model m builds on ``frame`` at ``point``."""
+def _model_logp(m, frame, point, return_model=False, **fit_kw):
+    """log posterior density of the PyMC model m builds on ``frame`` at ``point`` (with
+    ``return_model``: the compiled function of a point instead of its value, and the
+    model)."""
     from clvmodels.models._base import compress_rows
 
     rows = m._fit_rows(frame)
@@ -127,9 +128,13 @@ def _model_logp(m, frame, point, **fit_kw):
     specs = m._prior_specs(unique[1:], w)
     model, key, shared = m._build(unique[1:], w, unique[0].astype(np.int64), n_groups, specs)
     ip = model.initial_point()
+    f = model.compile_logp(jacobian=False)
+    if return_model:
+        return (lambda p: f({**ip, **{k: np.asarray(v, float) for k, v in p.items()}})), \
+            specs, key, shared, model
     for name, value in point.items():
         ip[name] = np.asarray(value, dtype=float)
-    return model.compile_logp(jacobian=False)(ip), specs, key, shared
+    return f(ip), specs, key, shared
 
 
 def test_bgnbd_model_is_weighted_sum_of_numpy_loglik(rfm):
@@ -166,69 +171,70 @@ def test_gammagamma_model_uses_repeat_buyers(rfm):
     assert loglik == pytest.approx(-4055.92, abs=0.5)
 
 
-def _segment_logp_check(rfm, m, z, logs_of):
+def _segment_logp_check(rfm, m, dev, logs_of):
     """The model's log density at a point against one computed here: each customer's
-    loglik at its own segment's parameters, plus the (hyper)priors; ``z`` gives each
-    population coordinate's standardised values in the two segments, ``logs_of`` turns
-    the coordinate values into the four logs. Centred entries carry the Jacobian of
-    z -> coordinate, so the density is in z for either form."""
+    loglik at its own segment's parameters, plus the (hyper)priors. ``dev`` gives each
+    population coordinate's deviations of the two segments from their average (summing
+    to zero), ``logs_of`` turns the coordinate values into the four logs. A coordinate
+    sampled with weight ``lam`` of the centred form has ``t = dev / sigma^(1 - lam)``
+    with density ZeroSumNormal(sigma^lam); dividing by the Jacobian ``sigma^(1 - lam)``
+    per free dimension makes it a density of the deviations, the same for every ``lam``."""
+    import pytensor.tensor as pt
+
     frame = rfm.assign(seg=np.where(rfm["T"] > 35, "early", "late"))
     codes = (frame["seg"] == "late").to_numpy().astype(int)
-    m._set_groups(codes, np.ones(len(codes)), 2)
     sig = 0.2
-    mu = {c: 0.1 * i - 0.3 for i, c in enumerate(z)}
-    # hyperparameter names: "r_log_mu" for a parameter's log, "r_alpha_u_mu" for a pair's
-    stem = {c: f"{c}_log" if c in BG_MLE else c for c in z}
-    point, jacobian, value = {}, 0.0, {}
-    for c in z:
-        mu_name, sigma_name = f"{stem[c]}_mu", f"{stem[c]}_sigma"
-        point[mu_name] = mu[c]
-        point[f"{sigma_name}_log__"] = np.log(sig)
-        cen = m.centered_[c].to_numpy()
-        value[c] = mu[c] + sig * np.array(z[c])
-        if (~cen).any():
-            point[f"{c}_z"] = np.array(z[c])[~cen]
-        if cen.any():
-            point[f"{c}_log" if c in BG_MLE else c] = value[c][cen]
-            jacobian += cen.sum() * np.log(sig)
-    logp, specs, key, shared = _model_logp(m, frame, point)
-    logp += jacobian
+    centre = {c: 0.1 * i - 0.3 for i, c in enumerate(dev)}
+    stem = {c: f"{c}_log" if c in BG_MLE else c for c in dev}
+    value, point, jacobian = {}, {}, 0.0
+    model_logp, specs, key, shared, model = _model_logp(m, frame, {}, return_model=True)
+    for c in dev:
+        point[f"{stem[c]}_mu"] = centre[c]
+        lam = float(m.centering_[c])
+        value[c] = centre[c] + np.array(dev[c])
+        t = np.array(dev[c]) / sig ** (1 - lam)
+        rv = model[f"{c}_t"]
+        point[f"{c}_t_zerosum__"] = model.rvs_to_transforms[rv].forward(pt.as_tensor(t)).eval()
+        jacobian -= np.log(sig ** (1 - lam))  # one free dimension (two segments)
+    point["segment_sigma_log__"] = np.log(sig)
+    logp = model_logp(point) + jacobian
     theta = {k: np.exp(v)[codes] for k, v in logs_of(value).items()}
     data = [frame[c].to_numpy(float) for c in ("frequency", "recency", "T")]
     expected = bgnbd.loglik(*(theta[k] for k in BG_MLE), *data).sum()
-    for c in z:
-        mu_name, sigma_name = f"{stem[c]}_mu", f"{stem[c]}_sigma"
-        s = specs[mu_name][1]
-        expected += stats.norm(s["mu"], s["sigma"]).logpdf(mu[c])
-        expected += stats.halfnorm(scale=specs[sigma_name][1]["sigma"]).logpdf(sig)
-        expected += stats.norm().logpdf(z[c]).sum()
+    s = specs["segment_sigma"][1]
+    expected += stats.lognorm(s=s["sigma"], scale=np.exp(s["mu"])).logpdf(sig)
+    for c in dev:
+        s = specs[f"{stem[c]}_mu"][1]
+        expected += stats.norm(s["mu"], s["sigma"]).logpdf(centre[c])
+        # ZeroSumNormal(sigma) of two values (d, -d): one free normal dimension
+        expected += stats.norm(0, sig).logpdf(dev[c][0]) - 0.5 * dev[c][0] ** 2 / sig**2
     assert logp == pytest.approx(expected, rel=1e-10)
     assert shared["data_segment"].max() == 1
     return specs
 
 
 @pytest.mark.parametrize(
-    "parametrization", ["non_centered", {"a": "centered", "b": [True, False]}, "centered"]
+    "parametrization", ["non_centered", {"a": 0.5, "b": "centered"}, "centered"]
 )
 def test_segment_model_log_density_independent_logs(rfm, parametrization):
-    """Independent logs: the centred and non-centred forms give the same model."""
+    """Independent logs: the centred, partly and non-centred forms give the same model."""
     m = bayes.SegmentBGNBD(
         segment="seg", parametrization=parametrization, population="independent"
     )
-    z = {"r": [0.3, -0.2], "alpha": [1.0, 0.0], "a": [-0.5, 0.5], "b": [0.0, 2.0]}
-    _segment_logp_check(rfm, m, z, lambda v: v)
+    dev = {"r": [0.3, -0.3], "alpha": [0.1, -0.1], "a": [-0.5, 0.5], "b": [0.0, 0.0]}
+    _segment_logp_check(rfm, m, dev, lambda v: v)
 
 
 @pytest.mark.parametrize(
     "parametrization",
-    ["auto", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": [False, True]}],
+    ["auto", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": 0.3}],
 )
 def test_segment_model_log_density_pairs(rfm, parametrization):
     """Pairs population: log r = (v + u)/sqrt 2, log alpha = (v - u)/sqrt 2 (and a, b);
     the centre's prior is the rotated prior of the two logs."""
     m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
-    z = {"r_alpha_u": [0.3, -0.2], "r_alpha_v": [1.0, 0.0], "a_b_u": [-0.5, 0.5],
-         "a_b_v": [0.0, 2.0]}
+    dev = {"r_alpha_u": [0.3, -0.3], "r_alpha_v": [0.2, -0.2], "a_b_u": [-0.5, 0.5],
+           "a_b_v": [0.05, -0.05]}
 
     def logs_of(v):
         h = np.sqrt(0.5)
@@ -236,25 +242,58 @@ def test_segment_model_log_density_pairs(rfm, parametrization):
                 "alpha": h * (v["r_alpha_v"] - v["r_alpha_u"]),
                 "a": h * (v["a_b_v"] + v["a_b_u"]), "b": h * (v["a_b_v"] - v["a_b_u"])}
 
-    specs = _segment_logp_check(rfm, m, z, logs_of)
+    specs = _segment_logp_check(rfm, m, dev, logs_of)
     base = bayes.BGNBD()._prior_specs(list(m._data(rfm)), np.ones(len(rfm)))
     m_r, m_alpha = base["r"][1]["mu"], base["alpha"][1]["mu"]
     assert specs["r_alpha_u_mu"][1]["mu"] == pytest.approx((m_r - m_alpha) * np.sqrt(0.5))
     assert specs["r_alpha_v_mu"][1]["mu"] == pytest.approx((m_r + m_alpha) * np.sqrt(0.5))
     assert specs["r_alpha_v_mu"][1]["sigma"] == pytest.approx(2.0)
-    if parametrization == "auto":  # u centred in segments of at least 500 customers
-        n_late = int((rfm["T"] <= 35).sum())
-        expected = [len(rfm) - n_late >= 500, n_late >= 500]
-        assert m.centered_["r_alpha_u"].tolist() == expected
-        assert m.centered_["a_b_u"].tolist() == expected
-        assert not m.centered_[["r_alpha_v", "a_b_v"]].to_numpy().any()
+    assert specs["segment_sigma"] == ("LogNormal", {"mu": pytest.approx(np.log(0.2)),
+                                                    "sigma": 0.8})
+
+
+def test_auto_centering_from_pilot_fits():
+    """"auto": each coordinate's weight of the centred form is s^2 / (s^2 + se^2) at half
+    the pilot spread s (at least the spread prior's 5% quantile) and the median standard
+    error se of the segments' maximum-likelihood fits: near 1 for coordinates the segments'
+    data pin down (large segments that differ), smaller where the segments do not differ."""
+    from clvmodels.bayes import segments
+
+    pop = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+    differ, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.7, random_state=1)
+    alike, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.0, random_state=1)
+    m = bayes.SegmentBGNBD(segment="segment")
+    lam = {}
+    for name, rfm in (("differ", differ), ("alike", alike)):
+        cols = m._data(rfm)
+        codes = rfm["segment"].to_numpy()
+        m._set_groups(codes, np.ones(len(codes)), 3, cols)
+        lam[name] = m.centering_.copy()
+        spread = m.pilot_spread_.iloc[0]
+        est, se = m._pilot(codes, np.ones(len(codes)), 3, cols)
+        excess = np.clip(est.var(axis=0, ddof=1) - (se**2).mean(axis=0), 0, None)
+        assert spread == pytest.approx(np.sqrt(excess.mean()))
+        target = max(spread / 2, segments.AUTO_SPREAD_FLOOR) ** 2  # the prior's 5% quantile
+        np.testing.assert_allclose(
+            lam[name], np.round(target / (target + np.median(se, axis=0) ** 2), 2)
+        )
+    assert lam["differ"]["r_alpha_u"] > 0.9 and lam["differ"]["a_b_u"] > 0.9
+    assert (lam["alike"] <= lam["differ"]).all() and lam["alike"]["a_b_v"] < 0.1
+    assert segments.AUTO_SPREAD_FLOOR == pytest.approx(0.2 * np.exp(-1.645 * 0.8))
+    one = bayes.SegmentBGNBD(segment="segment", spread="per_coordinate")
+    one._set_groups(codes, np.ones(len(codes)), 3, cols)
+    assert one.pilot_spread_.nunique() > 1  # a spread per coordinate
 
 
 def test_parametrization_errors():
     with pytest.raises(ValueError, match="parametrization must be"):
         bayes.SegmentBGNBD(parametrization="funnel")._set_groups(np.zeros(3, int), None, 2)
-    with pytest.raises(ValueError, match="one boolean per segment"):
+    with pytest.raises(ValueError, match=r"weight of the centred form in \[0, 1\]"):
         bayes.SegmentBGNBD(parametrization=[True])._set_groups(np.zeros(3, int), None, 2)
+    with pytest.raises(ValueError, match="parametrization must be"):
+        bayes.SegmentBGNBD(parametrization=1.5)._set_groups(np.zeros(3, int), None, 2)
+    with pytest.raises(ValueError, match="spread must be"):
+        bayes.SegmentBGNBD(spread="pooled")
     with pytest.raises(ValueError, match="unknown parameter"):
         bayes.SegmentBGNBD(parametrization={"p": "centered"})._set_groups(None, None, 2)
     with pytest.raises(ValueError, match="unknown parameter.*r_alpha_u"):
@@ -288,15 +327,17 @@ def test_priors_override_and_errors(rfm):
             [x, t_x, T], np.ones(len(x))
         )
     seg = bayes.SegmentBGNBD(
-        priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})}, population="independent"
+        priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})},
+        population="independent",
+        spread="per_coordinate",
     )
     specs = seg._prior_specs([x, t_x, T], np.ones(len(x)))
     assert specs["b_log_sigma"] == ("HalfNormal", {"sigma": 0.1})
-    assert specs["r_log_sigma"] == ("HalfNormal", {"sigma": 0.5})
-    seg = bayes.SegmentBGNBD(priors={"a_b_v_sigma": ("HalfNormal", {"sigma": 0.1})})
+    assert specs["r_log_sigma"][0] == "LogNormal"
+    seg = bayes.SegmentBGNBD(priors={"segment_sigma": ("HalfNormal", {"sigma": 0.1})})
     specs = seg._prior_specs([x, t_x, T], np.ones(len(x)))
-    assert specs["a_b_v_sigma"] == ("HalfNormal", {"sigma": 0.1})
-    assert specs["a_b_u_sigma"] == ("HalfNormal", {"sigma": 0.5})
+    assert specs["segment_sigma"] == ("HalfNormal", {"sigma": 0.1})
+    assert "a_b_u_sigma" not in specs  # one shared spread by default
     with pytest.raises(ValueError, match="no hyperparameter 'b_log_sigma'"):
         bayes.SegmentBGNBD(priors={"b_log_sigma": ("HalfNormal", {"sigma": 0.1})})._prior_specs(
             [x, t_x, T], np.ones(len(x))
@@ -440,7 +481,7 @@ def test_clv_pairs_draws_and_is_consistent(rfm):
 
 
 # ---- segments ------------------------------------------------------------------------------
-def seg_fake(labels, n_seg_draws=30, population="pairs"):
+def seg_fake(labels, n_seg_draws=30, population="pairs", spread="per_coordinate"):
     draws = around(BG_MLE, n_draws=n_seg_draws, n_seg=len(labels), spread=0.3)
     const = np.zeros((2, n_seg_draws))
     log = {k: np.log(v) for k, v in BG_MLE.items()}
@@ -453,8 +494,12 @@ def seg_fake(labels, n_seg_draws=30, population="pairs"):
             draws[f"{j}_{k}_u_mu"] = np.sqrt(0.5) * (log[j] - log[k]) + const
             draws[f"{j}_{k}_v_mu"] = np.sqrt(0.5) * (log[j] + log[k]) + const
             draws[f"{j}_{k}_u_sigma"] = draws[f"{j}_{k}_v_sigma"] = 0.3 + const
+    if spread == "shared":
+        draws = {k: v for k, v in draws.items() if not k.endswith("_sigma")}
+        draws["segment_sigma"] = 0.25 + const
     h = fake(
-        bayes.SegmentBGNBD, draws, segments=list(labels), segment="seg", population=population
+        bayes.SegmentBGNBD, draws, segments=list(labels), segment="seg", population=population,
+        spread=spread,
     )
     return h, draws
 
@@ -489,6 +534,9 @@ def test_segment_params_table():
     pop = seg_fake([10, 20], population="independent")[0].population_params()
     assert pop.loc["b_median", "mean"] == pytest.approx(BG_MLE["b"])
     assert pop.loc["b_log_sigma", "mean"] == pytest.approx(0.3)
+    pop = seg_fake([10, 20], spread="shared")[0].population_params()  # the default
+    assert list(pop.index[4:]) == ["segment_sigma"]
+    assert pop.loc["segment_sigma", "mean"] == pytest.approx(0.25)
 
 
 # ---- persistence ---------------------------------------------------------------------------
@@ -516,7 +564,9 @@ def test_save_load_keeps_priors(tmp_path):
 
 
 # ---- diagnostics and progress ------------------------------------------------------------
-def test_unconverged_chains_warn_naming_the_parameter():
+def test_unconverged_chains_fail_the_verdict_naming_the_parameter():
+    from clvmodels.bayes.convergence import verdict
+
     rng = np.random.default_rng(0)
     good = rng.normal(size=(4, 500))
     bad = rng.normal(size=(4, 500)) + np.array([0, 0, 0, 3])[:, None]
@@ -525,12 +575,25 @@ def test_unconverged_chains_warn_naming_the_parameter():
     )
     table, n_div = _sampling.diagnostics(idata, ["r", "b"])
     assert n_div == 0 and table.loc["r", "r_hat"] < 1.01
-    with pytest.warns(StatisticalWarning, match=r"R-hat > 1.01 for b \(") as rec:
-        _sampling.warn_if_unconverged("BGNBD", table, 3, 4)
-    assert "3 divergent" in str(rec[0].message) and "for r (" not in str(rec[0].message)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        _sampling.warn_if_unconverged("BGNBD", table.loc[["r"]], 0, 4)
+    c = verdict("BGNBD", "nuts", table, 3, 4, 500)
+    assert not c.passed and c.divergences == 3
+    assert c.rhat_max == pytest.approx(table.loc["b", "r_hat"]) and c.rhat_max > 1.1
+    assert "R-hat > 1.01 for b (" in c.message() and "for r (" not in c.message()
+    assert "3 divergent" in c.message()
+    ok = verdict("BGNBD", "nuts", table.loc[["r"]], 0, 4, 500)
+    assert ok.passed and ok.problems == () and ok.advice() == ""
+    assert not verdict("BGNBD", "nuts", table.loc[["r"]], 1, 4, 500).passed  # one divergence
+    one_chain = verdict("BGNBD", "nuts", table.loc[["r"]], 0, 1, 500)
+    assert not one_chain.passed and "--chains 4" in one_chain.advice("cli")
+    with pytest.raises(ValueError, match="caller must be"):
+        c.advice("R")
+
+
+def test_map_fit_has_a_failing_verdict():
+    from clvmodels.bayes.convergence import verdict
+
+    c = verdict("BGNBD", "map", None, 0, 1, 1)
+    assert not c.passed and "method='map'" in c.message() and "NUTS" in c.advice("cli")
 
 
 def test_progress_bar_policy(monkeypatch):

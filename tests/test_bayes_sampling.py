@@ -36,6 +36,32 @@ def test_quick_nutpie_fit(quick, cdnow_rfm):
     assert ep["sd"].gt(0).all()
 
 
+def test_tiny_draws_fail_the_convergence_verdict(cdnow_rfm):
+    """A fit with draws=10 cannot reach ESS 400: the verdict fails, the warning says so
+    and the advice names the keywords in Python and the flags on the command line."""
+    with pytest.warns(StatisticalWarning, match=r"BGNBD: did not converge: .*bulk ESS < 400"):
+        m = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**QUICK, "draws": 10, "tune": 20})
+    c = m.convergence_
+    assert not c.passed and not c
+    assert c.ess_bulk_min < 400 and c.chains == 2 and c.draws == 10
+    assert c.ess_bulk_min == m.diagnostics_["ess_bulk"].min()
+    assert "draws=1000" in c.advice() and "tune=1000" in c.advice()
+    assert "--draws 1000" in c.message("cli") and "draws=" not in c.message("cli")
+    assert c.to_dict()["passed"] is False
+
+
+def test_converged_fit_passes_the_verdict(quick):
+    """The 2 x 150-draw fit of the fixture: ESS >= 400 is reachable for BG/NBD on CDNOW
+    (its draws are nearly independent); the verdict agrees with the table."""
+    c = quick.convergence_
+    table = quick.diagnostics_
+    ess_ok = (table[["ess_bulk", "ess_tail"]] >= 400).all().all()
+    expected = bool((table["r_hat"] <= 1.01).all() and ess_ok and quick.n_divergent_ == 0)
+    assert c.passed is expected
+    assert c.rhat_max == pytest.approx(table["r_hat"].max())
+    assert c.ess_tail_min == pytest.approx(table["ess_tail"].min())
+
+
 def test_same_seed_same_draws(quick, cdnow_rfm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clvmodels import bayes
@@ -49,6 +50,29 @@ def test_cdnow_gammagamma_acceptance(cdnow_rfm):
     for k in ("p", "q", "v"):
         assert s.loc[k, "hdi_3%"] <= mle[k] <= s.loc[k, "hdi_97%"], k
     assert m.n_divergent_ == 0
+
+
+def test_cdnow_master_cohorts_converge_with_the_report_settings():
+    """Issue 18: the report's default segments (the CDNOW master's 3 acquisition-month
+    cohorts, calibration to 1997-09-30) and its sampling settings (2 x 500 draws after 500
+    tuning steps): both segment models pass the convergence verdict (R-hat <= 1.01, bulk
+    and tail ESS >= 400, no divergences)."""
+    import clvmodels as cm
+
+    tx = cm.datasets.cdnow_transactions()
+    kw = {"customer": "customer_id", "date": "date"}
+    cal = cm.calibration_holdout(tx, **kw, amount="amount", calibration_end="1997-09-30",
+                                 unit="W")
+    cohort = cm.acquisition_cohorts(tx, **kw, before=pd.Timestamp("1997-09-30"))
+    cal["segment"] = cohort.reindex(cal.index)
+    assert cal["segment"].nunique() == 3
+    spend = cal[(cal["frequency"] == 0) | (cal["monetary_value"] > 0)]
+    report = {"draws": 500, "tune": 500, "chains": 2, "cores": 2, "progressbar": False}
+    for cls, data in ((bayes.SegmentBGNBD, cal), (bayes.SegmentGammaGamma, spend)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", StatisticalWarning)  # no convergence warning
+            m = cls(segment="segment").fit(data, random_seed=0, **report)
+        assert m.convergence_.passed, m.convergence_.message()
 
 
 # ---- simulated segments -----------------------------------------------------------------

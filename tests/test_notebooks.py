@@ -20,7 +20,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FAST = {
     "01-quickstart": {},
     "02-formula-vs-models": {"draws": 100, "tune": 100, "chains": 2},
-    "03-bayesian-segments": {"draws": 100, "tune": 100, "chains": 2},
+    # the notebook stops on an unconverged fit: its own settings (2 x 1000 draws)
+    "03-bayesian-segments": {},
     "04-report": {"draws": 100, "tune": 100, "chains": 2},
     "07-subscriptions": {"draws": 100, "tune": 100, "chains": 2},
     "08-regular-buyers": {"grocery_csv": str(SHARED / "grocery_elog.csv")},

@@ -8,14 +8,16 @@ and discounted CLV (:func:`customer_lifetime_value`). Bayesian models live in :m
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
 a holdout period (predictions: :mod:`clvmodels.holdout`; errors, Gini, lift and decile
 calibration: :mod:`clvmodels.metrics`); figures
-are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
+are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report` (untrusted
+values escaped by :mod:`clvmodels.escaping`); :mod:`clvmodels.intervals` gives HDIs and
+delta-method intervals.
 
 A transaction log is read and checked once: :func:`read_transactions` (files) and
 :class:`TransactionLog` (frames of any engine) apply the data rules of
 :mod:`clvmodels.rules`; :func:`clvmodels.analysis.analyze` is the report's analysis.
 """
 
-from . import analysis, contractual, datasets
+from . import analysis, contractual, datasets, escaping, intervals
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
@@ -76,10 +78,12 @@ __all__ = [
     "contractual",
     "customer_lifetime_value",
     "datasets",
+    "escaping",
     "estimate_regularity",
     "formula_clv",
     "formula_holdout",
     "holdout_predictions",
+    "intervals",
     "naive_holdout",
     "normalised_gini",
     "read_transactions",

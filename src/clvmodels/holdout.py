@@ -48,6 +48,7 @@ from ._aggregate import customer_segments, first_purchase_days, repeat_purchase_
 from ._validate import column_names, rfm_arrays
 from .errors import DataError
 from .formula import formula_clv
+from .intervals import hdi
 from .log import TransactionLog
 from .rfm import frame_unit, unit_days
 
@@ -326,15 +327,6 @@ def holdout_predictions(
 
 
 # ---- segment-level estimates with intervals (forest plots) -------------------------------
-def _interval(draws: np.ndarray, prob: float) -> tuple[float, float]:
-    s = np.sort(draws)
-    k = int(np.floor(prob * len(s)))
-    if k >= len(s):
-        return float(s[0]), float(s[-1])
-    i = int(np.argmin(s[k:] - s[: len(s) - k]))
-    return float(s[i]), float(s[i + k])
-
-
 def _bayes_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int) -> np.ndarray:
     """Posterior draws of the mean of E[Y(t)] over the customers of `frame`."""
     from .bayes._base import draw_matrices
@@ -431,7 +423,7 @@ def segment_estimates(
                     draws = _mle_segment_draws(sub, part, h, n_draws, rng)
             elif _is_bayesian(model):
                 draws = _bayes_segment_draws(model, part, h, n_draws)
-            low, high = _interval(draws, interval) if draws is not None else (np.nan, np.nan)
+            low, high = hdi(draws, interval) if draws is not None else (np.nan, np.nan)
             rows.append({"mean": mean, "low": low, "high": high, "customers": int(mask.sum())})
             index.append((s, name))
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["segment", "method"]))

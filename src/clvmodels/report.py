@@ -34,6 +34,7 @@ from pathlib import Path
 from .analysis import MIN_CUSTOMERS, MIN_REPEAT_BUYERS, choose_split, default_calibration_end
 from .analysis import open_log as _open_log
 from .errors import DataError
+from .escaping import sanitize
 
 __all__ = [
     "MIN_CUSTOMERS",
@@ -151,7 +152,7 @@ def _export_html(nb, show_code: bool) -> str:
         embed_images=True,
     )
     html, _ = exporter.from_notebook_node(nb)
-    return html
+    return sanitize(html)  # a guard: values from the user's file are escaped in the notebook
 
 
 def _kernel_manager_class():

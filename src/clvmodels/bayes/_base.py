@@ -25,10 +25,10 @@ above; ``backend=`` overrides.
 nutpie adapts a low-rank-modified mass matrix by default. ``method="map"`` stores the
 posterior mode as one draw (no uncertainty: a quick look), ``method="advi"`` a mean-field
 ADVI approximation started at the mode (``chains * draws`` draws in one chain). The same
-``random_seed`` gives identical draws. After NUTS, R-hat, bulk ESS and divergences are
-checked (table in ``diagnostics_``) and a :class:`~clvmodels.errors.StatisticalWarning`
-names each parameter with R-hat > 1.01 or bulk ESS < 400, and counts divergent
-transitions.
+``random_seed`` gives identical draws. After NUTS, R-hat, bulk and tail ESS and divergences
+are checked (table in ``diagnostics_``); the verdict is ``convergence_``
+(:mod:`clvmodels.bayes.convergence`: R-hat <= 1.01, ESS >= 400, no divergences), and a
+fit that fails it warns (:class:`~clvmodels.errors.StatisticalWarning`) naming what failed.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .._math import pytensor_ops
 from ..errors import DataError, NotFittedError, StatisticalWarning
 from ..models._base import MLEModel, compress_rows, unique_rows
 from . import _predict, _sampling
+from .convergence import verdict
 
 _FORMAT_VERSION = 1
 # SegmentBGNBD on the CDNOW master (9,366 distinct rows, 9 segments): 60 s with "c",
@@ -99,6 +100,8 @@ class BayesModel:
     # to ``_ll`` as ``counts=`` after evaluation once per distinct (segment, value)
     _count_terms: ClassVar[Callable | None] = None
     segment: str | None = None
+    # NUTS settings of the model (``fit(**sampler_kwargs)`` overrides them)
+    _nuts_defaults: ClassVar[dict] = {}
 
     def __init__(self, *, priors: dict[str, PriorSpec] | None = None):
         self.priors = priors
@@ -136,8 +139,9 @@ class BayesModel:
     def _var_names(self) -> list[str]:
         return list(self.param_names)
 
-    def _set_groups(self, codes: np.ndarray, w: np.ndarray, n_groups: int) -> tuple:
-        """Hook before the model is built; returns what the model structure depends on."""
+    def _set_groups(self, codes: np.ndarray, w: np.ndarray, n_groups: int, cols=None) -> tuple:
+        """Hook before the model is built (``cols``: the fitted data columns); returns what
+        the model structure depends on."""
         return (n_groups,)
 
     _check_names = _var_names
@@ -169,7 +173,7 @@ class BayesModel:
                 name, **{k: data(f"prior_{name}_{k}", v) for k, v in args.items()}
             )
 
-        key.append(self._set_groups(codes, w, n_groups))
+        key.append(self._set_groups(codes, w, n_groups, cols))
         with pm.Model(coords=self._coords(n_groups)) as model:
             tensors = [data(f"data_{n}", c) for n, c in zip(self.data_names, cols, strict=True)]
             weight = data("data_weight", w)
@@ -266,7 +270,7 @@ class BayesModel:
         for name, value in (("draws", draws), ("chains", chains)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        for name in ("idata_", "method_", "n_obs_", "diagnostics_", "n_divergent_"):
+        for name in ("idata_", "method_", "n_obs_", "diagnostics_", "n_divergent_", "convergence_"):
             self.__dict__.pop(name, None)  # refitting discards the previous fit
         rows = self._fit_rows(data)
         w = MLEModel._weights(data, rows, weights)
@@ -297,6 +301,7 @@ class BayesModel:
                 "cores": int(cores),
                 "random_seed": random_seed,
                 "progressbar": progress,
+                **self._nuts_defaults,
                 **sampler_kwargs,
             }
             idata = None
@@ -356,12 +361,22 @@ class BayesModel:
         self.idata_ = idata
         self.method_ = method
         self.n_obs_ = float(w.sum())
-        if method == "nuts":
-            table, n_div = _sampling.diagnostics(idata, self._check_names())
+        self._set_convergence()
+        if method == "nuts" and not self.convergence_.passed:
+            warnings.warn(self.convergence_.message(), StatisticalWarning, stacklevel=2)
+        return self
+
+    def _set_convergence(self) -> None:
+        """``diagnostics_``, ``n_divergent_`` (NUTS) and the verdict ``convergence_``."""
+        table, n_div = None, 0
+        if self.method_ == "nuts":
+            table, n_div = _sampling.diagnostics(self.idata_, self._check_names())
             self.diagnostics_ = table
             self.n_divergent_ = n_div
-            _sampling.warn_if_unconverged(type(self).__name__, table, n_div, int(chains))
-        return self
+        sizes = self.idata_.posterior.sizes
+        self.convergence_ = verdict(
+            type(self).__name__, self.method_, table, n_div, sizes["chain"], sizes["draw"]
+        )
 
     def _settings(self) -> dict:
         if self.priors and any(callable(v) for v in self.priors.values()):
@@ -464,10 +479,7 @@ class BayesModel:
         model.idata_ = idata
         model.method_ = meta.get("method")
         model.n_obs_ = meta.get("n_obs")
-        if model.method_ == "nuts":
-            table, n_div = _sampling.diagnostics(idata, model._check_names())
-            model.diagnostics_ = table
-            model.n_divergent_ = n_div
+        model._set_convergence()
         return model
 
 

@@ -13,16 +13,11 @@ import gc
 import os
 import sys
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import StatisticalWarning
-
-RHAT_MAX = 1.01
-ESS_MIN = 400
 _CACHE_SIZE = 16
 _COMPILED: OrderedDict = OrderedDict()
 _PROBE: threading.Thread | None = None
@@ -359,34 +354,3 @@ def diagnostics(idata, var_names):
     if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats:
         n_div = int(idata.sample_stats["diverging"].sum())
     return table, n_div
-
-
-def warn_if_unconverged(
-    model_name: str, table, n_divergent: int, n_chains: int, stacklevel: int = 3
-) -> None:
-    """A :class:`StatisticalWarning` naming each parameter with R-hat > 1.01 or bulk
-    ESS < 400, and the count of divergent transitions."""
-    problems = []
-    if n_chains > 1:
-        bad = table[~(table["r_hat"] <= RHAT_MAX)]
-        if len(bad):
-            problems.append(f"R-hat > {RHAT_MAX} for " + _list(bad["r_hat"], "{:.3f}"))
-    bad = table[~(table["ess_bulk"] >= ESS_MIN)]
-    if len(bad):
-        problems.append(f"bulk ESS < {ESS_MIN} for " + _list(bad["ess_bulk"], "{:.0f}"))
-    if n_divergent:
-        problems.append(f"{n_divergent} divergent transition(s)")
-    if problems:
-        warnings.warn(
-            f"{model_name}: the sampler may not have converged: "
-            + "; ".join(problems)
-            + ". Draw more (draws=, tune=), check the data, or tighten the priors.",
-            StatisticalWarning,
-            stacklevel=stacklevel,
-        )
-
-
-def _list(values, fmt, limit=8) -> str:
-    items = [f"{k} ({fmt.format(v)})" for k, v in values.items()]
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
