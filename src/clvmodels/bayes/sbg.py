@@ -214,6 +214,8 @@ class SegmentSBG(SBGMixin, SegmentMixin):
     """
 
     pairs = (("alpha", "beta"),)
+    _mle = sbg.SBG  # the pilot fits that choose the centring (clvmodels.bayes.segments)
+    _columns = RetentionMixin.data_names
 
     def __init__(self, *, segment: str = COHORT, priors=None, parametrization="auto",
                  population: str = "pairs"):
