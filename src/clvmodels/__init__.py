@@ -23,6 +23,7 @@ from .compare import (
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
 from .models import BGBB, BGNBD, MBGNBD, GammaGamma, ParetoNBD
+from .models._covariates import likelihood_ratio_test
 from .rfm import calibration_holdout, rfm_summary
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "formula_clv",
     "formula_holdout",
     "holdout_predictions",
+    "likelihood_ratio_test",
     "naive_holdout",
     "repeat_purchases_over_time",
     "rfm_summary",

@@ -141,24 +141,28 @@ class TransactionModel(MLEModel):
         return tuple(arrays[c] for c in self.columns)
 
     def expected_purchases(self, t: float, rfm: pd.DataFrame) -> pd.Series:
-        """Expected number of purchases in (T, T + t] given each customer's history."""
-        p = self._check_fitted()
+        """Expected number of purchases in (T, T + t] given each customer's history
+        (and covariates, when the model has them)."""
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         values = self._expected_path(p, np.array([float(t)]), x, t_x, T)[:, 0]
         return _as_series(values, rfm.index, "expected_purchases")
 
     def expected_purchases_path(self, times, rfm: pd.DataFrame) -> np.ndarray:
         """Expected purchases in (T, T + t] for each of ``times``: array (customers, times)."""
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         return self._expected_path(p, np.asarray(times, dtype=float), x, t_x, T)
 
     def _expected_path(self, p, times, x, t_x, T) -> np.ndarray:
         """(customers, times) expected purchases, by the module's ``expected_purchases_path``
-        where it has one (faster), else by broadcasting ``expected_purchases``."""
-        if self.formulas.expected_purchases_path is not None:
+        where it has one (faster), else by broadcasting ``expected_purchases`` (also with
+        per-customer parameters, which become columns)."""
+        per_row = any(np.ndim(v) for v in p)
+        if self.formulas.expected_purchases_path is not None and not per_row:
             return self.formulas.expected_purchases_path(*p, times, x, t_x, T)
         f = self.formulas.expected_purchases
+        p = [np.asarray(v)[:, None] if np.ndim(v) else v for v in p]
         return np.asarray(f(*p, times[None, :], x[:, None], t_x[:, None], T[:, None]))
 
     def _horizon(self, t) -> float:
@@ -174,7 +178,7 @@ class TransactionModel(MLEModel):
         probability that an active customer survives ``ahead`` more time units, i.e.
         ``survival`` of the model's :class:`Conditional` at the updated parameters.
         """
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         alive = self.formulas.probability_alive(*p, x, t_x, T)
         ahead = self._horizon(ahead)
@@ -183,11 +187,23 @@ class TransactionModel(MLEModel):
             alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
         return _as_series(alive, rfm.index, "probability_alive")
 
-    def expected_purchases_new(self, t):
-        """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
-        p = self._check_fitted()
-        out = self.formulas.expected_purchases_new(*p, np.asarray(t, dtype=float))
-        return float(out) if np.ndim(out) == 0 else out
+    def expected_purchases_new(self, t, covariates: pd.DataFrame | dict | None = None):
+        """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0.
+
+        With covariates, ``covariates`` gives the new customers' characteristics (a frame,
+        one row per customer, or a dict of one customer's values) and the result is a
+        Series (frame) or a number (dict), for a single ``t``.
+        """
+        if covariates is None:
+            p = self._params_for(None)
+            out = self.formulas.expected_purchases_new(*p, np.asarray(t, dtype=float))
+            return float(out) if np.ndim(out) == 0 else out
+        one = isinstance(covariates, dict)
+        frame = pd.DataFrame([covariates]) if one else covariates
+        p = self._params_for(frame)
+        t = self._horizon(t)
+        out = np.broadcast_to(self.formulas.expected_purchases_new(*p, t), (len(frame),))
+        return float(out[0]) if one else _as_series(out, frame.index, "expected_purchases")
 
     def probability_of_purchases(self, n, t, rfm: pd.DataFrame | None = None):
         """P(n purchases in (T, T + t] | history) per customer, or P(X(t) = n) for a
@@ -199,7 +215,7 @@ class TransactionModel(MLEModel):
         pmf at the parameters updated by (x, T) (see :class:`Conditional` and
         :mod:`clvmodels.models._predictive`).
         """
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         if rfm is None:
             out = self.formulas.probability_of_purchases(
                 *p, np.asarray(n, dtype=float), np.asarray(t, dtype=float)
@@ -284,23 +300,58 @@ class TransactionModel(MLEModel):
     def simulate_future(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
         """One draw per customer of the purchases in (T, T + t], given the history, at
         the fitted parameters (e.g. to check intervals on simulated holdouts)."""
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         t = self._horizon(t)
         x, t_x, T = self._arrays(rfm)
         rng = np.random.default_rng(random_state)
         y = self.formulas.conditional.simulate_future(*p, t, x, t_x, T, rng)
         return pd.Series(np.asarray(y, dtype=np.int64), index=rfm.index, name="purchases")
 
-    def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:
+    def simulate(self, n_customers: int, T, random_state=None,
+                 covariates: pd.DataFrame | None = None) -> pd.DataFrame:
         """An RFM frame drawn from the model (exact, vectorised).
 
-        ``T`` is one age for all customers or one per customer.
+        ``T`` is one age for all customers or one per customer. A model with covariates
+        draws each customer with the parameters of its row of ``covariates`` (one row per
+        customer), whose columns are copied into the result.
         """
-        p = self._check_fitted()
+        p = self._params_for(covariates)
         rng = np.random.default_rng(random_state)
         T = np.broadcast_to(np.asarray(T, dtype=float), (n_customers,)).copy()
         x, t_x = self.formulas.simulate(*p, T, rng)
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {"frequency": x.astype(np.int64), "recency": t_x, "T": T},
             index=pd.RangeIndex(n_customers, name="customer_id"),
         )
+        if covariates is not None and getattr(self, "design_", None) is not None:
+            for column in self.design_.columns:
+                out[column] = covariates[column].to_numpy()
+        return out
+
+
+class CovariateTransactionModel(TransactionModel):
+    """A transaction model that takes static covariates on its purchase and drop-out
+    processes (:mod:`clvmodels.models._covariates`).
+
+    Parameters
+    ----------
+    penalizer : float, default 0
+        L2 penalty on the log-parameters and the (standardised) coefficients.
+    purchase_covariates, dropout_covariates : list of str, optional
+        Columns of the RFM frame that scale the purchase rate (``purchase:<column>``
+        coefficients) and the drop-out process (``dropout:<column>``).
+    """
+
+    def __init__(self, *, penalizer: float = 0.0, purchase_covariates=None,
+                 dropout_covariates=None):
+        super().__init__(penalizer=penalizer)
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates
+
+    def _settings(self):
+        return {**super()._settings(),
+                "purchase_covariates": self.purchase_covariates,
+                "dropout_covariates": self.dropout_covariates}
+
+    def _covariate_spec(self):
+        return {"purchase": self.purchase_covariates, "dropout": self.dropout_covariates}
