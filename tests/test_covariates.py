@@ -308,3 +308,44 @@ def test_standard_errors_match_the_spread_over_simulations():
     np.testing.assert_allclose(np.mean(ses, axis=0), spread, rtol=0.3)
     np.testing.assert_allclose(np.mean(estimates, axis=0), [0.4, -0.5],
                                atol=3 * float(spread.max()) / np.sqrt(40) * 2)
+
+
+def test_intervals_and_clv_use_each_customers_covariates(cdnow_rfm):
+    """Customers with z = 1 get the intervals of the model at their parameters (alpha
+    and beta scaled), those with z = 0 the baseline's; CLV follows the expected values."""
+    base = {"r": 0.55, "alpha": 10.6, "s": 0.61, "beta": 11.7}
+    coefs = {"purchase:z": 0.8, "dropout:z": -0.5}
+    rfm = cdnow_rfm.assign(z=(np.arange(len(cdnow_rfm)) % 2).astype(float))
+    m = cm.ParetoNBD.from_params(**base, **coefs)
+    scaled = cm.ParetoNBD.from_params(r=base["r"], alpha=base["alpha"] * np.exp(-0.8),
+                                      s=base["s"], beta=base["beta"] * np.exp(0.5))
+    plain = cm.ParetoNBD.from_params(**base)
+    got = m.prediction_interval(39.0, rfm, level=0.8)
+    one = rfm["z"] == 1
+    pd.testing.assert_frame_equal(got[one], scaled.prediction_interval(39.0, rfm[one], 0.8))
+    pd.testing.assert_frame_equal(got[~one], plain.prediction_interval(39.0, rfm[~one], 0.8))
+    np.testing.assert_allclose(m.expected_purchases(39.0, rfm)[one],
+                               scaled.expected_purchases(39.0, rfm[one]), rtol=1e-12)
+    spend = cm.GammaGamma.from_params(p=6.25, q=3.74, v=15.44)
+    with_m = rfm.assign(monetary_value=rfm["monetary_value"].clip(lower=1.0))
+    clv = cm.customer_lifetime_value(m, spend, with_m, horizon=52)
+    clv_scaled = cm.customer_lifetime_value(scaled, spend, with_m[one], horizon=52)
+    np.testing.assert_allclose(np.asarray(clv)[one.to_numpy()], np.asarray(clv_scaled),
+                               rtol=1e-10)
+
+
+def test_compare_scores_covariate_models():
+    """compare on CLVTools' apparel holdout (2007-2010): the covariate model's predicted
+    total is the sum of its per-customer expectations, and it ranks customers better."""
+    tx = pd.read_csv(SHARED / "apparel_transactions.csv", parse_dates=["Date"])
+    static = pd.read_csv(SHARED / "apparel_static_cov.csv").set_index("Id")
+    cal = cm.calibration_holdout(tx, customer="Id", date="Date", amount="Price",
+                                 calibration_end="2006-12-31", unit="W").join(static)
+    plain = cm.ParetoNBD().fit(cal)
+    full = cm.ParetoNBD(**BOTH).fit(cal)
+    table = cm.compare(cal, {"plain": plain, "covariates": full})
+    horizon = float(cal["duration_holdout"].iloc[0])
+    assert table.loc["covariates", "purchases_predicted"] == pytest.approx(
+        full.expected_purchases(horizon, cal).sum(), rel=1e-9)
+    assert (table.loc["covariates", "purchases_spearman"]
+            > table.loc["plain", "purchases_spearman"])

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from .._validate import rfm_arrays
-from . import _predictive
+from . import _covariates, _predictive
 from ._base import MLEModel
 
 
@@ -246,9 +246,18 @@ class TransactionModel(MLEModel):
         estimates when the model has no covariance (:meth:`from_params`)."""
         p = self._check_fitted()
         cov = getattr(self, "cov_", None)
-        return _predictive.lognormal_draws(
-            p, None if cov is None else cov.to_numpy(), int(n_draws), random_state
-        )
+        cov = None if cov is None else cov.to_numpy()
+        k = len(self.param_names)
+        if getattr(self, "design_", None) is None or p.size == k:
+            return _predictive.lognormal_draws(p, cov, int(n_draws), random_state)
+        # with covariates: normal in (log-parameters, coefficients), the fit's coordinates
+        if cov is None or not np.all(np.isfinite(cov)):
+            return p[None, :]
+        d = np.r_[p[:k], np.ones(p.size - k)]
+        x = np.r_[np.log(p[:k]), p[k:]]
+        draws = _predictive.normal_draws(x, cov / np.outer(d, d), int(n_draws), random_state)
+        draws[:, :k] = np.exp(draws[:, :k])
+        return draws
 
     def prediction_interval(
         self,
@@ -273,16 +282,16 @@ class TransactionModel(MLEModel):
         made by :meth:`from_params` have no covariance: process uncertainty only.
         Counts are whole numbers, so an interval covers at least ``level``.
         """
-        p = self._check_fitted()
+        self._check_fitted()
         t = self._horizon(t)
         probs = self._interval_probs(level)
         x, t_x, T = self._arrays(rfm)
-        draws = self.parameter_draws(n_draws, random_state)
+        draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
         q = _predictive.predictive_quantiles(
             self.formulas.conditional,
             self.formulas.probability_alive,
-            [draws[:, [j]] for j in range(len(p))],
-            np.zeros(x.size, dtype=np.int64),
+            draws,
+            codes,
             x,
             t_x,
             T,
@@ -291,6 +300,21 @@ class TransactionModel(MLEModel):
             memory_limit=memory_limit,
         )
         return pd.DataFrame(q, index=rfm.index, columns=["low", "median", "high"])
+
+    def _draws_by_pattern(self, n_draws, random_state, rfm):
+        """Parameter draws as the intervals take them: one (D, G) array per parameter and
+        each customer's column. Without covariates G = 1; with covariates the columns are
+        the distinct covariate patterns (customers who share one share parameters)."""
+        draws = self.parameter_draws(n_draws, random_state)
+        k = len(self.param_names)
+        design = getattr(self, "design_", None)
+        if design is None:
+            return [draws[:, [j]] for j in range(k)], np.zeros(len(rfm), dtype=np.int64)
+        patterns, codes = np.unique(design.raw_matrix(rfm), axis=0, return_inverse=True)
+        per = np.stack([
+            d[:k] * np.exp(_covariates.row_log_params(np.zeros(k), d[k:], patterns, design))
+            for d in draws])  # (D, G, k)
+        return [per[:, :, j] for j in range(k)], codes.reshape(-1).astype(np.int64)
 
     @staticmethod
     def _interval_probs(level: float) -> list[float]:
