@@ -14,18 +14,21 @@ import pytest
 import clvmodels
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report"]
+NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report",
+         "06-covariates"]
 FAST = {
     "01-quickstart": {},
     "02-formula-vs-models": {"draws": 100, "tune": 100, "chains": 2},
     "03-bayesian-segments": {"draws": 100, "tune": 100, "chains": 2},
     "04-report": {"draws": 100, "tune": 100, "chains": 2},
+    "06-covariates": {"n_customers": 5_000},
 }
 MIN_FIGURES = {
     "01-quickstart": 4,
     "02-formula-vs-models": 4,
     "03-bayesian-segments": 3,
     "04-report": 6,
+    "06-covariates": 3,
 }
 PUBLIC_MODULES = {"clvmodels", "clvmodels.plotting", "clvmodels.bayes", "clvmodels.report"}
 

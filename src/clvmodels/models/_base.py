@@ -773,18 +773,23 @@ class MLEModel:
         est = self.params_
         se = getattr(self, "se_", pd.Series(np.nan, index=est.index))
         z95 = 1.959963984540054
-        half = z95 * se / est
-        out = pd.DataFrame(
-            {"estimate": est, "se": se, "lower_95": est * np.exp(-half),
-             "upper_95": est * np.exp(half)}
-        )
+        k = len(self.param_names)
         design = getattr(self, "design_", None)
         if design is None:
-            return out
-        # coefficients: Wald intervals on their own (linear) scale, p-value of "no effect"
-        coef = out.index[len(self.param_names):]
-        out.loc[coef, "lower_95"] = est[coef] - z95 * se[coef]
-        out.loc[coef, "upper_95"] = est[coef] + z95 * se[coef]
+            half = z95 * se / est
+            return pd.DataFrame(
+                {"estimate": est, "se": se, "lower_95": est * np.exp(-half),
+                 "upper_95": est * np.exp(half)}
+            )
+        # parameters: on the log scale as above; coefficients: Wald intervals on their
+        # own (linear) scale, with the p-value of "no effect"
+        half = (z95 * se / est).iloc[:k]
+        coef = est.index[k:]
+        out = pd.DataFrame({
+            "estimate": est, "se": se,
+            "lower_95": pd.concat([est.iloc[:k] * np.exp(-half), est[coef] - z95 * se[coef]]),
+            "upper_95": pd.concat([est.iloc[:k] * np.exp(half), est[coef] + z95 * se[coef]]),
+        })
         out["p_value"] = np.nan
         out.loc[coef, "p_value"] = 2 * stats.norm.sf(np.abs(est[coef] / se[coef]))
         refs = {f"{role}:{t.name}": f"{t.column}={t.reference}" for role in design.roles
