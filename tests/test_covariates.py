@@ -130,6 +130,12 @@ def test_recovery_bg_nbd():
               {"purchase_covariates": ["age", "loyal"], "dropout_covariates": ["channel"]})
 
 
+def test_recovery_mbg_nbd():
+    _recovery(cm.MBGNBD, TRUE_BG,
+              {"purchase_covariates": ["age", "loyal"], "dropout_covariates": ["channel"]},
+              seed=17)
+
+
 def test_recovery_gamma_gamma():
     n, rng = 20_000, np.random.default_rng(11)
     frame = pd.DataFrame({"frequency": rng.integers(1, 12, n), "age": rng.normal(40, 10, n),
