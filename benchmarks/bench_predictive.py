@@ -77,6 +77,7 @@ def main() -> None:
         return
     ref_bg = lifetimes.BetaGeoFitter()
     ref_bg.params_ = bg.params_.copy()
+    ref_bg.predict = ref_bg.conditional_expected_number_of_purchases_up_to_time  # set by fit
     ref_gg = lifetimes.GammaGammaFitter()
     ref_gg.params_ = gg.params_.copy()
     with Measure() as m3:

@@ -183,14 +183,28 @@ def test_future_draws_follow_the_conditional_pmf(name):
     assert chi2 < stats.chi2(keep.sum() - 1).ppf(0.999)
 
 
-def test_conditional_pmf_is_stable_at_the_extremes():
-    model = cm.BGNBD.from_params(r=2.0, alpha=0.5, a=0.3, b=40.0)
-    hist = pd.DataFrame({"frequency": [2000], "recency": [9999.0], "T": [1e4]})
-    pmf = model.probability_of_purchases(np.arange(20000), 1e4, hist).to_numpy()[0]
+EXTREME_PARAMS = {
+    "BGNBD": dict(r=2.0, alpha=0.5, a=0.3, b=40.0),
+    "MBGNBD": dict(r=2.0, alpha=0.5, a=0.3, b=40.0),
+    "ParetoNBD": dict(r=2.0, alpha=0.5, s=0.05, beta=1e4),
+}
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_conditional_pmf_is_stable_at_the_extremes(name):
+    """2,000 past purchases over an age of 10,000, a horizon of 10,000: no overflow, no
+    NaN, mass 1 and the right mean; P(alive ahead) finite and in [0, 1]."""
+    model = getattr(cm, name).from_params(**EXTREME_PARAMS[name])
+    hist = pd.DataFrame({"frequency": [2000, 0], "recency": [9999.0, 0.0], "T": [1e4, 1e4]})
+    n = np.arange(12000)
+    pmf = model.probability_of_purchases(n, 1e4, hist).to_numpy()
     assert np.all(np.isfinite(pmf))
-    assert pmf.sum() == pytest.approx(1.0, abs=1e-9)
-    assert pmf @ np.arange(20000) == pytest.approx(model.expected_purchases(1e4, hist)[0],
-                                                   rel=1e-8)
+    np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(pmf @ n, model.expected_purchases(1e4, hist), rtol=1e-8)
+    ahead = model.probability_alive(hist, ahead=1e4).to_numpy()
+    assert np.all(np.isfinite(ahead) & (ahead >= 0) & (ahead <= 1))
+    iv = model.prediction_interval(1e4, hist, level=0.9)
+    assert (iv["low"] <= iv["high"]).all() and iv["high"].iloc[0] > 1000
 
 
 def test_prediction_interval_contract(histories):

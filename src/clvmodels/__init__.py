@@ -5,7 +5,8 @@ formula (:func:`formula_clv`), maximum-likelihood BTYD models (:class:`BGNBD`,
 :class:`ParetoNBD`, :class:`MBGNBD`, :class:`BGBB`, :class:`GammaGamma`) and discounted
 CLV (:func:`customer_lifetime_value`). Bayesian models live in :mod:`clvmodels.bayes`
 (imported on demand: PyMC is heavy). :func:`compare` scores the formula and the models on
-a holdout period (helpers :func:`formula_holdout`, :func:`naive_holdout`, ...); figures
+a holdout period (predictions: :mod:`clvmodels.holdout`; errors, Gini, lift and decile
+calibration: :mod:`clvmodels.metrics`); figures
 are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
 """
 
@@ -13,12 +14,15 @@ from . import datasets
 from .clv import customer_lifetime_value
 from .compare import (
     acquisition_cohorts,
+    calibration_deciles,
     compare,
     formula_holdout,
     holdout_predictions,
     naive_holdout,
+    normalised_gini,
     repeat_purchases_over_time,
     segment_estimates,
+    top_decile_lift,
 )
 from .errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from .formula import acquisition_cost, formula_clv
@@ -40,6 +44,7 @@ __all__ = [
     "StatisticalWarning",
     "acquisition_cohorts",
     "acquisition_cost",
+    "calibration_deciles",
     "calibration_holdout",
     "compare",
     "customer_lifetime_value",
@@ -49,7 +54,9 @@ __all__ = [
     "holdout_predictions",
     "likelihood_ratio_test",
     "naive_holdout",
+    "normalised_gini",
     "repeat_purchases_over_time",
     "rfm_summary",
     "segment_estimates",
+    "top_decile_lift",
 ]

@@ -102,7 +102,9 @@ def nbd_table(r, alpha, t, n_max: int) -> np.ndarray:
     The gamma-Poisson count of a customer with rate :math:`\lambda \sim
     \mathrm{Gamma}(r, \alpha)` over a time t, by the recurrence of consecutive terms
     (ratio :math:`\frac{r+n}{n+1}\frac{t}{\alpha+t}`) summed in log space, so neither a
-    large r nor a large n underflows the first term. The arguments broadcast.
+    large r nor a large n underflows the first term. The arguments broadcast. (The NBD
+    term of Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way",
+    *Marketing Science* 24(2), eq. (8).)
     """
     r, alpha, t = np.broadcast_arrays(
         *(np.asarray(v, dtype=float)[..., None] for v in (r, alpha, t))

@@ -91,7 +91,9 @@ def customer_lifetime_value(
         horizon, rfm, level=level, n_draws=n_draws, random_state=random_state
     )
     expected = transaction_model.expected_purchases(horizon, rfm).to_numpy()
-    return value_interval(clv.to_numpy(), expected, interval, rfm.index)
+    out = value_interval(clv.to_numpy(), expected, interval, rfm.index)
+    out.attrs["level"] = float(level)
+    return out
 
 
 def value_interval(clv, expected_purchases, interval: pd.DataFrame, index) -> pd.DataFrame:

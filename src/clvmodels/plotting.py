@@ -18,6 +18,8 @@ highest-density intervals where a figure shows uncertainty.
 * :func:`plot_segment_forest` -- per-segment estimates with intervals, several methods.
 * :func:`plot_clv_distribution` -- customers' CLV ranked, with credible intervals.
 * :func:`plot_formula_vs_model` -- formula CLV against model CLV per customer.
+* :func:`plot_calibration_deciles` -- predicted vs actual holdout value per decile of
+  the predicted value (:func:`clvmodels.calibration_deciles`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .rfm import unit_days
 
 __all__ = [
     "plot_alive_history",
+    "plot_calibration_deciles",
     "plot_clv_distribution",
     "plot_cumulative_repeat_purchases",
     "plot_formula_vs_model",
@@ -516,7 +519,9 @@ def plot_clv_distribution(
     matplotlib.axes.Axes
         ``ax.lines[0]`` is the ranked CLV (x: share of customers in %, highest first);
         the interval band is ``ax.collections[0]`` when there are intervals (shaded, with
-        an outline). Where the bands of most customers are narrower than the line, the
+        an outline); with ``low``/``high`` columns (``level=`` of the CLV functions) the
+        predictive interval of the value is a hatched band after it, labelled as a range
+        of outcomes. Where the bands of most customers are narrower than the line, the
         band's legend label says so. The upper y limit is above every value drawn; on a
         log axis it is the next power of ten, so the top decade has a tick.
     """
@@ -548,6 +553,17 @@ def plot_clv_distribution(
             lw=0.6,
             zorder=2,
             label="94% credible interval",
+        )
+    if isinstance(clv, pd.DataFrame) and {"low", "high"} <= set(clv.columns):
+        # the predictive interval: a range of outcomes, not of the expectation
+        p_low = clv["low"].to_numpy(float)[order]
+        p_high = clv["high"].to_numpy(float)[order]
+        drawn += [p_low, p_high]
+        level = clv.attrs.get("level")
+        share = f"{level:.0%} " if level is not None else ""
+        ax.fill_between(
+            x, p_low, p_high, facecolor="none", edgecolor=to_rgba("C1", 0.9), hatch="////",
+            lw=0.6, zorder=1, label=f"{share}predictive interval (range of outcomes)",
         )
     if formula is not None:
         refs = formula if isinstance(formula, Mapping) else {"formula": formula}
@@ -655,4 +671,37 @@ def plot_formula_vs_model(
     ax.set_ylabel(ylabel)
     ax.set_title("Formula vs model, customer by customer")
     ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def plot_calibration_deciles(deciles: pd.DataFrame, *, ax=None):
+    """Predicted against actual mean holdout value per decile of the predicted value.
+
+    Parameters
+    ----------
+    deciles : pandas.DataFrame
+        From :func:`clvmodels.calibration_deciles`: indexed by (method, decile) with
+        ``predicted`` and ``actual``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Per method: the predicted means (solid line, circles) and the actual means of the
+        same customers (dashed, crosses), in the method's colour; a calibrated method's
+        two lines coincide, a method that ranks well has rising actual means.
+    """
+    ax = _axes(ax, layout="constrained")
+    names = list(deciles.index.get_level_values("method").unique())
+    color = _Palette(names)
+    for name in names:
+        part = deciles.loc[name]
+        ax.plot(part.index, part["predicted"], "o-", color=color(name), label=f"{name}: predicted")
+        ax.plot(part.index, part["actual"], "x--", color=color(name), label=f"{name}: actual")
+    quantity = str(deciles["quantity"].iloc[0]) if "quantity" in deciles.columns else "value"
+    ax.set_xlabel("decile of predicted holdout value (1 = lowest)")
+    ax.set_ylabel(f"mean holdout {quantity} per customer")
+    ax.set_title("Calibration: predicted vs actual by decile")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
     return ax

@@ -137,21 +137,17 @@ class BGNBDMixin:
         t = float(t)
         if not (np.isfinite(t) and t >= 0):
             raise ValueError(f"t must be a finite number >= 0, got {t}")
-        probs = [(1 - _predictive.check_level(level)) / 2, 0.5, (1 + level) / 2]
-        x, t_x, T = self._data(rfm)
-        q = _predictive.predictive_quantiles(
+        return _predictive.interval_frame(
             self.formulas.conditional,
             self.formulas.probability_alive,
             draw_matrices(self.posterior_draws(n_draws), self.param_names),
             self.segment_index(rfm),
-            x,
-            t_x,
-            T,
+            self._data(rfm),
             t,
-            probs,
+            level,
+            rfm.index,
             memory_limit=memory_limit,
         )
-        return pd.DataFrame(q, index=rfm.index, columns=["low", "median", "high"])
 
     def posterior_predictive(self, t: float, rfm: pd.DataFrame, *, n_draws: int = 200,
                              random_seed=0):

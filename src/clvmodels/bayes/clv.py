@@ -121,5 +121,6 @@ def customer_lifetime_value(
         mean_purchases = tm.expected_purchases(horizon, rfm, memory_limit=memory_limit)["mean"]
         value = value_interval(out["mean"], mean_purchases, interval, rfm.index)
         out["low"], out["high"] = value["low"], value["high"]
+        out.attrs["level"] = float(level)
     out.columns.name = "clv"
     return out

@@ -12,18 +12,16 @@ first, in ``param_names`` order, then the data)::
     class BGNBD(TransactionModel):
         param_names = PARAM_NAMES
         formulas = Formulas(
-            loglik=loglik,
+            loglik=loglik,                  # each entry a function of bgnbd.py
             loglik_grad=loglik_grad,
-            expected_purchases=expected_purchases,
-            probability_alive=probability_alive,
-            expected_purchases_new=expected_purchases_new,
-            probability_of_purchases=probability_of_purchases,
-            simulate=simulate,
-            # optional (None where the model has no such shortcut or formula):
-            expected_purchases_path=expected_purchases_path,
-            loglik_value_grad_and_hessian=loglik_value_grad_and_hessian,
-            conditional=future_given_alive,
+            ...,                            # the other required entries, by keyword
+            conditional=Conditional(updated=updated_if_alive, survival=survival, ...),
         )
+
+(see the end of :mod:`clvmodels.models.bgnbd` for the full record).
+A new model writes its module's pure functions and lists them in such a record; the
+base classes do the rest (fit, standard errors, predictions, save/load, and, with
+``conditional``, the predictive distribution and intervals).
 
 Nothing is looked up by name: a reader (or an IDE) follows ``self.formulas.loglik``
 straight to the function. Optional entries:
@@ -33,10 +31,11 @@ straight to the function. Optional entries:
 * ``loglik_and_grad(*p, x, t_x, T)``: both from shared work (what the optimiser calls);
 * ``loglik_value_grad_and_hessian(*p, x, t_x, T, weights=)``: enables Newton's method and
   analytic standard errors in :class:`~clvmodels.models._base.MLEModel`;
-* ``conditional``: the posterior of a customer who is alive at T, as the parameters of a
-  customer just acquired (:class:`Conditional`); it gives the conditional distribution of
-  future purchases, P(alive at T + t) and the prediction intervals
-  (:mod:`clvmodels.models._predictive`).
+* ``conditional``: the future of a customer who is alive at T, as a customer just
+  acquired with updated parameters (:class:`Conditional`); it gives the conditional
+  distribution of future purchases, P(alive at T + t), future draws and the prediction
+  intervals (:mod:`clvmodels.models._predictive`). Models without it (no conjugate
+  update) raise ``NotImplementedError`` from those methods.
 """
 
 from __future__ import annotations
@@ -165,6 +164,14 @@ class TransactionModel(MLEModel):
         p = [np.asarray(v)[:, None] if np.ndim(v) else v for v in p]
         return np.asarray(f(*p, times[None, :], x[:, None], t_x[:, None], T[:, None]))
 
+    def _conditional(self) -> Conditional:
+        cond = self.formulas.conditional
+        if cond is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no conditional distribution of future purchases"
+            )
+        return cond
+
     def _horizon(self, t) -> float:
         t = float(t)
         if not (np.isfinite(t) and t >= 0):
@@ -183,7 +190,7 @@ class TransactionModel(MLEModel):
         alive = self.formulas.probability_alive(*p, x, t_x, T)
         ahead = self._horizon(ahead)
         if ahead > 0:
-            cond = self.formulas.conditional
+            cond = self._conditional()
             alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
         return _as_series(alive, rfm.index, "probability_alive")
 
@@ -226,7 +233,7 @@ class TransactionModel(MLEModel):
         if ns.ndim != 1 or np.any((ns < 0) | (ns != np.floor(ns))):
             raise ValueError(f"n must be whole numbers >= 0, got {n}")
         x, t_x, T = self._arrays(rfm)
-        cond = self.formulas.conditional
+        cond = self._conditional()
         alive = self.formulas.probability_alive(*p, x, t_x, T)[:, None]
         q = [np.asarray(v)[:, None] for v in cond.updated(*p, x, T)]
         values = alive * cond.pmf(*q, ns[None, :], t) + (1 - alive) * (ns[None, :] == 0)
@@ -283,23 +290,19 @@ class TransactionModel(MLEModel):
         Counts are whole numbers, so an interval covers at least ``level``.
         """
         self._check_fitted()
-        t = self._horizon(t)
-        probs = self._interval_probs(level)
         x, t_x, T = self._arrays(rfm)
         draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
-        q = _predictive.predictive_quantiles(
-            self.formulas.conditional,
+        return _predictive.interval_frame(
+            self._conditional(),
             self.formulas.probability_alive,
             draws,
             codes,
-            x,
-            t_x,
-            T,
-            t,
-            probs,
+            (x, t_x, T),
+            self._horizon(t),
+            level,
+            rfm.index,
             memory_limit=memory_limit,
         )
-        return pd.DataFrame(q, index=rfm.index, columns=["low", "median", "high"])
 
     def _draws_by_pattern(self, n_draws, random_state, rfm):
         """Parameter draws as the intervals take them: one (D, G) array per parameter and
@@ -316,11 +319,6 @@ class TransactionModel(MLEModel):
             for d in draws])  # (D, G, k)
         return [per[:, :, j] for j in range(k)], codes.reshape(-1).astype(np.int64)
 
-    @staticmethod
-    def _interval_probs(level: float) -> list[float]:
-        level = _predictive.check_level(level)
-        return [(1 - level) / 2, 0.5, (1 + level) / 2]
-
     def simulate_future(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
         """One draw per customer of the purchases in (T, T + t], given the history, at
         the fitted parameters (e.g. to check intervals on simulated holdouts)."""
@@ -328,7 +326,7 @@ class TransactionModel(MLEModel):
         t = self._horizon(t)
         x, t_x, T = self._arrays(rfm)
         rng = np.random.default_rng(random_state)
-        y = self.formulas.conditional.simulate_future(*p, t, x, t_x, T, rng)
+        y = self._conditional().simulate_future(*p, t, x, t_x, T, rng)
         return pd.Series(np.asarray(y, dtype=np.int64), index=rfm.index, name="purchases")
 
     def simulate(self, n_customers: int, T, random_state=None,

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ._base import _blas_controller, unique_rows
 
@@ -145,6 +146,19 @@ def predictive_quantiles(
     for rows, F in blocks:
         out[rows] = _quantiles(F, probs)
     return out[inverse]
+
+
+def interval_frame(cond, alive, draws, codes, rfm_columns, t, level, index, *,
+                   memory_limit=MEMORY_LIMIT):
+    """The ``prediction_interval`` of the models: a DataFrame of low, median and high,
+    the quantiles at (1 - level)/2, 1/2, (1 + level)/2 (:func:`predictive_quantiles`);
+    ``rfm_columns`` is (x, t_x, T)."""
+    level = check_level(level)
+    q = predictive_quantiles(
+        cond, alive, draws, codes, *rfm_columns, t, [(1 - level) / 2, 0.5, (1 + level) / 2],
+        memory_limit=memory_limit,
+    )
+    return pd.DataFrame(q, index=index, columns=["low", "median", "high"])
 
 
 def predictive_coverage(

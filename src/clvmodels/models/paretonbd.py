@@ -395,11 +395,18 @@ def _log_pmf_integral(r, alpha, s, beta, n, t):
 
     In :math:`u = \log\tau` the log-integrand :math:`(n+1)u - (r+n)\log(\alpha+e^u)
     - (s+1)\log(\beta+e^u)` is concave and grows like :math:`e^{(n+1)u}` to the left, so
-    the range starts 60/(n+1) below the smaller of the scales (relative loss < 1e-26).
+    the range starts 60/(n+1) below the smaller of the scales (relative loss < 1e-26), and
+    below the mode by 12 of its widths where the mode lies further left (large r).
     """
     la, lb = np.log(alpha), np.log(beta)
     lt = np.log(t)
-    lo = np.minimum(np.minimum(la, lb), lt) - 60.0 / (n + 1.0)
+    # the mode: where (alpha+tau)/tau ~ (r+n+s+1)/(n+1), left of the smaller scale when
+    # r is large (a customer conditioned on many past purchases); the range starts well
+    # below both the scales and the mode (width ~ 1/sqrt(n+1) there)
+    c = (n + 1.0) / (r + n + s + 2.0)
+    mode = np.minimum(la, lb) + np.log(c) - np.log1p(-c)
+    lo = np.minimum(np.minimum(la, lb), np.minimum(lt, mode)) - 60.0 / (n + 1.0)
+    lo = np.minimum(lo, mode - 12.0 / np.sqrt(n + 1.0))
 
     def fun(u, rows, order=2):
         c, ea, eb, l_a, l_b = (
@@ -471,8 +478,9 @@ def updated_if_alive(r, alpha, s, beta, x, T):
 
 
 def survival(r, alpha, s, beta, t):
-    r"""P(still active at t) of a customer acquired at 0: :math:`(\beta/(\beta+t))^s`
-    ([2]_ eq. (3), the exponential lifetime integrated over the gamma drop-out rate)."""
+    r"""P(still active at t) of a customer acquired at 0: :math:`(\beta/(\beta+t))^s`,
+    the exponential lifetime integrated over the gamma drop-out rate (the Pareto
+    lifetime of [1]_ §2)."""
     return np.exp(s * (np.log(beta) - np.log(np.asarray(beta) + t)))
 
 
