@@ -47,12 +47,12 @@ def simulate(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def timed(fn, repeats):
-    times, out = [], None
+    """Median wall-clock seconds of ``repeats`` calls, and the last call's result."""
+    runs = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        start = time.perf_counter()
+        runs.append((fn(), time.perf_counter() - start))
+    return statistics.median(seconds for _, seconds in runs), runs[-1][0]
 
 
 def peer(rfm: pd.DataFrame) -> float:
