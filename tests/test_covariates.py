@@ -355,3 +355,33 @@ def test_compare_scores_covariate_models():
         full.expected_purchases(horizon, cal).sum(), rel=1e-9)
     assert (table.loc["covariates", "purchases_spearman"]
             > table.loc["plain", "purchases_spearman"])
+
+
+def test_value_of_a_new_customer_against_its_cost(apparel):
+    """Per channel: discounted repeat-purchase value of a new customer from the
+    new-customer expectation and the channel's mean spend, divided by the channel's CAC."""
+    pn = cm.ParetoNBD(purchase_covariates=["Channel"], dropout_covariates=["Channel"]).fit(
+        apparel)
+    gg = cm.GammaGamma(covariates=["Channel"]).fit(apparel)
+    channels = pd.DataFrame({"Channel": [0, 1]}, index=["online", "offline"])
+    cac = cm.acquisition_cost(np.array([6_000.0, 9_000.0]), 0.0, np.array([200, 150]))
+    table = cm.value_against_cost(pn, gg, channels, pd.Series(cac, index=channels.index),
+                                  horizon=52, period=4, discount_rate=0.01)
+    # by hand for the offline channel: the model at that channel's parameters
+    k = np.arange(1, 14)
+    base = pn.params_
+    at = cm.ParetoNBD.from_params(
+        r=base["r"], alpha=base["alpha"] * np.exp(-base["purchase:Channel"]), s=base["s"],
+        beta=base["beta"] * np.exp(-base["dropout:Channel"]))
+    spend = gg.population_mean_spend({"Channel": 1})
+    cumulative = at.expected_purchases_new(4.0 * k)
+    by_hand = spend * np.diff(cumulative, prepend=0.0) @ (1.01 ** -k)
+    assert table.loc["offline", "clv"] == pytest.approx(by_hand, rel=1e-12)
+    assert table.loc["offline", "cac"] == 60.0
+    assert table.loc["offline", "clv_cac"] == pytest.approx(by_hand / 60.0, rel=1e-12)
+    # without covariates every channel is worth the same
+    plain = cm.value_against_cost(cm.ParetoNBD().fit(apparel), cm.GammaGamma().fit(apparel),
+                                  channels, 30.0)
+    assert plain["clv"].nunique() == 1
+    with pytest.raises(DataError, match="acquisition_cost.*offline"):
+        cm.value_against_cost(pn, gg, channels, pd.Series({"online": 30.0}))

@@ -11,7 +11,7 @@ are in :mod:`clvmodels.plotting`, the HTML report in :mod:`clvmodels.report`.
 """
 
 from . import datasets
-from .clv import customer_lifetime_value
+from .clv import customer_lifetime_value, new_customer_value, value_against_cost
 from .compare import (
     acquisition_cohorts,
     calibration_deciles,
@@ -54,9 +54,11 @@ __all__ = [
     "holdout_predictions",
     "likelihood_ratio_test",
     "naive_holdout",
+    "new_customer_value",
     "normalised_gini",
     "repeat_purchases_over_time",
     "rfm_summary",
     "segment_estimates",
+    "value_against_cost",
     "top_decile_lift",
 ]
