@@ -385,3 +385,20 @@ def test_value_of_a_new_customer_against_its_cost(apparel):
     assert plain["clv"].nunique() == 1
     with pytest.raises(DataError, match="acquisition_cost.*offline"):
         cm.value_against_cost(pn, gg, channels, pd.Series({"online": 30.0}))
+
+
+def test_segment_estimates_with_a_covariate_model(apparel):
+    """Per-segment covariate models get intervals in the forest-plot table: draws of
+    their own parameters (log-parameters and coefficients), around the segment's mean."""
+    tx = pd.read_csv(SHARED / "apparel_transactions.csv", parse_dates=["Date"])
+    static = pd.read_csv(SHARED / "apparel_static_cov.csv").set_index("Id")
+    cal = cm.calibration_holdout(tx, customer="Id", date="Date", amount="Price",
+                                 calibration_end="2006-12-31", unit="W").join(static)
+    cal["segment"] = np.where(cal["Channel"] == 1, "offline", "online")
+    per_segment = {s: cm.ParetoNBD(purchase_covariates=["Gender"]).fit(part)
+                   for s, part in cal.groupby("segment")}
+    table = cm.segment_estimates(cal, {"covariates": per_segment}, "segment", n_draws=200)
+    rows = table.xs("covariates", level="method")
+    assert len(rows) == 2
+    assert np.isfinite(rows[["mean", "low", "high"]].to_numpy()).all()
+    assert ((rows["low"] < rows["mean"]) & (rows["mean"] < rows["high"])).all()
