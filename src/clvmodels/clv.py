@@ -136,15 +136,9 @@ def _expected_clv(transaction_model, spend_model, rfm, horizon, period, discount
     return pd.Series(margin * spend * out, index=rfm.index, name="clv")
 
 
-def new_customer_value(
-    transaction_model,
-    spend_model,
-    covariates: pd.DataFrame,
-    horizon: float = 52,
-    period: float = 4,
-    discount_rate: float = 0.01,
-    margin: float = 1.0,
-) -> pd.Series:
+def new_customer_value(transaction_model, spend_model, covariates: pd.DataFrame, *,
+                       horizon: float = 52, period: float = 4, discount_rate: float = 0.01,
+                       margin: float = 1.0) -> pd.Series:
     r"""Discounted value of the repeat purchases of a customer just acquired, for each row
     of ``covariates`` (the new customers' characteristics, e.g. one row per channel).
 
