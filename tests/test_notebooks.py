@@ -15,7 +15,7 @@ import clvmodels
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["01-quickstart", "02-formula-vs-models", "03-bayesian-segments", "04-report",
-         "07-subscriptions", "08-regular-buyers"]
+         "06-covariates", "07-subscriptions", "08-regular-buyers"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FAST = {
     "01-quickstart": {},
@@ -23,6 +23,7 @@ FAST = {
     # the notebook stops on an unconverged fit: its own settings (2 x 1000 draws)
     "03-bayesian-segments": {},
     "04-report": {"draws": 100, "tune": 100, "chains": 2},
+    "06-covariates": {"n_customers": 5_000},
     "07-subscriptions": {"draws": 100, "tune": 100, "chains": 2},
     "08-regular-buyers": {"grocery_csv": str(SHARED / "grocery_elog.csv")},
 }
@@ -31,6 +32,7 @@ MIN_FIGURES = {
     "02-formula-vs-models": 4,
     "03-bayesian-segments": 3,
     "04-report": 6,
+    "06-covariates": 3,
     "07-subscriptions": 3,
     "08-regular-buyers": 3,
 }

@@ -18,7 +18,7 @@ A transaction log is read and checked once: :func:`read_transactions` (files) an
 """
 
 from . import analysis, contractual, datasets, escaping, intervals
-from .clv import customer_lifetime_value
+from .clv import customer_lifetime_value, new_customer_value, value_against_cost
 from .compare import (
     acquisition_cohorts,
     calibration_deciles,
@@ -46,6 +46,7 @@ from .models import (
     GGomNBD,
     ParetoNBD,
 )
+from .models._covariates import likelihood_ratio_test
 from .reader import read_transactions
 from .regularity import estimate_regularity
 from .rfm import calibration_holdout, rfm_summary
@@ -84,11 +85,14 @@ __all__ = [
     "formula_holdout",
     "holdout_predictions",
     "intervals",
+    "likelihood_ratio_test",
     "naive_holdout",
+    "new_customer_value",
     "normalised_gini",
     "read_transactions",
     "repeat_purchases_over_time",
     "rfm_summary",
     "segment_estimates",
+    "value_against_cost",
     "top_decile_lift",
 ]

@@ -134,3 +134,65 @@ def _expected_clv(transaction_model, spend_model, rfm, horizon, period, discount
         per_period = np.diff(cumulative, axis=1, prepend=0.0)
         out[start:start + CHUNK_ROWS] = per_period @ factors
     return pd.Series(margin * spend * out, index=rfm.index, name="clv")
+
+
+def new_customer_value(transaction_model, spend_model, covariates: pd.DataFrame, *,
+                       horizon: float = 52, period: float = 4, discount_rate: float = 0.01,
+                       margin: float = 1.0) -> pd.Series:
+    r"""Discounted value of the repeat purchases of a customer just acquired, for each row
+    of ``covariates`` (the new customers' characteristics, e.g. one row per channel).
+
+    The formula of the module docstring with the new-customer expectation
+    :math:`E[X(t)]` (``expected_purchases_new(t, covariates=)``) and the spend model's
+    mean spend of such a customer (``population_mean_spend(covariates)``: mean spend
+    scaled by its covariates, or the population mean without them). The first purchase
+    (the acquisition itself) is not included. Models without covariates give the same
+    value on every row.
+    """
+    ends, factors = discount_schedule(horizon, period, discount_rate)
+    frame = covariates
+    design = getattr(transaction_model, "design_", None)
+    if design is None:
+        cumulative = np.tile(np.asarray(transaction_model.expected_purchases_new(ends)),
+                             (len(frame), 1))
+    else:
+        cumulative = np.column_stack([
+            transaction_model.expected_purchases_new(t, covariates=frame).to_numpy()
+            for t in ends])
+    if getattr(spend_model, "design_", None) is None:
+        spend = np.full(len(frame), spend_model.population_mean_spend())
+    else:
+        spend = spend_model.population_mean_spend(frame).to_numpy()
+    per_period = np.diff(cumulative, axis=1, prepend=0.0)
+    return pd.Series(margin * spend * (per_period @ factors), index=frame.index,
+                     name="new_customer_value")
+
+
+def value_against_cost(
+    transaction_model,
+    spend_model,
+    covariates: pd.DataFrame,
+    acquisition_cost,
+    **clv_args,
+) -> pd.DataFrame:
+    """CLV of a new customer against what it costs to acquire one, per row (channel).
+
+    ``covariates``: one row per channel (index: the channel) with the model's covariate
+    columns; ``acquisition_cost``: the cost per acquired customer of each channel (a
+    Series on the same index, e.g. from :func:`clvmodels.acquisition_cost`: marketing and
+    sales spend over customers acquired). ``clv_args`` go to :func:`new_customer_value`.
+    Returns columns ``clv`` (:func:`new_customer_value`), ``cac`` and ``clv_cac``, their
+    ratio (above 1: a customer is worth more than it costs; analysts often aim at 3).
+    """
+    clv = new_customer_value(transaction_model, spend_model, covariates, **clv_args)
+    cac = pd.Series(acquisition_cost, dtype=float).reindex(covariates.index) if isinstance(
+        acquisition_cost, pd.Series | dict) else pd.Series(
+        np.broadcast_to(np.asarray(acquisition_cost, dtype=float), (len(covariates),)),
+        index=covariates.index)
+    bad = ~np.isfinite(cac.to_numpy()) | (cac.to_numpy() <= 0)
+    if bad.any():
+        from .errors import DataError
+
+        raise DataError("acquisition_cost", "must be a positive number for every channel "
+                        f"(missing or <= 0 for {list(cac.index[bad])})", int(bad.sum()))
+    return pd.DataFrame({"clv": clv, "cac": cac, "clv_cac": clv / cac})

@@ -347,6 +347,8 @@ def _mle_segment_draws(
     cov = getattr(model, "cov_", None)
     if cov is None or not np.isfinite(cov.to_numpy()).all():
         return None
+    if getattr(model, "design_", None) is not None:  # covariates: coefficients are not logs
+        return _covariate_segment_draws(model, frame, t, n_draws, rng)
     theta = model.params_.to_numpy()
     cov_log = cov.to_numpy() / np.outer(theta, theta)
     try:
@@ -364,6 +366,20 @@ def _mle_segment_draws(
             out[j] = float(draw.expected_purchases(t, frame).mean())
     out = out[np.isfinite(out)]
     return out if out.size >= n_draws // 2 else None
+
+
+def _covariate_segment_draws(model, frame, t, n_draws, rng) -> np.ndarray:
+    """As :func:`_mle_segment_draws` for a model with covariates: its own parameter draws
+    (normal in log-parameters and coefficients), each customer at its covariates."""
+    import copy
+
+    out = np.empty(n_draws)
+    with np.errstate(all="ignore"):
+        for j, values in enumerate(model.parameter_draws(n_draws, rng)):
+            draw = copy.copy(model)
+            draw.params_ = pd.Series(values, index=model.params_.index)
+            out[j] = float(draw.expected_purchases(t, frame).mean())
+    return out[np.isfinite(out)]
 
 
 def segment_estimates(

@@ -31,10 +31,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+from scipy import optimize, stats
 from threadpoolctl import ThreadpoolController
 
 from ..errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
+from . import _covariates as cov
 
 _LOG_BOUND = 25.0  # |log(theta)| <= 25: 1.4e-11 < theta < 7.2e10
 _EXTREME_LOG = 15.0  # warn beyond 3.3e6 (or below 3.1e-7)
@@ -204,9 +205,23 @@ class MLEModel:
     """
 
     param_names: ClassVar[tuple[str, ...]] = ()
+    # (parameter index, covariate role, sign) of the static covariates the model takes
+    # (see :mod:`clvmodels.models._covariates`); empty: none
+    covariate_links: ClassVar[tuple[tuple[int, str, int], ...]] = ()
+    # whether the model's Hessian formula accepts one parameter set per row (Newton's
+    # method with covariates); otherwise covariate fits use L-BFGS-B
+    _row_hessians: ClassVar[bool] = False
 
     def __init__(self, *, penalizer: float = 0.0):
         self.penalizer = penalizer
+
+    def _settings(self) -> dict[str, Any]:
+        """The constructor's arguments (what :meth:`save` writes)."""
+        return {"penalizer": self.penalizer}
+
+    def _covariate_spec(self) -> dict[str, Any]:
+        """Role -> covariate columns the model was asked for (none by default)."""
+        return {}
 
     # ---- to be provided by subclasses -------------------------------------------
     def _data(self, frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -257,21 +272,30 @@ class MLEModel:
         """
         rows = self._fit_rows(data)
         w = self._weights(data, rows, weights)
+        self.design_ = cov.build_design(rows, self._covariate_spec(), self.covariate_links)
         cols = self._data(rows)
+        n_model = len(cols)
+        if self.design_ is not None:
+            z = self.design_.standardised(self.design_.raw_matrix(rows))
+            cols = (*cols, *z.T)
         cols, w = compress_rows(cols, w)
         keep = w > 0
         cols = [c[keep] for c in cols]
         w = w[keep]
         if w.size == 0:
             raise DataError(None, "no rows with positive weight to fit on", 0)
-        starts = self._starts(cols, w, initial_params)
+        starts = self._starts(cols[:n_model], w, initial_params)
         # tiny BLAS calls stall when OpenBLAS threads compete for the cores: one thread
         # is faster at every size we fit (the likelihood itself is elementwise)
         with _blas_controller().limit(limits=1, user_api="blas"):
             runs, result = None, self._newton_fit(cols, w, starts[0])
             if result is None:  # no analytic Hessian, or Newton failed: L-BFGS-B
-                runs = self._evaluation_runs(cols, np.exp(starts[0]))
+                if self.design_ is None:
+                    runs = self._evaluation_runs(cols, np.exp(starts[0]))
                 result = self._maximise(cols, w, starts, runs)
+        if self.design_ is not None:
+            self._store_covariate_fit(result, cols, w)
+            return self
         theta = np.exp(result.x)
         self.params_ = pd.Series(theta, index=list(self.param_names), name="estimate")
         newton = isinstance(result, _Point)  # Newton has the value and Hessian at the optimum
@@ -307,6 +331,79 @@ class MLEModel:
         self._after_fit(rows, w)
         return self
 
+    def _store_covariate_fit(self, result, cols, w) -> None:
+        """``params_``, ``se_``, ``cov_`` and ``loglik_`` of a fit with covariates, on the
+        user's scale (:meth:`~clvmodels.models._covariates.Design.to_user_scale`)."""
+        design, k = self.design_, len(self.param_names)
+        names = list(self.param_names) + design.names
+        newton = isinstance(result, _Point)
+        if newton:
+            self.loglik_, hessian = result.loglik, result.loglik_hessian
+        else:
+            with np.errstate(all="ignore"):
+                self.loglik_ = float(w @ self._covariate_rows_log(result.x, cols)[0])
+            hessian = self._covariate_hessian(result.x, cols, w)
+        M = design.to_user_scale(k)
+        x = M @ result.x
+        self.params_ = pd.Series(np.r_[np.exp(x[:k]), x[k:]], index=names, name="estimate")
+        penalty = 2 * self.penalizer * w.sum() * np.eye(x.size)
+        try:
+            cov_x = np.linalg.inv(-(hessian - penalty + (hessian - penalty).T) / 2)
+        except np.linalg.LinAlgError:
+            cov_x = np.full((x.size, x.size), np.nan)
+        d = np.r_[np.exp(x[:k]), np.ones(x.size - k)]
+        cov_nat = (M @ cov_x @ M.T) * np.outer(d, d)
+        self.cov_ = pd.DataFrame(cov_nat, index=names, columns=names)
+        self.se_ = pd.Series(np.sqrt(np.clip(np.diag(cov_nat), 0, None)), index=names,
+                             name="se")
+        self.n_obs_ = float(w.sum())
+        self.n_unique_ = int(w.size)
+        self.converged_ = True
+        extreme = np.abs(result.x) >= _EXTREME_LOG
+        if extreme.any():
+            bad = [n for n, b in zip(names, extreme, strict=True) if b]
+            warnings.warn(
+                f"{type(self).__name__}: parameter(s) {bad} drifted to extreme values: the "
+                "likelihood is flat in that direction; consider a penalizer.",
+                StatisticalWarning,
+                stacklevel=3,
+            )
+
+    # ---- covariates: per-row parameters and the chain rule ------------------------
+    def _covariate_rows(self, lt, cols):
+        """Per-row parameters (as the formulas take them), their (n, k) values, the model's
+        data columns and the Jacobian of the rows' log-parameters w.r.t. ``lt``."""
+        design, k = self.design_, len(self.param_names)
+        m = lt.size - k
+        data, z = cols[: len(cols) - m], np.column_stack(cols[len(cols) - m :])
+        theta_rows = np.exp(cov.row_log_params(lt[:k], lt[k:], z, design))
+        params = cov.row_params(theta_rows, cov.varying(design, k))
+        return params, theta_rows, data, design.jacobian(z, k)
+
+    def _covariate_rows_log(self, lt, cols):
+        """Rows' log-likelihood and gradient (n, K) w.r.t. the optimiser's coordinates."""
+        params, theta_rows, data, J = self._covariate_rows(lt, cols)
+        ll, g = self._loglik_and_grad(params, *data)
+        return ll, cov.rows_in_log_coordinates(g, theta_rows, J)
+
+    def _covariate_hessian(self, lt, cols, w) -> np.ndarray:
+        """Hessian of the weighted total in the optimiser's coordinates: analytic where
+        the model's Hessian takes per-row parameters, else central differences of the
+        analytic (chain-rule) gradient."""
+        if self._newton_ok:
+            return self._log_value_grad_and_hessian(lt, cols, w)[2]
+        K = lt.size
+        hess = np.empty((K, K))
+        for j in range(K):
+            h = 1e-5 * max(1.0, abs(lt[j]))
+            e = np.zeros(K)
+            e[j] = h
+            with np.errstate(all="ignore"):
+                up = w @ self._covariate_rows_log(lt + e, cols)[1]
+                down = w @ self._covariate_rows_log(lt - e, cols)[1]
+            hess[:, j] = (up - down) / (2 * h)
+        return hess
+
     def _after_fit(self, rows: pd.DataFrame, weights: np.ndarray) -> None:
         """Hook for model-specific diagnostics after a fit."""
 
@@ -337,7 +434,10 @@ class MLEModel:
         else:
             first = self._start(cols, w)
         first = np.log(first)
-        k = len(self.param_names)
+        if self.design_ is not None:  # coefficients start at 0 (or where the caller says)
+            given = initial_params or {}
+            first = np.r_[first, [float(given.get(n, 0.0)) for n in self.design_.names]]
+        k = first.size
         # fallbacks: all ones, and the first start shrunk halfway to ones
         return [first, np.zeros(k), first / 2]
 
@@ -390,11 +490,16 @@ class MLEModel:
         total = w.sum()
 
         def f(log_theta: np.ndarray):
-            theta = np.exp(log_theta)
             with np.errstate(all="ignore"):
-                ll, g = self._rows_loglik_and_grad(theta, cols, runs)
+                if self.design_ is not None:
+                    ll, g = self._covariate_rows_log(log_theta, cols)
+                    g_total = w @ g
+                else:
+                    theta = np.exp(log_theta)
+                    ll, g = self._rows_loglik_and_grad(theta, cols, runs)
+                    g_total = (w @ g) * theta
             value = -np.dot(w, ll) / total + self.penalizer * np.sum(log_theta**2)
-            grad = -(w @ g) * theta / total + 2 * self.penalizer * log_theta
+            grad = -g_total / total + 2 * self.penalizer * log_theta
             if not np.isfinite(value) or not np.all(np.isfinite(grad)):
                 return np.inf, np.zeros_like(log_theta)
             return float(value), grad
@@ -405,12 +510,28 @@ class MLEModel:
     def _has_hessian(self) -> bool:
         return getattr(self, "_loglik_value_grad_and_hessian", None) is not None
 
-    def _log_value_grad_and_hessian(self, theta, cols, w):
-        """Weighted total log-likelihood, its gradient and Hessian in log-parameters.
+    @property
+    def _newton_ok(self) -> bool:
+        """An analytic Hessian for this fit (with covariates: one taking per-row
+        parameters)."""
+        return self._has_hessian and (self.design_ is None or self._row_hessians)
+
+    def _log_value_grad_and_hessian(self, log_theta, cols, w):
+        """Weighted total log-likelihood, its gradient and Hessian in the optimiser's
+        coordinates (log-parameters, then covariate coefficients).
 
         Chain rule for theta = exp(lambda): d2/dlambda_i dlambda_j = theta_i theta_j H_ij
-        + [i = j] theta_i g_i.
+        + [i = j] theta_i g_i; with covariates, per row and then through the (linear) map
+        to the rows' log-parameters (:func:`~clvmodels.models._covariates.
+        hessian_in_log_coordinates`).
         """
+        if self.design_ is not None:
+            params, theta_rows, data, J = self._covariate_rows(log_theta, cols)
+            with np.errstate(all="ignore"):
+                ll, g, h = self._loglik_value_grad_and_hessian(params, *data, weights=None)
+                return (float(w @ ll), w @ cov.rows_in_log_coordinates(g, theta_rows, J),
+                        cov.hessian_in_log_coordinates(g, h, theta_rows, J, w))
+        theta = np.exp(log_theta)
         with np.errstate(all="ignore"):
             ll, g, h = self._loglik_value_grad_and_hessian(theta, *cols, weights=w)
         return ll, g * theta, h * np.outer(theta, theta) + np.diag(g * theta)
@@ -422,7 +543,7 @@ class MLEModel:
         :data:`_SUBSAMPLE` rows (weights scaled up), whose optimum is within sampling
         error of the full one; the full data then need two or three Newton steps.
         """
-        if not self._has_hessian:
+        if not self._newton_ok:
             return None
         if w.size > 4 * _SUBSAMPLE:
             rng = np.random.default_rng(0)
@@ -446,7 +567,7 @@ class MLEModel:
         total, k, pen = w.sum(), x0.size, self.penalizer
 
         def parts(lt):
-            ll, g, h = self._log_value_grad_and_hessian(np.exp(lt), cols, w)
+            ll, g, h = self._log_value_grad_and_hessian(lt, cols, w)
             value = -ll / total + pen * (lt @ lt)
             grad = -g / total + 2 * pen * lt
             hess = -h / total + 2 * pen * np.eye(k)
@@ -504,7 +625,7 @@ class MLEModel:
         stops on rounding noise. Such parameters are reported by a warning in ``fit``.
         """
         f = self._objective(cols, w, runs)
-        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(self.param_names)
+        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * starts[0].size
         options = {"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8}
         tried = []
         for x0 in starts:
@@ -557,7 +678,7 @@ class MLEModel:
             return g - 2 * self.penalizer * lt * w.sum()
 
         if hessian is None and self._has_hessian:
-            _, _, hessian = self._log_value_grad_and_hessian(theta, cols, w)
+            _, _, hessian = self._log_value_grad_and_hessian(log_theta, cols, w)
         if hessian is not None:
             penalty = 2 * self.penalizer * w.sum() * np.eye(k)
             return self._covariance_from_hessian(hessian - penalty, theta)
@@ -584,19 +705,32 @@ class MLEModel:
     # ---- known parameters -----------------------------------------------------------
     @classmethod
     def from_params(cls, **params: float):
-        """A model with known parameters, without fitting (e.g. published values)."""
-        unknown = set(params) - set(cls.param_names)
+        """A model with known parameters, without fitting (e.g. published values).
+
+        Covariate coefficients may be given as ``**{"purchase:<column>": value}`` (numeric
+        columns, on the user's scale); the model then reads those columns of the frames
+        it predicts for.
+        """
+        coefs = [n for n in params if ":" in n]
+        unknown = set(params) - set(cls.param_names) - set(coefs)
         missing = set(cls.param_names) - set(params)
         if unknown or missing:
             raise ValueError(
-                f"{cls.__name__}.from_params takes exactly {list(cls.param_names)}; "
-                f"missing {sorted(missing)}, unknown {sorted(unknown)}"
+                f"{cls.__name__}.from_params takes exactly {list(cls.param_names)} (and "
+                f"covariate coefficients 'role:column'); missing {sorted(missing)}, "
+                f"unknown {sorted(unknown)}"
             )
+        design = cov.design_from_names(coefs, cls.covariate_links)
         values = np.array([params[n] for n in cls.param_names], dtype=float)
         if not np.all(np.isfinite(values) & (values > 0)):
             raise ValueError(f"{cls.__name__}: parameters must be positive and finite: {params}")
+        beta = np.array([params[n] for n in coefs], dtype=float)
+        if not np.all(np.isfinite(beta)):
+            raise ValueError(f"{cls.__name__}: coefficients must be finite: {params}")
         model = cls()
-        model.params_ = pd.Series(values, index=list(cls.param_names), name="estimate")
+        model.design_ = design
+        model.params_ = pd.Series(np.r_[values, beta], index=list(cls.param_names) + coefs,
+                                  name="estimate")
         return model
 
     # ---- helpers for predictions ------------------------------------------------------
@@ -608,6 +742,26 @@ class MLEModel:
             )
         return self.params_.to_numpy()
 
+    def _params_for(self, frame: pd.DataFrame | None) -> list:
+        """The model's parameters as its formulas take them: numbers, or (with covariates)
+        one value per row of ``frame`` for the parameters the covariates scale
+        (:mod:`clvmodels.models._covariates`)."""
+        p = self._check_fitted()
+        design = getattr(self, "design_", None)
+        if design is None:
+            return list(p)
+        if frame is None:
+            raise ValueError(
+                f"this {type(self).__name__} has covariates {design.columns}: pass a frame "
+                "with those columns (covariates=...)")
+        k = len(self.param_names)
+        z = design.raw_matrix(frame)
+        # theta * exp(sign c'z): exactly theta where c'z = 0
+        factors = np.exp(cov.row_log_params(np.zeros(k), p[k:], z, design))
+        theta_rows = p[:k] * factors
+        varies = cov.varying(design, k) & ~np.all(factors == factors[:1], axis=0)
+        return cov.row_params(theta_rows, varies)
+
     @property
     def _p(self) -> dict[str, float]:
         self._check_fitted()
@@ -618,11 +772,30 @@ class MLEModel:
         self._check_fitted()
         est = self.params_
         se = getattr(self, "se_", pd.Series(np.nan, index=est.index))
-        half = 1.959963984540054 * se / est
-        return pd.DataFrame(
-            {"estimate": est, "se": se, "lower_95": est * np.exp(-half),
-             "upper_95": est * np.exp(half)}
-        )
+        z95 = 1.959963984540054
+        k = len(self.param_names)
+        design = getattr(self, "design_", None)
+        if design is None:
+            half = z95 * se / est
+            return pd.DataFrame(
+                {"estimate": est, "se": se, "lower_95": est * np.exp(-half),
+                 "upper_95": est * np.exp(half)}
+            )
+        # parameters: on the log scale as above; coefficients: Wald intervals on their
+        # own (linear) scale, with the p-value of "no effect"
+        half = (z95 * se / est).iloc[:k]
+        coef = est.index[k:]
+        out = pd.DataFrame({
+            "estimate": est, "se": se,
+            "lower_95": pd.concat([est.iloc[:k] * np.exp(-half), est[coef] - z95 * se[coef]]),
+            "upper_95": pd.concat([est.iloc[:k] * np.exp(half), est[coef] + z95 * se[coef]]),
+        })
+        out["p_value"] = np.nan
+        out.loc[coef, "p_value"] = 2 * stats.norm.sf(np.abs(est[coef] / se[coef]))
+        refs = {f"{role}:{t.name}": f"{t.column}={t.reference}" for role in design.roles
+                for t in design.terms[role] if t.reference is not None}
+        out["reference"] = [refs.get(n, "") for n in out.index]
+        return out
 
     def __repr__(self) -> str:
         if not hasattr(self, "params_"):
@@ -637,9 +810,11 @@ class MLEModel:
         out: dict[str, Any] = {
             "format": "clvmodels", "format_version": _FORMAT_VERSION,
             "model": type(self).__name__,
-            "settings": {"penalizer": self.penalizer},
+            "settings": self._settings(),
             "params": {k: float(v) for k, v in self.params_.items()},
         }
+        if getattr(self, "design_", None) is not None:
+            out["design"] = self.design_.to_dict()
         for name in ("loglik_", "n_obs_", "n_unique_"):
             if hasattr(self, name):
                 out[name.rstrip("_")] = getattr(self, name)
@@ -661,7 +836,8 @@ class MLEModel:
                 f"{path} holds a {spec.get('model')!r} model, not a {cls.__name__}"
             )
         model = cls(**spec.get("settings", {}))
-        names = list(cls.param_names)
+        model.design_ = cov.Design.from_dict(spec["design"]) if "design" in spec else None
+        names = list(cls.param_names) + ([] if model.design_ is None else model.design_.names)
         model.params_ = pd.Series([spec["params"][n] for n in names], index=names,
                                   name="estimate")
         for key in ("loglik", "n_obs", "n_unique"):

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from .._validate import rfm_arrays
-from . import _predictive
+from . import _covariates, _predictive
 from ._base import MLEModel
 
 
@@ -140,24 +140,28 @@ class TransactionModel(MLEModel):
         return tuple(arrays[c] for c in self.columns)
 
     def expected_purchases(self, t: float, rfm: pd.DataFrame) -> pd.Series:
-        """Expected number of purchases in (T, T + t] given each customer's history."""
-        p = self._check_fitted()
+        """Expected number of purchases in (T, T + t] given each customer's history
+        (and covariates, when the model has them)."""
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         values = self._expected_path(p, np.array([float(t)]), x, t_x, T)[:, 0]
         return _as_series(values, rfm.index, "expected_purchases")
 
     def expected_purchases_path(self, times, rfm: pd.DataFrame) -> np.ndarray:
         """Expected purchases in (T, T + t] for each of ``times``: array (customers, times)."""
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         return self._expected_path(p, np.asarray(times, dtype=float), x, t_x, T)
 
     def _expected_path(self, p, times, x, t_x, T) -> np.ndarray:
         """(customers, times) expected purchases, by the module's ``expected_purchases_path``
-        where it has one (faster), else by broadcasting ``expected_purchases``."""
-        if self.formulas.expected_purchases_path is not None:
+        where it has one (faster), else by broadcasting ``expected_purchases`` (also with
+        per-customer parameters, which become columns)."""
+        per_row = any(np.ndim(v) for v in p)
+        if self.formulas.expected_purchases_path is not None and not per_row:
             return self.formulas.expected_purchases_path(*p, times, x, t_x, T)
         f = self.formulas.expected_purchases
+        p = [np.asarray(v)[:, None] if np.ndim(v) else v for v in p]
         return np.asarray(f(*p, times[None, :], x[:, None], t_x[:, None], T[:, None]))
 
     def _conditional(self) -> Conditional:
@@ -181,7 +185,7 @@ class TransactionModel(MLEModel):
         probability that an active customer survives ``ahead`` more time units, i.e.
         ``survival`` of the model's :class:`Conditional` at the updated parameters.
         """
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
         alive = self.formulas.probability_alive(*p, x, t_x, T)
         ahead = self._horizon(ahead)
@@ -190,11 +194,23 @@ class TransactionModel(MLEModel):
             alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
         return _as_series(alive, rfm.index, "probability_alive")
 
-    def expected_purchases_new(self, t):
-        """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
-        p = self._check_fitted()
-        out = self.formulas.expected_purchases_new(*p, np.asarray(t, dtype=float))
-        return float(out) if np.ndim(out) == 0 else out
+    def expected_purchases_new(self, t, covariates: pd.DataFrame | dict | None = None):
+        """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0.
+
+        With covariates, ``covariates`` gives the new customers' characteristics (a frame,
+        one row per customer, or a dict of one customer's values) and the result is a
+        Series (frame) or a number (dict), for a single ``t``.
+        """
+        if covariates is None:
+            p = self._params_for(None)
+            out = self.formulas.expected_purchases_new(*p, np.asarray(t, dtype=float))
+            return float(out) if np.ndim(out) == 0 else out
+        one = isinstance(covariates, dict)
+        frame = pd.DataFrame([covariates]) if one else covariates
+        p = self._params_for(frame)
+        t = self._horizon(t)
+        out = np.broadcast_to(self.formulas.expected_purchases_new(*p, t), (len(frame),))
+        return float(out[0]) if one else _as_series(out, frame.index, "expected_purchases")
 
     def probability_of_purchases(self, n, t, rfm: pd.DataFrame | None = None):
         """P(n purchases in (T, T + t] | history) per customer, or P(X(t) = n) for a
@@ -206,7 +222,7 @@ class TransactionModel(MLEModel):
         pmf at the parameters updated by (x, T) (see :class:`Conditional` and
         :mod:`clvmodels.models._predictive`).
         """
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         if rfm is None:
             out = self.formulas.probability_of_purchases(
                 *p, np.asarray(n, dtype=float), np.asarray(t, dtype=float)
@@ -237,9 +253,18 @@ class TransactionModel(MLEModel):
         estimates when the model has no covariance (:meth:`from_params`)."""
         p = self._check_fitted()
         cov = getattr(self, "cov_", None)
-        return _predictive.lognormal_draws(
-            p, None if cov is None else cov.to_numpy(), int(n_draws), random_state
-        )
+        cov = None if cov is None else cov.to_numpy()
+        k = len(self.param_names)
+        if getattr(self, "design_", None) is None or p.size == k:
+            return _predictive.lognormal_draws(p, cov, int(n_draws), random_state)
+        # with covariates: normal in (log-parameters, coefficients), the fit's coordinates
+        if cov is None or not np.all(np.isfinite(cov)):
+            return p[None, :]
+        d = np.r_[p[:k], np.ones(p.size - k)]
+        x = np.r_[np.log(p[:k]), p[k:]]
+        draws = _predictive.normal_draws(x, cov / np.outer(d, d), int(n_draws), random_state)
+        draws[:, :k] = np.exp(draws[:, :k])
+        return draws
 
     def prediction_interval(
         self,
@@ -264,14 +289,14 @@ class TransactionModel(MLEModel):
         made by :meth:`from_params` have no covariance: process uncertainty only.
         Counts are whole numbers, so an interval covers at least ``level``.
         """
-        p = self._check_fitted()
+        self._check_fitted()
         x, t_x, T = self._arrays(rfm)
-        draws = self.parameter_draws(n_draws, random_state)
+        draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
         return _predictive.interval_frame(
             self._conditional(),
             self.formulas.probability_alive,
-            [draws[:, [j]] for j in range(len(p))],
-            np.zeros(x.size, dtype=np.int64),
+            draws,
+            codes,
             (x, t_x, T),
             self._horizon(t),
             level,
@@ -279,26 +304,76 @@ class TransactionModel(MLEModel):
             memory_limit=memory_limit,
         )
 
+    def _draws_by_pattern(self, n_draws, random_state, rfm):
+        """Parameter draws as the intervals take them: one (D, G) array per parameter and
+        each customer's column. Without covariates G = 1; with covariates the columns are
+        the distinct covariate patterns (customers who share one share parameters)."""
+        draws = self.parameter_draws(n_draws, random_state)
+        k = len(self.param_names)
+        design = getattr(self, "design_", None)
+        if design is None:
+            return [draws[:, [j]] for j in range(k)], np.zeros(len(rfm), dtype=np.int64)
+        patterns, codes = np.unique(design.raw_matrix(rfm), axis=0, return_inverse=True)
+        per = np.stack([
+            d[:k] * np.exp(_covariates.row_log_params(np.zeros(k), d[k:], patterns, design))
+            for d in draws])  # (D, G, k)
+        return [per[:, :, j] for j in range(k)], codes.reshape(-1).astype(np.int64)
+
     def simulate_future(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
         """One draw per customer of the purchases in (T, T + t], given the history, at
         the fitted parameters (e.g. to check intervals on simulated holdouts)."""
-        p = self._check_fitted()
+        p = self._params_for(rfm)
         t = self._horizon(t)
         x, t_x, T = self._arrays(rfm)
         rng = np.random.default_rng(random_state)
         y = self._conditional().simulate_future(*p, t, x, t_x, T, rng)
         return pd.Series(np.asarray(y, dtype=np.int64), index=rfm.index, name="purchases")
 
-    def simulate(self, n_customers: int, T, random_state=None) -> pd.DataFrame:
+    def simulate(self, n_customers: int, T, random_state=None,
+                 covariates: pd.DataFrame | None = None) -> pd.DataFrame:
         """An RFM frame drawn from the model (exact, vectorised).
 
-        ``T`` is one age for all customers or one per customer.
+        ``T`` is one age for all customers or one per customer. A model with covariates
+        draws each customer with the parameters of its row of ``covariates`` (one row per
+        customer), whose columns are copied into the result.
         """
-        p = self._check_fitted()
+        p = self._params_for(covariates)
         rng = np.random.default_rng(random_state)
         T = np.broadcast_to(np.asarray(T, dtype=float), (n_customers,)).copy()
         x, t_x = self.formulas.simulate(*p, T, rng)
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {"frequency": x.astype(np.int64), "recency": t_x, "T": T},
             index=pd.RangeIndex(n_customers, name="customer_id"),
         )
+        if covariates is not None and getattr(self, "design_", None) is not None:
+            for column in self.design_.columns:
+                out[column] = covariates[column].to_numpy()
+        return out
+
+
+class CovariateTransactionModel(TransactionModel):
+    """A transaction model that takes static covariates on its purchase and drop-out
+    processes (:mod:`clvmodels.models._covariates`).
+
+    Parameters
+    ----------
+    penalizer : float, default 0
+        L2 penalty on the log-parameters and the (standardised) coefficients.
+    purchase_covariates, dropout_covariates : list of str, optional
+        Columns of the RFM frame that scale the purchase rate (``purchase:<column>``
+        coefficients) and the drop-out process (``dropout:<column>``).
+    """
+
+    def __init__(self, *, penalizer: float = 0.0, purchase_covariates=None,
+                 dropout_covariates=None):
+        super().__init__(penalizer=penalizer)
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates
+
+    def _settings(self):
+        return {**super()._settings(),
+                "purchase_covariates": self.purchase_covariates,
+                "dropout_covariates": self.dropout_covariates}
+
+    def _covariate_spec(self):
+        return {"purchase": self.purchase_covariates, "dropout": self.dropout_covariates}

@@ -214,9 +214,14 @@ def lognormal_draws(theta: np.ndarray, cov: np.ndarray | None, n_draws: int, see
     estimate alone when there is no usable covariance."""
     if cov is None or not np.all(np.isfinite(cov)):
         return theta[None, :]
-    cov_log = cov / np.outer(theta, theta)
-    cov_log = (cov_log + cov_log.T) / 2
-    evals, evecs = np.linalg.eigh(cov_log)
+    return np.exp(normal_draws(np.log(theta), cov / np.outer(theta, theta), n_draws, seed))
+
+
+def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, seed) -> np.ndarray:
+    """(n_draws, k) draws of N(mean, cov) (symmetrised; negative eigenvalues of rounding
+    clipped to 0)."""
+    cov = (cov + cov.T) / 2
+    evals, evecs = np.linalg.eigh(cov)
     root = evecs * np.sqrt(np.clip(evals, 0.0, None))
-    z = np.random.default_rng(seed).standard_normal((n_draws, theta.size))
-    return np.exp(np.log(theta)[None, :] + z @ root.T)
+    z = np.random.default_rng(seed).standard_normal((n_draws, mean.size))
+    return mean[None, :] + z @ root.T

@@ -21,7 +21,7 @@ from scipy import special
 
 from .._math import NUMPY, nbd_table, trigamma_shift, unique_inverse
 from ._base import unique_rows
-from ._btyd import Conditional, Formulas, TransactionModel
+from ._btyd import Conditional, CovariateTransactionModel, Formulas
 from ._hyp2f1 import log_hyp2f1
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -357,7 +357,7 @@ def simulate(r, alpha, a, b, T, rng):
     return x, t_x
 
 
-class BGNBD(TransactionModel):
+class BGNBD(CovariateTransactionModel):
     """BG/NBD model of repeat purchasing (Fader, Hardie & Lee 2005).
 
     Parameters ``r, alpha`` (gamma heterogeneity in purchase rate) and ``a, b`` (beta
@@ -373,6 +373,7 @@ class BGNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
+    covariate_links = ((1, "purchase", -1), (2, "dropout", 1), (3, "dropout", 1))
     formulas = Formulas(
         loglik=loglik,
         loglik_grad=loglik_grad,

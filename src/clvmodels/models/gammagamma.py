@@ -87,6 +87,12 @@ class GammaGamma(MLEModel):
     ----------
     penalizer : float, default 0
         L2 penalty on the log-parameters.
+    covariates : list of str, optional
+        Columns of the RFM frame that scale each customer's mean spend:
+        ``v_i = v exp(c'z_i)``, so the expected mean transaction value
+        ``p v_i / (q - 1)`` is multiplied by ``exp(c'z_i)``
+        (coefficients ``spend:<column>``; see :mod:`clvmodels.models._covariates`).
+        The likelihood is that of [2]_ eq. (3) at :math:`v_i`.
     corr_warning : float, default 0.3
         Warn (:class:`~clvmodels.errors.StatisticalWarning`) when the absolute Pearson
         correlation between frequency and monetary value among repeat buyers exceeds this:
@@ -102,10 +108,19 @@ class GammaGamma(MLEModel):
     """
 
     param_names = PARAM_NAMES
+    covariate_links = ((2, "spend", 1),)
 
-    def __init__(self, *, penalizer: float = 0.0, corr_warning: float = 0.3):
+    def __init__(self, *, penalizer: float = 0.0, covariates=None, corr_warning: float = 0.3):
         super().__init__(penalizer=penalizer)
+        self.covariates = covariates
         self.corr_warning = corr_warning
+
+    def _settings(self):
+        return {**super()._settings(), "covariates": self.covariates,
+                "corr_warning": self.corr_warning}
+
+    def _covariate_spec(self):
+        return {"spend": self.covariates}
 
     def _fit_rows(self, frame):
         frame = validate_rfm(frame, require_monetary=True)
@@ -156,21 +171,32 @@ class GammaGamma(MLEModel):
 
         Customers with ``frequency == 0`` get the population mean ``p v / (q - 1)``.
         """
-        par = self._check_fitted()
+        par = self._params_for(rfm)
         validate_rfm(rfm, require_monetary=True)
         out = expected_spend(*par, rfm["frequency"].to_numpy(float),
                              rfm["monetary_value"].to_numpy(float))
         return pd.Series(out, index=rfm.index, name="expected_spend")
 
-    def population_mean_spend(self) -> float:
-        """Mean transaction value across customers, ``p v / (q - 1)`` (inf for q <= 1)."""
-        p, q, v = self._check_fitted()
-        return float(expected_spend(p, q, v, 0.0, 0.0))
+    def population_mean_spend(self, covariates: pd.DataFrame | dict | None = None):
+        """Mean transaction value across customers, ``p v / (q - 1)`` (inf for q <= 1);
+        with covariates, that of customers with the given characteristics (a frame: a
+        Series, one per row; a dict: a number)."""
+        one = isinstance(covariates, dict)
+        frame = pd.DataFrame([covariates]) if one else covariates
+        p, q, v = self._params_for(frame)
+        n = 1 if frame is None else len(frame)
+        out = np.broadcast_to(expected_spend(p, q, v, 0.0, 0.0), (n,))
+        if frame is None or one:
+            return float(out[0])
+        return pd.Series(out, index=frame.index, name="population_mean_spend")
 
     def simulate(self, frequency, random_state=None) -> pd.Series:
-        """Mean spend drawn from the model for customers with the given frequencies."""
-        par = self._check_fitted()
+        """Mean spend drawn from the model for customers with the given frequencies (with
+        covariates: a frame with ``frequency`` and the covariate columns)."""
+        par = self._params_for(frequency if isinstance(frequency, pd.DataFrame) else None)
         rng = np.random.default_rng(random_state)
+        if isinstance(frequency, pd.DataFrame):  # with covariates: the frame's columns
+            frequency = frequency["frequency"]
         index = frequency.index if isinstance(frequency, pd.Series) else None
         values = simulate(*par, np.asarray(frequency, dtype=float), rng)
         return pd.Series(values, index=index, name="monetary_value")

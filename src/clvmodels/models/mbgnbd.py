@@ -43,7 +43,7 @@ from scipy import special
 
 from .._math import NUMPY
 from . import bgnbd
-from ._btyd import Conditional, Formulas, TransactionModel
+from ._btyd import Conditional, CovariateTransactionModel, Formulas
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -194,7 +194,7 @@ def simulate(r, alpha, a, b, T, rng):
     return np.where(dead_at_0, 0, x), np.where(dead_at_0, 0.0, t_x)
 
 
-class MBGNBD(TransactionModel):
+class MBGNBD(CovariateTransactionModel):
     """MBG/NBD model of repeat purchasing (Batislam, Denizel & Filiztekin 2007).
 
     Parameters ``r, alpha`` (gamma heterogeneity in purchase rate) and ``a, b`` (beta
@@ -210,6 +210,7 @@ class MBGNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
+    covariate_links = ((1, "purchase", -1), (2, "dropout", 1), (3, "dropout", 1))
     formulas = Formulas(
         loglik=loglik,
         loglik_grad=loglik_grad,

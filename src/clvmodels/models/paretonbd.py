@@ -51,7 +51,7 @@ import numpy as np
 from scipy import special
 
 from .._math import nbd_table, trigamma_shift, unique_inverse
-from ._btyd import Conditional, Formulas, TransactionModel
+from ._btyd import Conditional, CovariateTransactionModel, Formulas
 from ._hyp2f1 import log_integral
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
@@ -543,7 +543,7 @@ def simulate(r, alpha, s, beta, T, rng):
     return x, t_x
 
 
-class ParetoNBD(TransactionModel):
+class ParetoNBD(CovariateTransactionModel):
     """Pareto/NBD model of repeat purchasing (Schmittlein, Morrison & Colombo 1987).
 
     Parameters ``r, alpha`` (gamma heterogeneity in purchase rate) and ``s, beta``
@@ -559,6 +559,8 @@ class ParetoNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
+    covariate_links = ((1, "purchase", -1), (3, "dropout", -1))
+    _row_hessians = True
     formulas = Formulas(
         loglik=loglik,
         loglik_grad=loglik_grad,
