@@ -105,21 +105,27 @@ def test_bad_arguments(published):
 
 @pytest.mark.slow
 def test_sampling_sbg_bdw_and_cohorts(published):
-    """NUTS: the MLE inside the 94% HDI of each model; the cohort model's per-cohort
-    posterior means within 10% of the separate MLE fits (1,000 customers each)."""
+    """NUTS (seeded): each fit passes its convergence verdict; the MLE inside the 94% HDI of
+    each model; the cohort model's per-cohort posterior means within 10% of the separate
+    MLE fits (1,000 customers each)."""
     for cohort in published.columns:
         mle = cm.SBG().fit(published[cohort])
-        post = bayes.SBG().fit(published[cohort], draws=500, tune=500, chains=2,
-                               progressbar=False).summary()
+        fit = bayes.SBG().fit(published[cohort], draws=500, tune=500, chains=2,
+                              random_seed=0, progressbar=False)
+        assert fit.convergence_.passed, fit.convergence_.message()
+        post = fit.summary()
         for name in ("alpha", "beta"):
             assert post.loc[name, "hdi_3%"] <= mle.params_[name] <= post.loc[name, "hdi_97%"]
     mle = cm.BDW().fit(published["highend"])
-    post = bayes.BDW().fit(published["highend"], draws=500, tune=500, chains=2,
-                           progressbar=False).summary()
+    fit = bayes.BDW().fit(published["highend"], draws=1000, tune=500, chains=2, random_seed=0,
+                          progressbar=False)
+    assert fit.convergence_.passed, fit.convergence_.message()
+    post = fit.summary()
     for name in ("alpha", "beta", "c"):
         assert post.loc[name, "hdi_3%"] <= mle.params_[name] <= post.loc[name, "hdi_97%"]
-    h = bayes.SegmentSBG().fit(published, draws=500, tune=500, chains=2, progressbar=False,
-                               target_accept=0.95)
+    h = bayes.SegmentSBG().fit(published, draws=1000, tune=1000, chains=2, random_seed=0,
+                               progressbar=False)
+    assert h.convergence_.passed, h.convergence_.message()
     seg = h.segment_params()
     for cohort in published.columns:
         mle = cm.SBG().fit(published[cohort])
