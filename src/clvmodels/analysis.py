@@ -30,6 +30,7 @@ __all__ = [
     "Analysis",
     "Split",
     "analyze",
+    "acquisition_costs",
     "choose_split",
     "open_log",
     "pooled_segments",
@@ -39,6 +40,13 @@ MIN_CUSTOMERS = 50  # customers in the calibration cohort
 MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration period
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments are pooled into "other" for per-segment fits
 OTHER = "other"
+NOT_CONVERGED = "did not converge"
+#: the rule that picks the recommended model (stated in the report)
+RECOMMENDATION_RULE = (
+    "the model with the lowest mean absolute error of each customer's holdout revenue "
+    "(MAE / customer) among the models that converged; the formula and the naive "
+    "own-history method are benchmarks, not candidates"
+)
 CDNOW = "the CDNOW master data set (music CD purchases, Fader, Hardie & Lee 2005)"
 
 
@@ -188,8 +196,14 @@ class Analysis:
     ``formula``/``formula_all`` and ``lifespan_note``, ``methods`` (name -> fitted
     method), ``results`` (holdout metrics, :func:`clvmodels.compare`), ``best`` (the most
     accurate model per customer), ``by_segment`` and ``estimates`` (segment by segment),
-    the refitted models and ``forecast`` (next ``horizon_weeks``), ``clv`` (and
-    ``clv_post`` with the Bayesian models), ``top`` (most valuable customers), ``notes``
+    the refitted models and ``forecast`` (next ``horizon_weeks``, by the ``recommended``
+    model, chosen by :data:`RECOMMENDATION_RULE`), ``clv`` (and ``clv_post`` with the
+    Bayesian models), ``top`` (most valuable customers), ``win_back`` (high past value,
+    low P(alive)), ``clv_cac`` (value against acquisition cost per segment, when costs
+    are given), ``formula_numbers`` (the formula's three numbers reconciled),
+    ``p_alive`` (P(alive) of one-time buyers by BG/NBD and MBG/NBD), ``unconverged``
+    (method -> the fit's :class:`~clvmodels.bayes.convergence.Convergence`, marked
+    "did not converge" in every table and left out of the recommendation), ``notes``
     (statistical warnings of the fits, in words), ``skipped`` (models not fitted and why)
     and ``conclusions``. :meth:`summary` gives the key numbers as JSON-ready values.
     """
@@ -221,6 +235,12 @@ class Analysis:
     forecast: pd.DataFrame
     top: pd.DataFrame
     horizon_weeks: float
+    recommended: str = ""
+    unconverged: dict = field(default_factory=dict)
+    formula_numbers: pd.DataFrame | None = None
+    win_back: pd.DataFrame | None = None
+    clv_cac: pd.DataFrame | None = None
+    p_alive: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     forecast_notes: list = field(default_factory=list)
@@ -242,6 +262,8 @@ class Analysis:
         """Share of customers probably gone: P(alive) below 20%."""
         return float((self.top["P(alive)"] < 0.2).mean())
 
+    caller: str = "python"
+
     def summary(self) -> dict:
         """The key numbers (what ``clvmodels report`` prints), JSON-ready."""
         actual = self.results.loc["actual"]
@@ -262,7 +284,10 @@ class Analysis:
                 for name, row in self.results.drop(index="actual").iterrows()
             },
             "best_method": self.best,
-            "forecast": {"horizon_weeks": self.horizon_weeks,
+            "recommended": self.recommended,
+            "recommendation_rule": RECOMMENDATION_RULE,
+            "unconverged": {k: v.message(self.caller) for k, v in self.unconverged.items()},
+            "forecast": {"horizon_weeks": self.horizon_weeks, "model_name": self.recommended,
                          "formula": float(self.forecast.loc["total", "formula"]),
                          "model": float(self.forecast.loc["total", "model"])},  # fmt: skip
             "conclusions": list(self.conclusions),
@@ -330,6 +355,184 @@ def _fit_separate(cal: pd.DataFrame, gg) -> dict:
     return out
 
 
+WIN_BACK_P_ALIVE = 0.5  # customers to win back: P(alive) below this, with repeat purchases
+TOP_N = 15  # customers listed in the report's tables
+BENCHMARKS = ("actual", "formula (overall)", "formula (per segment)", "naive (own history)")
+
+
+def _unconverged(methods: dict) -> dict:
+    """Method name -> the first failing convergence verdict of its Bayesian fits."""
+    out = {}
+    for name, method in methods.items():
+        parts = method if isinstance(method, tuple) else (method,)
+        for part in parts:
+            verdict = getattr(part, "convergence_", None)
+            if verdict is not None and not verdict.passed:
+                out[name] = verdict
+                break
+    return out
+
+
+def _mark(name: str, unconverged: dict) -> str:
+    """The method's label in every table: "did not converge" appended when it failed."""
+    return f"{name} ({NOT_CONVERGED})" if name in unconverged else name
+
+
+def _ranking(results: pd.DataFrame) -> list[str]:
+    """The candidates of :data:`RECOMMENDATION_RULE`, best first: converged models by
+    MAE / customer on the holdout."""
+    keep = [k for k in results.index if k not in BENCHMARKS and not k.endswith(
+        f"({NOT_CONVERGED})")]  # fmt: skip
+    return list(results.loc[keep, "revenue_mae"].dropna().sort_values().index)
+
+
+def _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged):
+    """(CLV, P(alive), expected purchases) per customer over the horizon by the method
+    `name` refitted on the whole history; None when that Bayesian refit did not converge."""
+    from .clv import customer_lifetime_value
+    from .models import ParetoNBD
+
+    horizon = kw_clv["horizon"]
+    if name in ("BG/NBD", "Pareto/NBD"):
+        model = bg_all if name == "BG/NBD" else ParetoNBD().fit(rfm)
+        return (customer_lifetime_value(model, gg_all, rfm, **kw_clv),
+                model.probability_alive(rfm), model.expected_purchases(horizon, rfm))  # fmt: skip
+    if name == "BG/NBD per segment":
+        fitted = _fit_separate(rfm, gg_all)
+        parts = [(part, fitted[s][0]) for s, part in rfm.groupby("segment")]
+        cols = [pd.concat([f(m, p) for p, m in parts]).reindex(rfm.index) for f in (
+            lambda m, p: customer_lifetime_value(m, gg_all, p, **kw_clv),
+            lambda m, p: m.probability_alive(p),
+            lambda m, p: m.expected_purchases(horizon, p))]  # fmt: skip
+        return tuple(cols)
+    from . import bayes as bayesian
+
+    if name == "hierarchical BG/NBD":
+        b_fits = {name: (bayesian.SegmentBGNBD(segment="segment").fit(rfm, **fit),
+                         b_fits["Bayesian BG/NBD"][1])}  # fmt: skip
+    if name not in b_fits:
+        return None
+    if _unconverged({name: b_fits[name]}):
+        unconverged |= {f"{name} (whole history)": _unconverged({name: b_fits[name]})[name]}
+        return None
+    model, spend = b_fits[name]
+    clv = bayesian.customer_lifetime_value(model, spend, rfm, **kw_clv)["mean"]
+    return (clv, model.probability_alive(rfm)["mean"],
+            model.expected_purchases(horizon, rfm)["mean"])  # fmt: skip
+
+
+def acquisition_costs(value: object, flag: str = "acquisition_cost") -> float | pd.Series:
+    """The cost of acquiring a customer: one number, or a cost per segment.
+
+    `value` is a number (or its text), a mapping or Series segment -> cost, or the path
+    of a CSV file with columns ``segment`` and ``cost``. Costs must be finite and >= 0;
+    a :class:`DataError` naming `flag` otherwise.
+    """
+    import math
+    from pathlib import Path
+
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            path = Path(value)
+            if not path.is_file():
+                raise DataError(flag, f"not a number and no such file: {value!r}") from None
+            table = pd.read_csv(path, dtype={"segment": str})
+            missing = [c for c in ("segment", "cost") if c not in table.columns]
+            if missing:
+                raise DataError(flag, f"the CSV {path.name} needs the columns segment and "
+                                      f"cost; missing: {', '.join(missing)}") from None
+            value = table.set_index("segment")["cost"]
+    if isinstance(value, dict):
+        value = pd.Series(value, dtype=float)
+    if isinstance(value, pd.Series):
+        cost = pd.to_numeric(value, errors="coerce")
+        bad = int((~(cost >= 0) | ~cost.map(math.isfinite, na_action="ignore").fillna(False)).sum())
+        if bad:
+            raise DataError(flag, "costs must be numbers >= 0", bad)
+        if cost.index.duplicated().any():
+            raise DataError(flag, "one cost per segment: duplicated segments",
+                            int(cost.index.duplicated().sum()))  # fmt: skip
+        cost.index = cost.index.astype(str)
+        return cost
+    cost = float(value)
+    if not math.isfinite(cost) or cost < 0:
+        raise DataError(flag, f"the cost must be a number >= 0, got {value!r}")
+    return cost
+
+
+def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
+    """Per segment: value against acquisition cost (CLV:CAC), the model's horizon value
+    and the formula's lifetime CLV per customer."""
+    if isinstance(cost, pd.Series):
+        labels = raw.astype(str).reindex(rfm.index)
+        missing = sorted(set(labels) - set(cost.index))
+        if missing:
+            raise DataError("acquisition_cost", "no cost for the segment(s) "
+                            + ", ".join(map(repr, missing[:8])), len(missing))  # fmt: skip
+        per_customer = labels.map(cost).astype(float)
+    else:
+        per_customer = pd.Series(cost, index=rfm.index)
+    seg = rfm["segment"]
+    out = pd.DataFrame({"customers": seg.value_counts(),
+                        "acquisition cost": per_customer.groupby(seg).mean(),
+                        "model value / customer": clv.groupby(seg).mean(),
+                        "formula lifetime CLV": formula["clv"]})  # fmt: skip
+    out.loc["all"] = [len(rfm), per_customer.mean(), clv.mean(),
+                      rfm["segment"].map(formula["clv"]).mean()]  # fmt: skip
+    out["model value : cost"] = out["model value / customer"] / out["acquisition cost"]
+    out["formula CLV : cost"] = out["formula lifetime CLV"] / out["acquisition cost"]
+    return out
+
+
+def _one_time_p_alive(rfm: pd.DataFrame, bg_all) -> pd.DataFrame:
+    """P(alive) of the customers with no repeat purchase, by BG/NBD (alive by
+    construction until a repeat purchase) and by MBG/NBD and Pareto/NBD (which can drop
+    out before one)."""
+    from .models import MBGNBD, ParetoNBD
+
+    once = rfm["frequency"] == 0
+    rows = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        for name, model in (("BG/NBD", bg_all), ("MBG/NBD", MBGNBD().fit(rfm)),
+                            ("Pareto/NBD", ParetoNBD().fit(rfm))):  # fmt: skip
+            p = model.probability_alive(rfm)
+            rows[name] = {"one-time buyers: mean P(alive)": p[once].mean(),
+                          "one-time buyers: P(alive) < 20%": (p[once] < 0.2).mean(),
+                          "all customers: P(alive) < 20%": (p < 0.2).mean()}  # fmt: skip
+    out = pd.DataFrame(rows).T
+    out.attrs["one_time_share"] = float(once.mean())
+    return out
+
+
+def _formula_numbers(a: Analysis) -> pd.DataFrame:
+    """The formula's numbers reconciled: lifetime CLV, yearly value, holdout-length
+    forecast and the report's horizon forecast, each per customer and in total."""
+    fa = a.formula_all.iloc[0]
+    n_all, n_cal = len(a.rfm), len(a.cal)
+    years = fa["lifespan"]
+    hold = a.results.loc["formula (overall)", "revenue_predicted"]
+    w, h = a.split.holdout_weeks, float(a.horizon_weeks)
+    rows = {
+        "lifetime CLV": (fa["clv"], n_all, fa["clv"] * n_all,
+                         f"value / year x lifespan ({years:.1f} years), whole history"),
+        "yearly value": (fa["customer_value"], n_all, fa["customer_value"] * n_all,
+                         "value / purchase x purchases / year, whole history"),
+        f"holdout forecast ({w:.0f} weeks)": (
+            hold / n_cal, n_cal, hold,
+            f"yearly value (calibration period only) x {w:.0f} / 52, for the customers "
+            "of the holdout test"),
+        f"next {h:g} weeks": (
+            a.forecast.loc["total", "formula"] / n_all, n_all,
+            a.forecast.loc["total", "formula"],
+            f"each segment's yearly value x {h:g} / 52, whole history (section 4)"),
+    }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["per customer", "customers", "total", "what it is"])
+
+
 def analyze(
     log: TransactionLog,
     *,
@@ -345,6 +548,8 @@ def analyze(
     chains: int = 2,
     seed: int = 0,
     min_segment_customers: int = MIN_SEGMENT_CUSTOMERS,
+    acquisition_cost: object = None,
+    caller: str = "python",
 ) -> Analysis:
     """The report's analysis of a transaction log: the formula versus the models.
 
@@ -363,6 +568,14 @@ def analyze(
     bayes, hierarchical, draws, tune, chains, seed
         The Bayesian models: fitted at all; the hierarchical segment model (default:
         up to 30,000 calibration customers and at least two segments); sampling settings.
+        A Bayesian fit that fails its convergence verdict is marked "did not converge"
+        in every table and is not recommended.
+    acquisition_cost : float, mapping, Series or str, optional
+        Cost of acquiring a customer: one number, or per segment (a mapping, a Series
+        or the path of a CSV with columns ``segment`` and ``cost``; see
+        :func:`acquisition_costs`); gives ``clv_cac``.
+    caller : {"python", "cli"}
+        The language of the convergence advice (keywords or ``clvmodels report`` flags).
 
     Returns
     -------
@@ -445,37 +658,56 @@ def analyze(
             else:
                 skipped.append("The hierarchical BG/NBD was not fitted (hierarchical=False).")
     notes = _statistical_notes(caught)
+    unconverged = _unconverged(methods)
+    methods = {_mark(k, unconverged): v for k, v in methods.items()}
     results = compare(cal, methods, segment="segment", by_segment=False)
-    candidates = results.drop(index=[k for k in ("actual", "formula (overall)",
-                              "formula (per segment)", "naive (own history)")
-                              if k in results.index])  # fmt: skip
-    best = str(candidates["revenue_mae"].idxmin())
+    ranking = _ranking(results)
     by_segment = compare(cal, methods, segment="segment", reference=False)
     forest = {k: methods[k] for k in ("formula (per segment)", "BG/NBD per segment",
-                                      "hierarchical BG/NBD") if k in methods}  # fmt: skip
+                                      _mark("hierarchical BG/NBD", unconverged))
+              if k in methods}  # fmt: skip
     estimates = segment_estimates(cal, forest, "segment") if forest else None
 
-    # the next months, refitted on the whole history
+    # the next months, refitted on the whole history, by the recommended model
     monthly = (1 + annual_discount_rate) ** (1 / 12) - 1
     horizon = float(horizon_weeks)
     period = horizon / round(horizon / (52 / 12))
+    kw_clv = dict(horizon=horizon, period=period, discount_rate=monthly)
     spend_all = rfm[(rfm["frequency"] == 0) | (rfm["monetary_value"] > 0)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
         bg_all = BGNBD().fit(rfm)
         gg_all = GammaGamma().fit(spend_all)
-    clv = customer_lifetime_value(bg_all, gg_all, rfm, horizon=horizon, period=period,
-                                  discount_rate=monthly)  # fmt: skip
-    clv_post, forecast_notes = None, []
+    clv_post, forecast_notes, b_fits = None, [], {}
     if bayes:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StatisticalWarning)
-            b_bg_all = bayesian.BGNBD().fit(rfm, **fit)
-            b_gg_all = bayesian.GammaGamma().fit(spend_all, **fit)
+            b_fits["Bayesian BG/NBD"] = (bayesian.BGNBD().fit(rfm, **fit),
+                                         bayesian.GammaGamma().fit(spend_all, **fit))  # fmt: skip
         forecast_notes = _statistical_notes(caught)
-        clv_post = bayesian.customer_lifetime_value(
-            b_bg_all, b_gg_all, rfm, horizon=horizon, period=period, discount_rate=monthly
-        )
+        b_bg_all, b_gg_all = b_fits["Bayesian BG/NBD"]
+        failed = _unconverged({"Bayesian BG/NBD (whole history)": b_fits["Bayesian BG/NBD"]})
+        if failed:
+            unconverged |= failed
+            forecast_notes.append(
+                f"The Bayesian refit on the whole history {NOT_CONVERGED}: its intervals "
+                f"are not shown. {failed['Bayesian BG/NBD (whole history)'].message(caller)}")
+        else:
+            clv_post = bayesian.customer_lifetime_value(b_bg_all, b_gg_all, rfm, **kw_clv)
+    recommended, clv, p_alive, expected = "", None, None, None
+    for name in ranking:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StatisticalWarning)
+            out = _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged)
+        if out is not None:
+            recommended, (clv, p_alive, expected) = name, out
+            break
+        forecast_notes.append(f"{name} (the most accurate on the holdout) {NOT_CONVERGED} "
+                              "when refitted on the whole history: the next model is used.")
+    if clv is None:  # no candidate converged: BG/NBD by maximum likelihood
+        recommended = "BG/NBD"
+        clv, p_alive, expected = _forecast_by("BG/NBD", rfm, bg_all, gg_all, {}, fit, kw_clv, {})
+    best = ranking[0] if ranking else recommended
     formula_year = rfm["segment"].map(formula["customer_value"]) * horizon / 52
     forecast = pd.DataFrame({
         "customers": rfm.groupby("segment").size(),
@@ -484,15 +716,30 @@ def analyze(
     })  # fmt: skip
     forecast.loc["total"] = forecast.sum()
     forecast["model / formula"] = forecast["model"] / forecast["formula"]
-    p_alive = bg_all.probability_alive(rfm)
     top = pd.DataFrame({"segment": rfm["segment"], "repeat purchases": rfm["frequency"],
-                        "weeks since last": rfm["T"] - rfm["recency"], "P(alive)": p_alive,
-                        "expected purchases": bg_all.expected_purchases(horizon, rfm),
+                        "weeks since last purchase": rfm["T"] - rfm["recency"],
+                        "P(alive)": p_alive, "expected purchases": expected,
                         "CLV": clv})  # fmt: skip
     if clv_post is not None:
         top["CLV 94% low"] = clv_post["hdi_low"]
         top["CLV 94% high"] = clv_post["hdi_high"]
     top = top.sort_values("CLV", ascending=False)
+    past = rfm["frequency"] * rfm["monetary_value"].fillna(0.0)
+    win_back = (top.assign(**{"past repeat revenue": past})
+                .loc[lambda d: (d["P(alive)"] < WIN_BACK_P_ALIVE) & (d["repeat purchases"] > 0)]
+                .sort_values("past repeat revenue", ascending=False))  # fmt: skip
+    shown = top.index[:TOP_N].union(win_back.index[:TOP_N])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        ranges = customer_lifetime_value(bg_all, gg_all, rfm.loc[shown], **kw_clv, level=0.9,
+                                         random_state=seed)  # fmt: skip
+    for frame in (top, win_back):
+        frame["90% range low (BG/NBD)"] = ranges["low"].reindex(frame.index)
+        frame["90% range high (BG/NBD)"] = ranges["high"].reindex(frame.index)
+    cac = None
+    if acquisition_cost is not None:
+        cost = acquisition_costs(acquisition_cost)
+        cac = _clv_cac(cost, raw, segment_of, rfm, clv, formula)
     result = Analysis(
         log=log, source=getattr(log, "source", "the transaction log"), split=split,
         segment_name=segment_name, segment_of=segment_of, pooled=pooled, rfm=rfm, cal=cal,
@@ -500,9 +747,11 @@ def analyze(
         lifespan_note=lifespan_note, methods=methods, results=results, best=best,
         by_segment=by_segment, estimates=estimates, bg=bg, pnbd=pnbd, bg_all=bg_all,
         gg_all=gg_all, clv=clv, clv_post=clv_post, forecast=forecast, top=top,
-        horizon_weeks=horizon_weeks, notes=notes, skipped=skipped,
-        forecast_notes=forecast_notes,
+        horizon_weeks=horizon_weeks, recommended=recommended, unconverged=unconverged,
+        win_back=win_back, clv_cac=cac, p_alive=_one_time_p_alive(rfm, bg_all),
+        notes=notes, skipped=skipped, forecast_notes=forecast_notes, caller=caller,
     )  # fmt: skip
+    result.formula_numbers = _formula_numbers(result)
     result.conclusions = _conclusions(result)
     return result
 
@@ -516,17 +765,27 @@ def _pct(x: float) -> str:
 
 
 def _conclusions(a: Analysis) -> list[str]:
-    f_all, b = a.results.loc["formula (overall)"], a.results.loc[a.best]
+    f_all = a.results.loc["formula (overall)"]
     total = a.forecast.loc["total"]
     share10, dormant = a.top_share, a.dormant_share
-    return [
-        f"On the holdout the formula's revenue forecast was {_pct(f_all['revenue_error_pct'])} "
-        f"off; {a.best} was {_pct(b['revenue_error_pct'])} off.",
-        f"Per customer, {a.best} cut the mean absolute revenue error from "
-        f"{_money(f_all['revenue_mae'])} to {_money(b['revenue_mae'])}.",
+    out = []
+    if a.best in a.results.index:
+        b = a.results.loc[a.best]
+        out += [
+            f"On the holdout the formula's revenue forecast was "
+            f"{_pct(f_all['revenue_error_pct'])} off; {a.best} was "
+            f"{_pct(b['revenue_error_pct'])} off.",
+            f"Per customer, {a.best} cut the mean absolute revenue error from "
+            f"{_money(f_all['revenue_mae'])} to {_money(b['revenue_mae'])}.",
+        ]
+    out += [
+        f"Recommended model: {a.recommended} (lowest MAE / customer on the holdout among "
+        "the models that converged).",
         f"Next {a.horizon_weeks:g} weeks: the formula expects {_money(total['formula'])}, "
-        f"the model {_money(total['model'])} ({total['model / formula']:.2f} x).",
+        f"{a.recommended} {_money(total['model'])} ({total['model / formula']:.2f} x).",
         f"The top 10% of customers hold {share10:.0%} of the expected value; "
-        f"{dormant:.0%} of customers are probably gone (P(alive) < 20%).",
+        f"{dormant:.0%} of customers are probably gone (P(alive) < 20%, {a.recommended}).",
     ]
-
+    if a.unconverged:
+        out.append(f"Not used ({NOT_CONVERGED}): {', '.join(a.unconverged)}.")
+    return out
