@@ -29,8 +29,9 @@ __all__ = [
     "MIN_SEGMENT_CUSTOMERS",
     "Analysis",
     "Split",
-    "analyze",
     "acquisition_costs",
+    "analyze",
+    "check_costs",
     "choose_split",
     "open_log",
     "pooled_segments",
@@ -241,6 +242,7 @@ class Analysis:
     win_back: pd.DataFrame | None = None
     clv_cac: pd.DataFrame | None = None
     p_alive: pd.DataFrame | None = None
+    deciles: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     forecast_notes: list = field(default_factory=list)
@@ -256,6 +258,25 @@ class Analysis:
         """Share of the expected value held by the top 10% of customers."""
         clv = self.top["CLV"]
         return float(clv.head(max(1, len(clv) // 10)).sum() / clv.sum())
+
+    @property
+    def interval_misses(self) -> pd.DataFrame:
+        """Per method with intervals in :attr:`estimates`: segments whose interval misses
+        the actual mean holdout purchases (``missed``, ``segments``, ``missed_labels``)."""
+        if self.estimates is None:
+            return pd.DataFrame(columns=["missed", "segments", "missed_labels"])
+        est = self.estimates
+        actual = est.xs("actual", level="method")["mean"]
+        rows = {}
+        for method, part in est.drop(index="actual", level="method").groupby(level="method"):
+            part = part.droplevel("method").dropna(subset=["low", "high"])
+            if part.empty:
+                continue
+            truth = actual.reindex(part.index)
+            miss = (truth < part["low"]) | (truth > part["high"])
+            rows[method] = {"missed": int(miss.sum()), "segments": len(part),
+                            "missed_labels": [str(x) for x in part.index[miss]]}  # fmt: skip
+        return pd.DataFrame.from_dict(rows, orient="index")
 
     @property
     def dormant_share(self) -> float:
@@ -421,45 +442,73 @@ def _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged):
             model.expected_purchases(horizon, rfm)["mean"])  # fmt: skip
 
 
-def acquisition_costs(value: object, flag: str = "acquisition_cost") -> float | pd.Series:
+def acquisition_costs(value: object) -> float | pd.Series:
     """The cost of acquiring a customer: one number, or a cost per segment.
 
     `value` is a number (or its text), a mapping or Series segment -> cost, or the path
     of a CSV file with columns ``segment`` and ``cost``. Costs must be finite and >= 0;
-    a :class:`DataError` naming `flag` otherwise.
+    a ``ValueError`` naming the option (``acquisition_cost=``, ``--acquisition-cost`` on
+    the command line) otherwise.
     """
     import math
     from pathlib import Path
 
-    if isinstance(value, str):
+    name = option("acquisition_cost")
+    if isinstance(value, str | Path):
         try:
             value = float(value)
         except ValueError:
             path = Path(value)
             if not path.is_file():
-                raise DataError(flag, f"not a number and no such file: {value!r}") from None
+                raise ValueError(f"{name}: not a number and no such file: {str(value)!r}") from None
             table = pd.read_csv(path, dtype={"segment": str})
             missing = [c for c in ("segment", "cost") if c not in table.columns]
             if missing:
-                raise DataError(flag, f"the CSV {path.name} needs the columns segment and "
-                                      f"cost; missing: {', '.join(missing)}") from None
+                raise ValueError(f"{name}: the CSV {path.name} needs the columns segment and "
+                                 f"cost; missing: {', '.join(missing)}") from None  # fmt: skip
             value = table.set_index("segment")["cost"]
     if isinstance(value, dict):
-        value = pd.Series(value, dtype=float)
+        value = pd.Series(value, dtype=object)
     if isinstance(value, pd.Series):
-        cost = pd.to_numeric(value, errors="coerce")
-        bad = int((~(cost >= 0) | ~cost.map(math.isfinite, na_action="ignore").fillna(False)).sum())
+        cost = pd.to_numeric(value, errors="coerce").astype(float)
+        bad = int((~((cost >= 0) & cost.map(math.isfinite))).sum())
         if bad:
-            raise DataError(flag, "costs must be numbers >= 0", bad)
-        if cost.index.duplicated().any():
-            raise DataError(flag, "one cost per segment: duplicated segments",
-                            int(cost.index.duplicated().sum()))  # fmt: skip
+            raise ValueError(f"{name}: costs must be finite numbers >= 0 ({bad} row"
+                             f"{'s' if bad != 1 else ''} break the rule)")  # fmt: skip
+        dup = int(cost.index.duplicated().sum())
+        if dup:
+            raise ValueError(f"{name}: one cost per segment ({dup} duplicated segment rows)")
         cost.index = cost.index.astype(str)
         return cost
-    cost = float(value)
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: a number or a CSV file, got {value!r}") from None
     if not math.isfinite(cost) or cost < 0:
-        raise DataError(flag, f"the cost must be a number >= 0, got {value!r}")
+        raise ValueError(f"{name}: the cost must be a number >= 0, got {value!r}")
     return cost
+
+
+def check_costs(cost: float | pd.Series, labels: pd.Series) -> None:
+    """A ``ValueError`` when a per-segment cost table misses segments of `labels`."""
+    if not isinstance(cost, pd.Series):
+        return
+    missing = sorted(set(labels.astype(str)) - set(cost.index))
+    if missing:
+        shown = ", ".join(map(repr, missing[:8])) + (" ..." if len(missing) > 8 else "")
+        raise ValueError(f"{option('acquisition_cost')}: no cost for {len(missing)} "
+                         f"segment(s): {shown}")  # fmt: skip
+
+
+def segment_labels(log: TransactionLog, split: Split, segment: str | None) -> pd.Series:
+    """Each customer's segment before pooling: the `segment` column (or the log's own),
+    else the acquisition cohort of the calibration period."""
+    from .compare import acquisition_cohorts
+
+    segment = segment or log.segment
+    if segment is None:
+        return acquisition_cohorts(log, before=split.calibration_end)
+    return customer_segments(log, log.customer, segment)
 
 
 def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
@@ -467,10 +516,7 @@ def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
     and the formula's lifetime CLV per customer."""
     if isinstance(cost, pd.Series):
         labels = raw.astype(str).reindex(rfm.index)
-        missing = sorted(set(labels) - set(cost.index))
-        if missing:
-            raise DataError("acquisition_cost", "no cost for the segment(s) "
-                            + ", ".join(map(repr, missing[:8])), len(missing))  # fmt: skip
+        check_costs(cost, labels)
         per_customer = labels.map(cost).astype(float)
     else:
         per_customer = pd.Series(cost, index=rfm.index)
@@ -583,7 +629,7 @@ def analyze(
     """
     from .clv import customer_lifetime_value
     from .compare import (
-        acquisition_cohorts,
+        calibration_deciles,
         compare,
         formula_holdout,
         naive_holdout,
@@ -593,13 +639,12 @@ def analyze(
     from .rfm import calibration_holdout, rfm_summary
 
     split = choose_split(log, calibration_end, observation_end)
+    cost = None if acquisition_cost is None else acquisition_costs(acquisition_cost)
+    raw = segment_labels(log, split, segment)
+    if cost is not None:
+        check_costs(cost, raw)  # before any fit
     segment = segment or log.segment
-    if segment is None:
-        segment_name = "acquisition cohort"
-        raw = acquisition_cohorts(log, before=split.calibration_end)
-    else:
-        segment_name = segment
-        raw = customer_segments(log, log.customer, segment)
+    segment_name = "acquisition cohort" if segment is None else segment
     rfm = rfm_summary(log, observation_end=observation_end, unit="W")
     cal = calibration_holdout(log, calibration_end=split.calibration_end,
                               observation_end=observation_end, unit="W")  # fmt: skip
@@ -667,6 +712,10 @@ def analyze(
                                       _mark("hierarchical BG/NBD", unconverged))
               if k in methods}  # fmt: skip
     estimates = segment_estimates(cal, forest, "segment") if forest else None
+    formula_key = "formula (per segment)" if n_segments > 1 else "formula (overall)"
+    decile_methods = [*ranking[:1], formula_key, "naive (own history)"]
+    deciles = calibration_deciles(cal, {k: methods[k] for k in decile_methods}, quantity="revenue",
+                                  segment="segment")  # fmt: skip
 
     # the next months, refitted on the whole history, by the recommended model
     monthly = (1 + annual_discount_rate) ** (1 / 12) - 1
@@ -737,8 +786,7 @@ def analyze(
         frame["90% range low (BG/NBD)"] = ranges["low"].reindex(frame.index)
         frame["90% range high (BG/NBD)"] = ranges["high"].reindex(frame.index)
     cac = None
-    if acquisition_cost is not None:
-        cost = acquisition_costs(acquisition_cost)
+    if cost is not None:
         cac = _clv_cac(cost, raw, segment_of, rfm, clv, formula)
     result = Analysis(
         log=log, source=getattr(log, "source", "the transaction log"), split=split,
@@ -749,7 +797,8 @@ def analyze(
         gg_all=gg_all, clv=clv, clv_post=clv_post, forecast=forecast, top=top,
         horizon_weeks=horizon_weeks, recommended=recommended, unconverged=unconverged,
         win_back=win_back, clv_cac=cac, p_alive=_one_time_p_alive(rfm, bg_all),
-        notes=notes, skipped=skipped, forecast_notes=forecast_notes, caller=caller,
+        deciles=deciles, notes=notes, skipped=skipped, forecast_notes=forecast_notes,
+        caller=caller,
     )  # fmt: skip
     result.formula_numbers = _formula_numbers(result)
     result.conclusions = _conclusions(result)

@@ -180,6 +180,7 @@ def plot_holdout_by_frequency(
     *,
     segment: str | None = None,
     max_frequency: int = 7,
+    emphasize=None,
     ax=None,
 ):
     """Mean holdout purchases per customer by calibration frequency, actual vs each method.
@@ -193,6 +194,8 @@ def plot_holdout_by_frequency(
         :func:`clvmodels.compare.holdout_predictions`.
     max_frequency : int, default 7
         Customers with more calibration purchases are pooled in the last group (``"7+"``).
+    emphasize : sequence of str, optional
+        Methods drawn in colour; the others thin and light grey (default: all in colour).
 
     Returns
     -------
@@ -210,21 +213,27 @@ def plot_holdout_by_frequency(
     colors = _Palette([ACTUAL, *names])
     counts = np.bincount(group, minlength=max_frequency + 1)
     x = np.arange(max_frequency + 1)
-    for name in [ACTUAL, *names]:
+    strong = set(names if emphasize is None else emphasize) | {ACTUAL}
+    order = [n for n in names if n not in strong] + [ACTUAL] + [n for n in names if n in strong]
+    for name in order:
         sums = np.bincount(
             group, weights=preds[name]["purchases"].to_numpy(float), minlength=max_frequency + 1
         )
         mean = np.divide(sums, counts, out=np.full(len(x), np.nan), where=counts > 0)
+        weak = name not in strong
         ax.plot(
             x,
             mean,
-            color=colors(name),
-            marker="o",
+            color="0.75" if weak else colors(name),
+            marker=None if weak else "o",
             ms=4,
-            lw=2 if name == ACTUAL else 1.3,
+            lw=0.8 if weak else (2 if name == ACTUAL else 1.5),
             ls="-" if name == ACTUAL else "--",
-            label=name,
+            label=None if weak else name,
+            zorder=1 if weak else 2,
         )
+    if len(strong) < len(names) + 1:
+        ax.plot([], [], color="0.75", lw=0.8, ls="--", label="other methods")
     ax.set_xticks(x, [str(i) for i in x[:-1]] + [f"{max_frequency}+"])
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("mean purchases in the holdout")
