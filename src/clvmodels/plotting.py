@@ -305,7 +305,7 @@ def plot_frequency_recency(
     )
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f"recency ({_unit_name(unit)}s since first purchase)")
+    ax.set_xlabel(f"recency: time of the last purchase ({_unit_name(unit)}s after the first)")
     ax.set_ylabel("repeat purchases (frequency)")
     ax.set_title(f"{label.capitalize()}, customers of age {T:.0f} {_unit_name(unit)}s")
     return ax
