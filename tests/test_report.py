@@ -144,7 +144,22 @@ BAD_CASES = {
         lambda tmp: odd_args(_bad(tmp, odd_log(60).assign(**{ODD["amount"]: "zwölf"}))),
         "Betrag €",
     ),
+    "negative acquisition cost": (
+        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--acquisition-cost", "-5"],
+        "--acquisition-cost: the cost must be a number >= 0",
+    ),
+    "acquisition cost file missing a segment": (
+        lambda tmp: odd_args(_bad(tmp, odd_log(60)))
+        + ["--acquisition-cost", _cost_csv(tmp, {"1997-01": 10.0})],
+        "--acquisition-cost: no cost for",
+    ),
 }
+
+
+def _cost_csv(tmp: Path, costs: dict) -> str:
+    path = tmp / "costs.csv"
+    pd.DataFrame({"segment": list(costs), "cost": list(costs.values())}).to_csv(path, index=False)
+    return str(path)
 
 
 def _check_one_line(code: int, stderr: str, expected: str, tmp_path: Path) -> None:
