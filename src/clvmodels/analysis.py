@@ -355,6 +355,12 @@ def _statistical_notes(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, StatisticalWarning)]
 
 
+def _without_verdicts(notes: list[str]) -> list[str]:
+    """Notes without the fits' convergence warnings: the report states those itself
+    (:attr:`Analysis.unconverged`), with the advice in the caller's language."""
+    return [n for n in notes if ": did not converge: " not in n]
+
+
 def _profile(g: pd.DataFrame) -> pd.Series:
     repeat = g["frequency"] > 0
     return pd.Series({"customers": len(g), "share who came back": repeat.mean(),
@@ -702,8 +708,8 @@ def analyze(
                     "anyway); notebook 03 shows it on CDNOW.")  # fmt: skip
             else:
                 skipped.append("The hierarchical BG/NBD was not fitted (hierarchical=False).")
-    notes = _statistical_notes(caught)
     unconverged = _unconverged(methods)
+    notes = _without_verdicts(_statistical_notes(caught))
     methods = {_mark(k, unconverged): v for k, v in methods.items()}
     results = compare(cal, methods, segment="segment", by_segment=False)
     ranking = _ranking(results)
@@ -733,7 +739,7 @@ def analyze(
             warnings.simplefilter("always", StatisticalWarning)
             b_fits["Bayesian BG/NBD"] = (bayesian.BGNBD().fit(rfm, **fit),
                                          bayesian.GammaGamma().fit(spend_all, **fit))  # fmt: skip
-        forecast_notes = _statistical_notes(caught)
+        forecast_notes = _without_verdicts(_statistical_notes(caught))
         b_bg_all, b_gg_all = b_fits["Bayesian BG/NBD"]
         failed = _unconverged({"Bayesian BG/NBD (whole history)": b_fits["Bayesian BG/NBD"]})
         if failed:
