@@ -177,6 +177,7 @@ def _report(args: argparse.Namespace) -> int:
             keep_notebook=args.keep_notebook,
             check_only=args.check_only,
             acquisition_cost=args.acquisition_cost,
+            horizon_weeks=args.horizon,
             caller="cli",
             **_read_kw(args),
         )
@@ -190,6 +191,16 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     _print_report_summary(summary)
     return 0
+
+
+def _positive_weeks(text: str) -> float:
+    try:
+        weeks = float(text)
+    except ValueError:
+        weeks = float("nan")
+    if not 1 <= weeks <= 520:  # also NaN
+        raise argparse.ArgumentTypeError(f"a number of weeks from 1 to 520, got {text!r}")
+    return weeks
 
 
 class _Parser(argparse.ArgumentParser):
@@ -280,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the hierarchical model also on more than 30,000 customers (slow)",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument(
+        "--horizon",
+        type=_positive_weeks,
+        default=52.0,
+        metavar="WEEKS",
+        help="forecast horizon in weeks (default: 52)",
+    )
     r.add_argument(
         "--acquisition-cost",
         default=None,

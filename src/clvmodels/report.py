@@ -246,6 +246,11 @@ def render_notebook(
         return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
 
 
+def _plain_number(x: float) -> int | float:
+    """52.0 -> 52 (the notebook writes "the next 52 weeks")."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
 def run_report(
     transactions: str | Path | None = None,
     *,
@@ -270,6 +275,7 @@ def run_report(
     check_only: bool = False,
     acquisition_cost: object = None,
     caller: str = "python",
+    horizon_weeks: float = 52.0,
     **read_kw,
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
@@ -317,6 +323,8 @@ def run_report(
         Cost of acquiring a customer, one number or per segment (a CSV with columns
         ``segment`` and ``cost``, see :func:`clvmodels.analysis.acquisition_costs`): the
         report compares each segment's value with it (CLV:CAC).
+    horizon_weeks : float, default 52
+        The forecast's horizon in weeks.
     caller : {"python", "cli"}
         Language of the convergence advice (keywords or ``clvmodels report`` flags).
     check_only : bool, default False
@@ -389,6 +397,7 @@ def run_report(
         "read_options": read_kw,
         "acquisition_cost": acquisition_cost,
         "caller": caller,
+        "horizon_weeks": _plain_number(horizon_weeks),
     }
     params.update(sampling_params(draws=draws, tune=tune, chains=chains))
     summary = render_notebook(NOTEBOOK, params, out, show_code=show_code, progress=progress,
