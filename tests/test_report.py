@@ -148,6 +148,10 @@ BAD_CASES = {
         lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--acquisition-cost", "-5"],
         "--acquisition-cost: the cost must be a number >= 0",
     ),
+    "horizon of 0 weeks": (
+        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--horizon", "0"],
+        "--horizon: a number of weeks from 1 to 520",
+    ),
     "acquisition cost file missing a segment": (
         lambda tmp: odd_args(_bad(tmp, odd_log(60)))
         + ["--acquisition-cost", _cost_csv(tmp, {"1997-01": 10.0})],

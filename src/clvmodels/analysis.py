@@ -414,17 +414,18 @@ def _ranking(results: pd.DataFrame) -> list[str]:
     return list(results.loc[keep, "revenue_mae"].dropna().sort_values().index)
 
 
-def _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged):
-    """(CLV, P(alive), expected purchases) per customer over the horizon by the method
-    `name` refitted on the whole history; None when that Bayesian refit did not converge."""
+def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv):
+    """(CLV, P(alive), expected purchases, CLV posterior or None) per customer over the
+    horizon by the method `name` refitted on the whole history, or the failing
+    convergence verdict of that Bayesian refit."""
     from .clv import customer_lifetime_value
     from .models import ParetoNBD
 
     horizon = kw_clv["horizon"]
     if name in ("BG/NBD", "Pareto/NBD"):
         model = bg_all if name == "BG/NBD" else ParetoNBD().fit(rfm)
-        return (customer_lifetime_value(model, gg_all, rfm, **kw_clv),
-                model.probability_alive(rfm), model.expected_purchases(horizon, rfm))  # fmt: skip
+        clv = customer_lifetime_value(model, gg_all, rfm, **kw_clv)
+        return clv, model.probability_alive(rfm), model.expected_purchases(horizon, rfm), None
     if name == "BG/NBD per segment":
         fitted = _fit_separate(rfm, gg_all)
         parts = [(part, fitted[s][0]) for s, part in rfm.groupby("segment")]
@@ -432,21 +433,18 @@ def _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged):
             lambda m, p: customer_lifetime_value(m, gg_all, p, **kw_clv),
             lambda m, p: m.probability_alive(p),
             lambda m, p: m.expected_purchases(horizon, p))]  # fmt: skip
-        return tuple(cols)
+        return (*cols, None)
     from . import bayes as bayesian
 
-    if name == "hierarchical BG/NBD":
-        b_fits = {name: (bayesian.SegmentBGNBD(segment="segment").fit(rfm, **fit),
-                         b_fits["Bayesian BG/NBD"][1])}  # fmt: skip
-    if name not in b_fits:
-        return None
-    if _unconverged({name: b_fits[name]}):
-        unconverged |= {f"{name} (whole history)": _unconverged({name: b_fits[name]})[name]}
-        return None
-    model, spend = b_fits[name]
-    clv = bayesian.customer_lifetime_value(model, spend, rfm, **kw_clv)["mean"]
-    return (clv, model.probability_alive(rfm)["mean"],
-            model.expected_purchases(horizon, rfm)["mean"])  # fmt: skip
+    purchases = (bayesian.SegmentBGNBD(segment="segment") if name == "hierarchical BG/NBD"
+                 else bayesian.BGNBD()).fit(rfm, **fit)  # fmt: skip
+    pair = (purchases, bayesian.GammaGamma().fit(spend_all, **fit))
+    failed = _unconverged({name: pair})
+    if failed:
+        return failed[name]
+    post = bayesian.customer_lifetime_value(*pair, rfm, **kw_clv)
+    return (post["mean"], purchases.probability_alive(rfm)["mean"],
+            purchases.expected_purchases(horizon, rfm)["mean"], post)  # fmt: skip
 
 
 def acquisition_costs(value: object) -> float | pd.Series:
@@ -741,35 +739,26 @@ def analyze(
         warnings.simplefilter("ignore", StatisticalWarning)
         bg_all = BGNBD().fit(rfm)
         gg_all = GammaGamma().fit(spend_all)
-    clv_post, forecast_notes, b_fits = None, [], {}
-    if bayes:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", StatisticalWarning)
-            b_fits["Bayesian BG/NBD"] = (bayesian.BGNBD().fit(rfm, **fit),
-                                         bayesian.GammaGamma().fit(spend_all, **fit))  # fmt: skip
-        forecast_notes = _without_verdicts(_statistical_notes(caught))
-        b_bg_all, b_gg_all = b_fits["Bayesian BG/NBD"]
-        failed = _unconverged({"Bayesian BG/NBD (whole history)": b_fits["Bayesian BG/NBD"]})
-        if failed:
-            unconverged |= failed
-            forecast_notes.append(
-                f"The Bayesian refit on the whole history {NOT_CONVERGED}: its intervals "
-                f"are not shown. {failed['Bayesian BG/NBD (whole history)'].message(caller)}")
-        else:
-            clv_post = bayesian.customer_lifetime_value(b_bg_all, b_gg_all, rfm, **kw_clv)
+    # the recommended model refitted on the whole history; a Bayesian one only when it is
+    # recommended (its posterior then gives the CLV intervals), else the next candidate
+    clv_post, forecast_notes = None, []
     recommended, clv, p_alive, expected = "", None, None, None
     for name in ranking:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", StatisticalWarning)
-            out = _forecast_by(name, rfm, bg_all, gg_all, b_fits, fit, kw_clv, unconverged)
-        if out is not None:
-            recommended, (clv, p_alive, expected) = name, out
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StatisticalWarning)
+            out = _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv)
+        forecast_notes += _without_verdicts(_statistical_notes(caught))
+        if isinstance(out, tuple):
+            recommended, (clv, p_alive, expected, clv_post) = name, out
             break
+        unconverged[f"{name} (whole history)"] = out
         forecast_notes.append(f"{name} (the most accurate on the holdout) {NOT_CONVERGED} "
-                              "when refitted on the whole history: the next model is used.")
+                              f"when refitted on the whole history: {out.message(caller)} "
+                              "The next model is used.")  # fmt: skip
     if clv is None:  # no candidate converged: BG/NBD by maximum likelihood
         recommended = "BG/NBD"
-        clv, p_alive, expected = _forecast_by("BG/NBD", rfm, bg_all, gg_all, {}, fit, kw_clv, {})
+        clv, p_alive, expected, _ = _forecast_by("BG/NBD", rfm, spend_all, bg_all, gg_all,
+                                                 fit, kw_clv)  # fmt: skip
     best = ranking[0] if ranking else recommended
     formula_year = rfm["segment"].map(formula["customer_value"]) * horizon / 52
     forecast = pd.DataFrame({
