@@ -344,9 +344,17 @@ def test_report_on_cdnow_fast(tmp_path):
     assert "calibration period ends 1997-09-30 (chosen" in result.stderr
     assert "Bayesian BG/NBD" in result.stdout
     # 23,570 customers (the default fits it up to 30,000): the hierarchical model is in the
-    # summary table, with its predicted holdout purchases
-    assert re.search(r"^\s+hierarchical BG/NBD\s+[\d,]+\s+[+-]\d", result.stdout, re.M)
+    # summary table; with --fast's 100 draws it does not converge: marked, named with the
+    # flags to change, not recommended and no number shown for it
+    assert re.search(r"^\s+hierarchical BG/NBD \(did not converge\)\s+not a result",
+                     result.stdout, re.M)
+    assert "did not converge, not used: hierarchical BG/NBD" in result.stdout
+    assert "--draws 1000" in result.stdout and "draws=1000" not in result.stdout
+    recommended = re.search(r"^Recommended model: (.+?) \(rule:", result.stdout, re.M)
+    assert recommended and "converge" not in recommended.group(1)
+    assert f"Next 52 weeks: {recommended.group(1)}" in result.stdout
     assert "hierarchical BG/NBD was not fitted" not in result.stdout
+    assert "did not converge" in html and "Recommended model" in html
     assert (
         "Holdout 1997-10-01 to 1998-06-30 (39.0 weeks), 23,570 customers: actual "
         "19,684 purchases" in result.stdout
