@@ -94,6 +94,11 @@ def _bad(tmp_path, frame: pd.DataFrame) -> Path:
     return path
 
 
+def _with_flags(flags: list[str], expected: str):
+    """A bad-input case: a valid 60-customer log with these flags."""
+    return (lambda tmp: odd_args(_bad(tmp, odd_log(60))) + flags, expected)
+
+
 BAD_CASES = {
     "missing file": (
         lambda tmp: ["report", "--transactions", str(tmp / "nope.csv")],
@@ -132,26 +137,17 @@ BAD_CASES = {
         ),
         "more than one segment",
     ),
-    "unknown segment column": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--segment", "Region"],
-        "'Region': not found",
-    ),
-    "calibration end after the data": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--calibration-end", "2030-01-01"],
-        "calibration_end",
-    ),
+    "unknown segment column": _with_flags(["--segment", "Region"], "'Region': not found"),
+    "calibration end after the data": _with_flags(["--calibration-end", "2030-01-01"],
+                                                  "calibration_end"),
     "bad amounts": (
         lambda tmp: odd_args(_bad(tmp, odd_log(60).assign(**{ODD["amount"]: "zwölf"}))),
         "Betrag €",
     ),
-    "negative acquisition cost": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--acquisition-cost", "-5"],
-        "--acquisition-cost: the cost must be a number >= 0",
-    ),
-    "horizon of 0 weeks": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--horizon", "0"],
-        "--horizon: a number of weeks from 1 to 520",
-    ),
+    "negative acquisition cost": _with_flags(
+        ["--acquisition-cost", "-5"], "--acquisition-cost: the cost must be a number >= 0"),
+    "horizon of 0 weeks": _with_flags(["--horizon", "0"],
+                                      "--horizon: a number of weeks from 1 to 520"),
     "acquisition cost file missing a segment": (
         lambda tmp: odd_args(_bad(tmp, odd_log(60)))
         + ["--acquisition-cost", _cost_csv(tmp, {"1997-01": 10.0})],
