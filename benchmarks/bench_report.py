@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_report.py                 # median of 3 fresh runs
-    .venv/bin/python benchmarks/bench_report.py --repeat 1 --phases
+    .venv/bin/python benchmarks/bench_report.py --repeat 0 --phases    # only the phases
     .venv/bin/python benchmarks/bench_report.py -- --fast       # extra flags for the command
 
 How it is measured. Each run is a fresh process (``clvmodels report --out
@@ -107,8 +107,9 @@ def main() -> None:
         wall, cpu = one_run(args.extra)
         runs.append((wall, cpu))
         print(f"run {k + 1}: wall {wall:6.1f} s, CPU {cpu:6.1f} s")
-    print(f"median of {len(runs)}: wall {statistics.median(r[0] for r in runs):.1f} s, "
-          f"CPU {statistics.median(r[1] for r in runs):.1f} s")  # fmt: skip
+    if runs:
+        print(f"median of {len(runs)}: wall {statistics.median(r[0] for r in runs):.1f} s, "
+              f"CPU {statistics.median(r[1] for r in runs):.1f} s")  # fmt: skip
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.phases:
         phases()
