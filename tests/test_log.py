@@ -155,6 +155,6 @@ def test_units_travel_with_the_frame(tx):
     assert cm.rfm.frame_unit(months, "D") == "D"  # an explicit unit wins
     bg = cm.BGNBD().fit(months)
     ax = plotting.plot_frequency_recency(bg, rfm=months, t=3)
-    assert ax.get_xlabel() == "recency (months since first purchase)"
+    assert ax.get_xlabel() == "recency: time of the last purchase (months after the first)"
     assert cm.rfm.unit_name(10) == "10 days"
     matplotlib.pyplot.close("all")

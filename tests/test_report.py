@@ -94,6 +94,11 @@ def _bad(tmp_path, frame: pd.DataFrame) -> Path:
     return path
 
 
+def _with_flags(flags: list[str], expected: str):
+    """A bad-input case: a valid 60-customer log with these flags."""
+    return (lambda tmp: odd_args(_bad(tmp, odd_log(60))) + flags, expected)
+
+
 BAD_CASES = {
     "missing file": (
         lambda tmp: ["report", "--transactions", str(tmp / "nope.csv")],
@@ -132,19 +137,29 @@ BAD_CASES = {
         ),
         "more than one segment",
     ),
-    "unknown segment column": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--segment", "Region"],
-        "'Region': not found",
-    ),
-    "calibration end after the data": (
-        lambda tmp: odd_args(_bad(tmp, odd_log(60))) + ["--calibration-end", "2030-01-01"],
-        "calibration_end",
-    ),
+    "unknown segment column": _with_flags(["--segment", "Region"], "'Region': not found"),
+    "calibration end after the data": _with_flags(["--calibration-end", "2030-01-01"],
+                                                  "calibration_end"),
     "bad amounts": (
         lambda tmp: odd_args(_bad(tmp, odd_log(60).assign(**{ODD["amount"]: "zwölf"}))),
         "Betrag €",
     ),
+    "negative acquisition cost": _with_flags(
+        ["--acquisition-cost", "-5"], "--acquisition-cost: the cost must be a number >= 0"),
+    "horizon of 0 weeks": _with_flags(["--horizon", "0"],
+                                      "--horizon: a number of weeks from 1 to 520"),
+    "acquisition cost file missing a segment": (
+        lambda tmp: odd_args(_bad(tmp, odd_log(60)))
+        + ["--acquisition-cost", _cost_csv(tmp, {"1997-01": 10.0})],
+        "--acquisition-cost: no cost for",
+    ),
 }
+
+
+def _cost_csv(tmp: Path, costs: dict) -> str:
+    path = tmp / "costs.csv"
+    pd.DataFrame({"segment": list(costs), "cost": list(costs.values())}).to_csv(path, index=False)
+    return str(path)
 
 
 def _check_one_line(code: int, stderr: str, expected: str, tmp_path: Path) -> None:
@@ -325,9 +340,17 @@ def test_report_on_cdnow_fast(tmp_path):
     assert "calibration period ends 1997-09-30 (chosen" in result.stderr
     assert "Bayesian BG/NBD" in result.stdout
     # 23,570 customers (the default fits it up to 30,000): the hierarchical model is in the
-    # summary table, with its predicted holdout purchases
-    assert re.search(r"^\s+hierarchical BG/NBD\s+[\d,]+\s+[+-]\d", result.stdout, re.M)
+    # summary table; with --fast's 100 draws it does not converge: marked, named with the
+    # flags to change, not recommended and no number shown for it
+    assert re.search(r"^\s+hierarchical BG/NBD \(did not converge\)\s+not a result",
+                     result.stdout, re.M)
+    assert "did not converge, not used: hierarchical BG/NBD" in result.stdout
+    assert "--draws 1000" in result.stdout and "draws=1000" not in result.stdout
+    recommended = re.search(r"^Recommended model: (.+?) \(rule:", result.stdout, re.M)
+    assert recommended and "converge" not in recommended.group(1)
+    assert f"Next 52 weeks: {recommended.group(1)}" in result.stdout
     assert "hierarchical BG/NBD was not fitted" not in result.stdout
+    assert "did not converge" in html and "Recommended model" in html
     assert (
         "Holdout 1997-10-01 to 1998-06-30 (39.0 weeks), 23,570 customers: actual "
         "19,684 purchases" in result.stdout

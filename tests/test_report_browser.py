@@ -77,6 +77,15 @@ def test_report_renders_in_chromium(tmp_path):
             scroll = page.evaluate(
                 "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
             )
+            page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
+            # a phone-sized window: wide tables scroll inside their box, not the page
+            narrow = browser.new_page()
+            narrow.set_viewport_size({"width": 420, "height": 900})
+            narrow.goto(out.as_uri(), wait_until="load")
+            narrow_scroll = narrow.evaluate(
+                "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            narrow.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
         finally:
             browser.close()
 
@@ -89,3 +98,5 @@ def test_report_renders_in_chromium(tmp_path):
     assert broken == []
     assert all(i["shown"] > 100 for i in images), images
     assert scroll[0] <= scroll[1], f"the page scrolls sideways: {scroll}"
+    assert narrow_scroll[0] <= narrow_scroll[1], f"420 px wide: scrolls sideways {narrow_scroll}"
+    assert (tmp_path / "desktop.png").stat().st_size > 0 < (tmp_path / "narrow.png").stat().st_size

@@ -29,7 +29,9 @@ __all__ = [
     "MIN_SEGMENT_CUSTOMERS",
     "Analysis",
     "Split",
+    "acquisition_costs",
     "analyze",
+    "check_costs",
     "choose_split",
     "open_log",
     "pooled_segments",
@@ -39,6 +41,13 @@ MIN_CUSTOMERS = 50  # customers in the calibration cohort
 MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration period
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments are pooled into "other" for per-segment fits
 OTHER = "other"
+NOT_CONVERGED = "did not converge"
+#: the rule that picks the recommended model (stated in the report)
+RECOMMENDATION_RULE = (
+    "the model with the lowest mean absolute error of each customer's holdout revenue "
+    "(MAE / customer) among the models that converged; the formula and the naive "
+    "own-history method are benchmarks, not candidates"
+)
 CDNOW = "the CDNOW master data set (music CD purchases, Fader, Hardie & Lee 2005)"
 
 
@@ -188,8 +197,14 @@ class Analysis:
     ``formula``/``formula_all`` and ``lifespan_note``, ``methods`` (name -> fitted
     method), ``results`` (holdout metrics, :func:`clvmodels.compare`), ``best`` (the most
     accurate model per customer), ``by_segment`` and ``estimates`` (segment by segment),
-    the refitted models and ``forecast`` (next ``horizon_weeks``), ``clv`` (and
-    ``clv_post`` with the Bayesian models), ``top`` (most valuable customers), ``notes``
+    the refitted models and ``forecast`` (next ``horizon_weeks``, by the ``recommended``
+    model, chosen by :data:`RECOMMENDATION_RULE`), ``clv`` (and ``clv_post`` with the
+    Bayesian models), ``top`` (most valuable customers), ``win_back`` (high past value,
+    low P(alive)), ``clv_cac`` (value against acquisition cost per segment, when costs
+    are given), ``formula_numbers`` (the formula's three numbers reconciled),
+    ``p_alive`` (P(alive) of one-time buyers by BG/NBD and MBG/NBD), ``unconverged``
+    (method -> the fit's :class:`~clvmodels.bayes.convergence.Convergence`, marked
+    "did not converge" in every table and left out of the recommendation), ``notes``
     (statistical warnings of the fits, in words), ``skipped`` (models not fitted and why)
     and ``conclusions``. :meth:`summary` gives the key numbers as JSON-ready values.
     """
@@ -221,6 +236,14 @@ class Analysis:
     forecast: pd.DataFrame
     top: pd.DataFrame
     horizon_weeks: float
+    recommended: str = ""
+    unconverged: dict = field(default_factory=dict)
+    formula_numbers: pd.DataFrame | None = None
+    win_back: pd.DataFrame | None = None
+    clv_cac: pd.DataFrame | None = None
+    p_alive: pd.DataFrame | None = None
+    deciles: pd.DataFrame | None = None
+    predictions: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     forecast_notes: list = field(default_factory=list)
@@ -238,9 +261,30 @@ class Analysis:
         return float(clv.head(max(1, len(clv) // 10)).sum() / clv.sum())
 
     @property
+    def interval_misses(self) -> pd.DataFrame:
+        """Per method with intervals in :attr:`estimates`: segments whose interval misses
+        the actual mean holdout purchases (``missed``, ``segments``, ``missed_labels``)."""
+        if self.estimates is None:
+            return pd.DataFrame(columns=["missed", "segments", "missed_labels"])
+        est = self.estimates
+        actual = est.xs("actual", level="method")["mean"]
+        rows = {}
+        for method, part in est.drop(index="actual", level="method").groupby(level="method"):
+            part = part.droplevel("method").dropna(subset=["low", "high"])
+            if part.empty:
+                continue
+            truth = actual.reindex(part.index)
+            miss = (truth < part["low"]) | (truth > part["high"])
+            rows[method] = {"missed": int(miss.sum()), "segments": len(part),
+                            "missed_labels": [str(x) for x in part.index[miss]]}  # fmt: skip
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    @property
     def dormant_share(self) -> float:
         """Share of customers probably gone: P(alive) below 20%."""
         return float((self.top["P(alive)"] < 0.2).mean())
+
+    caller: str = "python"
 
     def summary(self) -> dict:
         """The key numbers (what ``clvmodels report`` prints), JSON-ready."""
@@ -262,7 +306,10 @@ class Analysis:
                 for name, row in self.results.drop(index="actual").iterrows()
             },
             "best_method": self.best,
-            "forecast": {"horizon_weeks": self.horizon_weeks,
+            "recommended": self.recommended,
+            "recommendation_rule": RECOMMENDATION_RULE,
+            "unconverged": {k: v.message(self.caller) for k, v in self.unconverged.items()},
+            "forecast": {"horizon_weeks": self.horizon_weeks, "model_name": self.recommended,
                          "formula": float(self.forecast.loc["total", "formula"]),
                          "model": float(self.forecast.loc["total", "model"])},  # fmt: skip
             "conclusions": list(self.conclusions),
@@ -309,6 +356,12 @@ def _statistical_notes(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, StatisticalWarning)]
 
 
+def _without_verdicts(notes: list[str]) -> list[str]:
+    """Notes without the fits' convergence warnings: the report states those itself
+    (:attr:`Analysis.unconverged`), with the advice in the caller's language."""
+    return [n for n in notes if ": did not converge: " not in n]
+
+
 def _profile(g: pd.DataFrame) -> pd.Series:
     repeat = g["frequency"] > 0
     return pd.Series({"customers": len(g), "share who came back": repeat.mean(),
@@ -330,6 +383,207 @@ def _fit_separate(cal: pd.DataFrame, gg) -> dict:
     return out
 
 
+WIN_BACK_P_ALIVE = 0.5  # customers to win back: P(alive) below this, with repeat purchases
+TOP_N = 15  # customers listed in the report's tables
+BENCHMARKS = ("actual", "formula (overall)", "formula (per segment)", "naive (own history)")
+
+
+def _unconverged(methods: dict) -> dict:
+    """Method name -> the first failing convergence verdict of its Bayesian fits."""
+    out = {}
+    for name, method in methods.items():
+        parts = method if isinstance(method, tuple) else (method,)
+        for part in parts:
+            verdict = getattr(part, "convergence_", None)
+            if verdict is not None and not verdict.passed:
+                out[name] = verdict
+                break
+    return out
+
+
+def _mark(name: str, unconverged: dict) -> str:
+    """The method's label in every table: "did not converge" appended when it failed."""
+    return f"{name} ({NOT_CONVERGED})" if name in unconverged else name
+
+
+def _ranking(results: pd.DataFrame) -> list[str]:
+    """The candidates of :data:`RECOMMENDATION_RULE`, best first: converged models by
+    MAE / customer on the holdout."""
+    keep = [k for k in results.index if k not in BENCHMARKS and not k.endswith(
+        f"({NOT_CONVERGED})")]  # fmt: skip
+    return list(results.loc[keep, "revenue_mae"].dropna().sort_values().index)
+
+
+def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv):
+    """(CLV, P(alive), expected purchases, CLV posterior or None) per customer over the
+    horizon by the method `name` refitted on the whole history, or the failing
+    convergence verdict of that Bayesian refit."""
+    from .clv import customer_lifetime_value
+    from .models import ParetoNBD
+
+    horizon = kw_clv["horizon"]
+    if name in ("BG/NBD", "Pareto/NBD"):
+        model = bg_all if name == "BG/NBD" else ParetoNBD().fit(rfm)
+        clv = customer_lifetime_value(model, gg_all, rfm, **kw_clv)
+        return clv, model.probability_alive(rfm), model.expected_purchases(horizon, rfm), None
+    if name == "BG/NBD per segment":
+        fitted = _fit_separate(rfm, gg_all)
+        parts = [(part, fitted[s][0]) for s, part in rfm.groupby("segment")]
+        cols = [pd.concat([f(m, p) for p, m in parts]).reindex(rfm.index) for f in (
+            lambda m, p: customer_lifetime_value(m, gg_all, p, **kw_clv),
+            lambda m, p: m.probability_alive(p),
+            lambda m, p: m.expected_purchases(horizon, p))]  # fmt: skip
+        return (*cols, None)
+    from . import bayes as bayesian
+
+    purchases = (bayesian.SegmentBGNBD(segment="segment") if name == "hierarchical BG/NBD"
+                 else bayesian.BGNBD()).fit(rfm, **fit)  # fmt: skip
+    pair = (purchases, bayesian.GammaGamma().fit(spend_all, **fit))
+    failed = _unconverged({name: pair})
+    if failed:
+        return failed[name]
+    post = bayesian.customer_lifetime_value(*pair, rfm, **kw_clv)
+    return (post["mean"], purchases.probability_alive(rfm)["mean"],
+            purchases.expected_purchases(horizon, rfm)["mean"], post)  # fmt: skip
+
+
+def acquisition_costs(value: object) -> float | pd.Series:
+    """The cost of acquiring a customer: one number, or a cost per segment.
+
+    `value` is a number (or its text), a mapping or Series segment -> cost, or the path
+    of a CSV file with columns ``segment`` and ``cost``. Costs must be finite and >= 0;
+    a ``ValueError`` naming the option (``acquisition_cost=``, ``--acquisition-cost`` on
+    the command line) otherwise.
+    """
+    import math
+    from pathlib import Path
+
+    name = option("acquisition_cost")
+    if isinstance(value, str | Path):
+        try:
+            value = float(value)
+        except ValueError:
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError(f"{name}: not a number and no such file: {str(value)!r}") from None
+            table = pd.read_csv(path, dtype={"segment": str})
+            missing = [c for c in ("segment", "cost") if c not in table.columns]
+            if missing:
+                raise ValueError(f"{name}: the CSV {path.name} needs the columns segment and "
+                                 f"cost; missing: {', '.join(missing)}") from None  # fmt: skip
+            value = table.set_index("segment")["cost"]
+    if isinstance(value, dict):
+        value = pd.Series(value, dtype=object)
+    if isinstance(value, pd.Series):
+        cost = pd.to_numeric(value, errors="coerce").astype(float)
+        bad = int((~((cost >= 0) & cost.map(math.isfinite))).sum())
+        if bad:
+            raise ValueError(f"{name}: costs must be finite numbers >= 0 ({bad} row"
+                             f"{'s' if bad != 1 else ''} break the rule)")  # fmt: skip
+        dup = int(cost.index.duplicated().sum())
+        if dup:
+            raise ValueError(f"{name}: one cost per segment ({dup} duplicated segment rows)")
+        cost.index = cost.index.astype(str)
+        return cost
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: a number or a CSV file, got {value!r}") from None
+    if not math.isfinite(cost) or cost < 0:
+        raise ValueError(f"{name}: the cost must be a number >= 0, got {value!r}")
+    return cost
+
+
+def check_costs(cost: float | pd.Series, labels: pd.Series) -> None:
+    """A ``ValueError`` when a per-segment cost table misses segments of `labels`."""
+    if not isinstance(cost, pd.Series):
+        return
+    missing = sorted(set(labels.astype(str)) - set(cost.index))
+    if missing:
+        shown = ", ".join(map(repr, missing[:8])) + (" ..." if len(missing) > 8 else "")
+        raise ValueError(f"{option('acquisition_cost')}: no cost for {len(missing)} "
+                         f"segment(s): {shown}")  # fmt: skip
+
+
+def segment_labels(log: TransactionLog, split: Split, segment: str | None) -> pd.Series:
+    """Each customer's segment before pooling: the `segment` column (or the log's own),
+    else the acquisition cohort of the calibration period."""
+    from .compare import acquisition_cohorts
+
+    segment = segment or log.segment
+    if segment is None:
+        return acquisition_cohorts(log, before=split.calibration_end)
+    return customer_segments(log, log.customer, segment)
+
+
+def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
+    """Per segment: value against acquisition cost (CLV:CAC), the model's horizon value
+    and the formula's lifetime CLV per customer."""
+    if isinstance(cost, pd.Series):
+        labels = raw.astype(str).reindex(rfm.index)
+        check_costs(cost, labels)
+        per_customer = labels.map(cost).astype(float)
+    else:
+        per_customer = pd.Series(cost, index=rfm.index)
+    seg = rfm["segment"]
+    out = pd.DataFrame({"customers": seg.value_counts(),
+                        "acquisition cost": per_customer.groupby(seg).mean(),
+                        "model value / customer": clv.groupby(seg).mean(),
+                        "formula lifetime CLV": formula["clv"]})  # fmt: skip
+    out.loc["all"] = [len(rfm), per_customer.mean(), clv.mean(),
+                      rfm["segment"].map(formula["clv"]).mean()]  # fmt: skip
+    out["model value : cost"] = out["model value / customer"] / out["acquisition cost"]
+    out["formula CLV : cost"] = out["formula lifetime CLV"] / out["acquisition cost"]
+    return out
+
+
+def _one_time_p_alive(rfm: pd.DataFrame, bg_all) -> pd.DataFrame:
+    """P(alive) of the customers with no repeat purchase, by BG/NBD (alive by
+    construction until a repeat purchase) and by MBG/NBD and Pareto/NBD (which can drop
+    out before one)."""
+    from .models import MBGNBD, ParetoNBD
+
+    once = rfm["frequency"] == 0
+    rows = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        for name, model in (("BG/NBD", bg_all), ("MBG/NBD", MBGNBD().fit(rfm)),
+                            ("Pareto/NBD", ParetoNBD().fit(rfm))):  # fmt: skip
+            p = model.probability_alive(rfm)
+            rows[name] = {"one-time buyers: mean P(alive)": p[once].mean(),
+                          "one-time buyers: P(alive) < 20%": (p[once] < 0.2).mean(),
+                          "all customers: P(alive) < 20%": (p < 0.2).mean()}  # fmt: skip
+    out = pd.DataFrame(rows).T
+    out.attrs["one_time_share"] = float(once.mean())
+    return out
+
+
+def _formula_numbers(a: Analysis) -> pd.DataFrame:
+    """The formula's numbers reconciled: lifetime CLV, yearly value, holdout-length
+    forecast and the report's horizon forecast, each per customer and in total."""
+    fa = a.formula_all.iloc[0]
+    n_all, n_cal = len(a.rfm), len(a.cal)
+    years = fa["lifespan"]
+    hold = a.results.loc["formula (overall)", "revenue_predicted"]
+    w, h = a.split.holdout_weeks, float(a.horizon_weeks)
+    rows = {
+        "lifetime CLV": (fa["clv"], n_all, fa["clv"] * n_all,
+                         f"value / year x lifespan ({years:.1f} years), whole history"),
+        "yearly value": (fa["customer_value"], n_all, fa["customer_value"] * n_all,
+                         "value / purchase x purchases / year, whole history"),
+        f"holdout forecast ({w:.0f} weeks)": (
+            hold / n_cal, n_cal, hold,
+            f"yearly value (calibration period only) x {w:.0f} / 52, for the customers "
+            "of the holdout test"),
+        f"next {h:g} weeks": (
+            a.forecast.loc["total", "formula"] / n_all, n_all,
+            a.forecast.loc["total", "formula"],
+            f"each segment's yearly value x {h:g} / 52, whole history (section 4)"),
+    }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["per customer", "customers", "total", "what it is"])
+
+
 def analyze(
     log: TransactionLog,
     *,
@@ -345,6 +599,8 @@ def analyze(
     chains: int = 2,
     seed: int = 0,
     min_segment_customers: int = MIN_SEGMENT_CUSTOMERS,
+    acquisition_cost: object = None,
+    caller: str = "python",
 ) -> Analysis:
     """The report's analysis of a transaction log: the formula versus the models.
 
@@ -363,6 +619,14 @@ def analyze(
     bayes, hierarchical, draws, tune, chains, seed
         The Bayesian models: fitted at all; the hierarchical segment model (default:
         up to 30,000 calibration customers and at least two segments); sampling settings.
+        A Bayesian fit that fails its convergence verdict is marked "did not converge"
+        in every table and is not recommended.
+    acquisition_cost : float, mapping, Series or str, optional
+        Cost of acquiring a customer: one number, or per segment (a mapping, a Series
+        or the path of a CSV with columns ``segment`` and ``cost``; see
+        :func:`acquisition_costs`); gives ``clv_cac``.
+    caller : {"python", "cli"}
+        The language of the convergence advice (keywords or ``clvmodels report`` flags).
 
     Returns
     -------
@@ -370,9 +634,10 @@ def analyze(
     """
     from .clv import customer_lifetime_value
     from .compare import (
-        acquisition_cohorts,
+        calibration_deciles,
         compare,
         formula_holdout,
+        holdout_predictions,
         naive_holdout,
         segment_estimates,
     )
@@ -380,13 +645,12 @@ def analyze(
     from .rfm import calibration_holdout, rfm_summary
 
     split = choose_split(log, calibration_end, observation_end)
+    cost = None if acquisition_cost is None else acquisition_costs(acquisition_cost)
+    raw = segment_labels(log, split, segment)
+    if cost is not None:
+        check_costs(cost, raw)  # before any fit
     segment = segment or log.segment
-    if segment is None:
-        segment_name = "acquisition cohort"
-        raw = acquisition_cohorts(log, before=split.calibration_end)
-    else:
-        segment_name = segment
-        raw = customer_segments(log, log.customer, segment)
+    segment_name = "acquisition cohort" if segment is None else segment
     rfm = rfm_summary(log, observation_end=observation_end, unit="W")
     cal = calibration_holdout(log, calibration_end=split.calibration_end,
                               observation_end=observation_end, unit="W")  # fmt: skip
@@ -411,7 +675,10 @@ def analyze(
         skipped.append(f"Segments with fewer than {min_segment_customers} customers in the "
                        f"calibration period are pooled into '{OTHER}': "
                        f"{', '.join(map(str, pooled))}.")  # fmt: skip
-    fit = dict(draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False)
+    # the C back-end: compiled once per machine (cached on disk); numba would compile for
+    # 15-30 s in every report's fresh process (CDNOW's whole history has 11,104 distinct rows)
+    fit = dict(draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False,
+               backend="c")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
         bg = BGNBD().fit(cal)
@@ -444,38 +711,55 @@ def analyze(
                     "anyway); notebook 03 shows it on CDNOW.")  # fmt: skip
             else:
                 skipped.append("The hierarchical BG/NBD was not fitted (hierarchical=False).")
-    notes = _statistical_notes(caught)
-    results = compare(cal, methods, segment="segment", by_segment=False)
-    candidates = results.drop(index=[k for k in ("actual", "formula (overall)",
-                              "formula (per segment)", "naive (own history)")
-                              if k in results.index])  # fmt: skip
-    best = str(candidates["revenue_mae"].idxmin())
-    by_segment = compare(cal, methods, segment="segment", reference=False)
+    unconverged = _unconverged(methods)
+    notes = _without_verdicts(_statistical_notes(caught))
+    methods = {_mark(k, unconverged): v for k, v in methods.items()}
+    # each method's predictions once (posterior predictions are the slow part), then scored
+    predictions = holdout_predictions(cal, methods, segment="segment")
+    scored = {k: predictions[k] for k in methods}
+    results = compare(cal, scored, segment="segment", by_segment=False)
+    ranking = _ranking(results)
+    by_segment = compare(cal, scored, segment="segment", reference=False)
     forest = {k: methods[k] for k in ("formula (per segment)", "BG/NBD per segment",
-                                      "hierarchical BG/NBD") if k in methods}  # fmt: skip
+                                      _mark("hierarchical BG/NBD", unconverged))
+              if k in methods}  # fmt: skip
     estimates = segment_estimates(cal, forest, "segment") if forest else None
+    formula_key = "formula (per segment)" if n_segments > 1 else "formula (overall)"
+    decile_methods = [*ranking[:1], formula_key, "naive (own history)"]
+    deciles = calibration_deciles(cal, {k: scored[k] for k in decile_methods}, quantity="revenue",
+                                  segment="segment")  # fmt: skip
 
-    # the next months, refitted on the whole history
+    # the next months, refitted on the whole history, by the recommended model
     monthly = (1 + annual_discount_rate) ** (1 / 12) - 1
     horizon = float(horizon_weeks)
     period = horizon / round(horizon / (52 / 12))
+    kw_clv = dict(horizon=horizon, period=period, discount_rate=monthly)
     spend_all = rfm[(rfm["frequency"] == 0) | (rfm["monetary_value"] > 0)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
         bg_all = BGNBD().fit(rfm)
         gg_all = GammaGamma().fit(spend_all)
-    clv = customer_lifetime_value(bg_all, gg_all, rfm, horizon=horizon, period=period,
-                                  discount_rate=monthly)  # fmt: skip
+    # the recommended model refitted on the whole history; a Bayesian one only when it is
+    # recommended (its posterior then gives the CLV intervals), else the next candidate
     clv_post, forecast_notes = None, []
-    if bayes:
+    recommended, clv, p_alive, expected = "", None, None, None
+    for name in ranking:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StatisticalWarning)
-            b_bg_all = bayesian.BGNBD().fit(rfm, **fit)
-            b_gg_all = bayesian.GammaGamma().fit(spend_all, **fit)
-        forecast_notes = _statistical_notes(caught)
-        clv_post = bayesian.customer_lifetime_value(
-            b_bg_all, b_gg_all, rfm, horizon=horizon, period=period, discount_rate=monthly
-        )
+            out = _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv)
+        forecast_notes += _without_verdicts(_statistical_notes(caught))
+        if isinstance(out, tuple):
+            recommended, (clv, p_alive, expected, clv_post) = name, out
+            break
+        unconverged[f"{name} (whole history)"] = out
+        forecast_notes.append(f"{name} (the most accurate on the holdout) {NOT_CONVERGED} "
+                              f"when refitted on the whole history: {out.message(caller)} "
+                              "The next model is used.")  # fmt: skip
+    if clv is None:  # no candidate converged: BG/NBD by maximum likelihood
+        recommended = "BG/NBD"
+        clv, p_alive, expected, _ = _forecast_by("BG/NBD", rfm, spend_all, bg_all, gg_all,
+                                                 fit, kw_clv)  # fmt: skip
+    best = ranking[0] if ranking else recommended
     formula_year = rfm["segment"].map(formula["customer_value"]) * horizon / 52
     forecast = pd.DataFrame({
         "customers": rfm.groupby("segment").size(),
@@ -484,15 +768,29 @@ def analyze(
     })  # fmt: skip
     forecast.loc["total"] = forecast.sum()
     forecast["model / formula"] = forecast["model"] / forecast["formula"]
-    p_alive = bg_all.probability_alive(rfm)
     top = pd.DataFrame({"segment": rfm["segment"], "repeat purchases": rfm["frequency"],
-                        "weeks since last": rfm["T"] - rfm["recency"], "P(alive)": p_alive,
-                        "expected purchases": bg_all.expected_purchases(horizon, rfm),
+                        "weeks since last purchase": rfm["T"] - rfm["recency"],
+                        "P(alive)": p_alive, "expected purchases": expected,
                         "CLV": clv})  # fmt: skip
     if clv_post is not None:
         top["CLV 94% low"] = clv_post["hdi_low"]
         top["CLV 94% high"] = clv_post["hdi_high"]
     top = top.sort_values("CLV", ascending=False)
+    past = rfm["frequency"] * rfm["monetary_value"].fillna(0.0)
+    win_back = (top.assign(**{"past repeat revenue": past})
+                .loc[lambda d: (d["P(alive)"] < WIN_BACK_P_ALIVE) & (d["repeat purchases"] > 0)]
+                .sort_values("past repeat revenue", ascending=False))  # fmt: skip
+    shown = top.index[:TOP_N].union(win_back.index[:TOP_N])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        ranges = customer_lifetime_value(bg_all, gg_all, rfm.loc[shown], **kw_clv, level=0.9,
+                                         random_state=seed)  # fmt: skip
+    for frame in (top, win_back):
+        frame["90% range low (BG/NBD)"] = ranges["low"].reindex(frame.index)
+        frame["90% range high (BG/NBD)"] = ranges["high"].reindex(frame.index)
+    cac = None
+    if cost is not None:
+        cac = _clv_cac(cost, raw, segment_of, rfm, clv, formula)
     result = Analysis(
         log=log, source=getattr(log, "source", "the transaction log"), split=split,
         segment_name=segment_name, segment_of=segment_of, pooled=pooled, rfm=rfm, cal=cal,
@@ -500,9 +798,12 @@ def analyze(
         lifespan_note=lifespan_note, methods=methods, results=results, best=best,
         by_segment=by_segment, estimates=estimates, bg=bg, pnbd=pnbd, bg_all=bg_all,
         gg_all=gg_all, clv=clv, clv_post=clv_post, forecast=forecast, top=top,
-        horizon_weeks=horizon_weeks, notes=notes, skipped=skipped,
-        forecast_notes=forecast_notes,
+        horizon_weeks=horizon_weeks, recommended=recommended, unconverged=unconverged,
+        win_back=win_back, clv_cac=cac, p_alive=_one_time_p_alive(rfm, bg_all),
+        deciles=deciles, predictions=predictions, notes=notes, skipped=skipped,
+        forecast_notes=forecast_notes, caller=caller,
     )  # fmt: skip
+    result.formula_numbers = _formula_numbers(result)
     result.conclusions = _conclusions(result)
     return result
 
@@ -516,17 +817,27 @@ def _pct(x: float) -> str:
 
 
 def _conclusions(a: Analysis) -> list[str]:
-    f_all, b = a.results.loc["formula (overall)"], a.results.loc[a.best]
+    f_all = a.results.loc["formula (overall)"]
     total = a.forecast.loc["total"]
     share10, dormant = a.top_share, a.dormant_share
-    return [
-        f"On the holdout the formula's revenue forecast was {_pct(f_all['revenue_error_pct'])} "
-        f"off; {a.best} was {_pct(b['revenue_error_pct'])} off.",
-        f"Per customer, {a.best} cut the mean absolute revenue error from "
-        f"{_money(f_all['revenue_mae'])} to {_money(b['revenue_mae'])}.",
+    out = []
+    if a.best in a.results.index:
+        b = a.results.loc[a.best]
+        out += [
+            f"On the holdout the formula's revenue forecast was "
+            f"{_pct(f_all['revenue_error_pct'])} off; {a.best} was "
+            f"{_pct(b['revenue_error_pct'])} off.",
+            f"Per customer, {a.best} cut the mean absolute revenue error from "
+            f"{_money(f_all['revenue_mae'])} to {_money(b['revenue_mae'])}.",
+        ]
+    out += [
+        f"Recommended model: {a.recommended} (lowest MAE / customer on the holdout among "
+        "the models that converged).",
         f"Next {a.horizon_weeks:g} weeks: the formula expects {_money(total['formula'])}, "
-        f"the model {_money(total['model'])} ({total['model / formula']:.2f} x).",
+        f"{a.recommended} {_money(total['model'])} ({total['model / formula']:.2f} x).",
         f"The top 10% of customers hold {share10:.0%} of the expected value; "
-        f"{dormant:.0%} of customers are probably gone (P(alive) < 20%).",
+        f"{dormant:.0%} of customers are probably gone (P(alive) < 20%, {a.recommended}).",
     ]
-
+    if a.unconverged:
+        out.append(f"Not used ({NOT_CONVERGED}): {', '.join(a.unconverged)}.")
+    return out

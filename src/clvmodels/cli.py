@@ -23,6 +23,7 @@ FLAGS = {
     "timezone": "--timezone", "duplicates": "--duplicates", "allow_returns": "--allow-returns",
     "observation_end": "--observation-end", "calibration_end": "--calibration-end",
     "engine": "--engine", "lifespan": "--lifespan", "unit": "--unit",
+    "acquisition_cost": "--acquisition-cost", "draws": "--draws", "tune": "--tune",
 }  # fmt: skip
 # the reading options both commands take, as keywords of clvmodels.read_transactions
 READ_OPTIONS = ("sep", "decimal", "date_format", "timezone", "duplicates", "allow_returns",
@@ -117,6 +118,9 @@ def _print_report_summary(s: dict) -> None:
         f"{'MAE/customer':>14}"
     )
     for name, m in s["holdout"].items():
+        if name.endswith("(did not converge)"):
+            print(f"  {name:<28}  not a result: see below")
+            continue
         rev = m.get("revenue_predicted")
         rev_txt = _money(rev) if rev is not None else "-"
         rev_err = (
@@ -127,6 +131,15 @@ def _print_report_summary(s: dict) -> None:
             f"  {name:<28}{m['purchases_predicted']:>11,.0f}"
             f"{m['purchases_error_pct']:>+8.1f}%{rev_txt:>13}{rev_err:>9}{mae:>14}"
         )
+    if s.get("recommended"):
+        f = s["forecast"]
+        print(
+            f"\nRecommended model: {s['recommended']} (rule: {s['recommendation_rule']})."
+            f"\n  Next {f['horizon_weeks']:g} weeks: {s['recommended']} "
+            f"{_money(f['model'])}, the formula {_money(f['formula'])}"
+        )
+    for name, message in s.get("unconverged", {}).items():
+        print(f"did not converge, not used: {name}: {message}")
     for line in s.get("conclusions", []):
         print(f"- {line}")
     for line in s.get("notes", []):
@@ -163,6 +176,9 @@ def _report(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             keep_notebook=args.keep_notebook,
             check_only=args.check_only,
+            acquisition_cost=args.acquisition_cost,
+            horizon_weeks=args.horizon,
+            caller="cli",
             **_read_kw(args),
         )
     except RuntimeError as exc:
@@ -175,6 +191,16 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     _print_report_summary(summary)
     return 0
+
+
+def _positive_weeks(text: str) -> float:
+    try:
+        weeks = float(text)
+    except ValueError:
+        weeks = float("nan")
+    if not 1 <= weeks <= 520:  # also NaN
+        raise argparse.ArgumentTypeError(f"a number of weeks from 1 to 520, got {text!r}")
+    return weeks
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,6 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the hierarchical model also on more than 30,000 customers (slow)",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument(
+        "--horizon",
+        type=_positive_weeks,
+        default=52.0,
+        metavar="WEEKS",
+        help="forecast horizon in weeks (default: 52)",
+    )
+    r.add_argument(
+        "--acquisition-cost",
+        default=None,
+        metavar="COST",
+        help="cost of acquiring a customer: a number, or a CSV with columns segment and "
+        "cost; the report compares each segment's value with it (CLV:CAC)",
+    )
     r.add_argument("--show-code", action="store_true", help="keep the code in the HTML")
     r.add_argument(
         "--keep-notebook", default=None, metavar="FILE", help="also save the executed notebook"

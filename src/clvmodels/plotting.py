@@ -33,7 +33,7 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.colors import to_rgba
-from matplotlib.ticker import MaxNLocator, SymmetricalLogLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, SymmetricalLogLocator
 
 from ._aggregate import purchase_days_of
 from .compare import ACTUAL, holdout_predictions, repeat_purchases_over_time
@@ -180,6 +180,7 @@ def plot_holdout_by_frequency(
     *,
     segment: str | None = None,
     max_frequency: int = 7,
+    emphasize=None,
     ax=None,
 ):
     """Mean holdout purchases per customer by calibration frequency, actual vs each method.
@@ -193,6 +194,8 @@ def plot_holdout_by_frequency(
         :func:`clvmodels.compare.holdout_predictions`.
     max_frequency : int, default 7
         Customers with more calibration purchases are pooled in the last group (``"7+"``).
+    emphasize : sequence of str, optional
+        Methods drawn in colour; the others thin and light grey (default: all in colour).
 
     Returns
     -------
@@ -210,21 +213,27 @@ def plot_holdout_by_frequency(
     colors = _Palette([ACTUAL, *names])
     counts = np.bincount(group, minlength=max_frequency + 1)
     x = np.arange(max_frequency + 1)
-    for name in [ACTUAL, *names]:
+    strong = set(names if emphasize is None else emphasize) | {ACTUAL}
+    order = [n for n in names if n not in strong] + [ACTUAL] + [n for n in names if n in strong]
+    for name in order:
         sums = np.bincount(
             group, weights=preds[name]["purchases"].to_numpy(float), minlength=max_frequency + 1
         )
         mean = np.divide(sums, counts, out=np.full(len(x), np.nan), where=counts > 0)
+        weak = name not in strong
         ax.plot(
             x,
             mean,
-            color=colors(name),
-            marker="o",
+            color="0.75" if weak else colors(name),
+            marker=None if weak else "o",
             ms=4,
-            lw=2 if name == ACTUAL else 1.3,
+            lw=0.8 if weak else (2 if name == ACTUAL else 1.5),
             ls="-" if name == ACTUAL else "--",
-            label=name,
+            label=None if weak else name,
+            zorder=1 if weak else 2,
         )
+    if len(strong) < len(names) + 1:
+        ax.plot([], [], color="0.75", lw=0.8, ls="--", label="other methods")
     ax.set_xticks(x, [str(i) for i in x[:-1]] + [f"{max_frequency}+"])
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("mean purchases in the holdout")
@@ -296,7 +305,7 @@ def plot_frequency_recency(
     )
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f"recency ({_unit_name(unit)}s since first purchase)")
+    ax.set_xlabel(f"recency: time of the last purchase ({_unit_name(unit)}s after the first)")
     ax.set_ylabel("repeat purchases (frequency)")
     ax.set_title(f"{label.capitalize()}, customers of age {T:.0f} {_unit_name(unit)}s")
     return ax
@@ -573,6 +582,7 @@ def plot_clv_distribution(
             drawn.append(np.array([float(value)]))
     if log:
         ax.set_yscale("symlog", linthresh=1.0)
+        _plain_ticks(ax.yaxis)
         # minor ticks at 2..9 x 10^k: values between the decades can be read
         ax.yaxis.set_minor_locator(
             SymmetricalLogLocator(linthresh=1.0, base=10.0, subs=np.arange(2.0, 10.0))
@@ -617,8 +627,10 @@ def plot_formula_vs_model(
     """Scatter of the formula's CLV against a model's CLV, one point per customer.
 
     Customers whose formula value is exactly 0 (for an own-history formula: no repeat
-    purchase yet) are drawn apart: a strip of short dashes in the next colour of the
-    cycle at x = 0, inside the frame, with their number and share in the legend.
+    purchase yet) are drawn apart: a strip of points in the next colour of the cycle at
+    x = 0, jittered sideways (seeded, half-width :data:`ZERO_STRIP`) so that thousands of
+    them stay visible, inside the frame, with their number and share in the legend. On
+    log axes the tick labels read 0, 1, 10, 100 (symmetric log, linear below 1).
 
     Parameters
     ----------
@@ -648,31 +660,45 @@ def plot_formula_vs_model(
     hi = float(max(x[finite].max(), y[finite].max())) if finite.any() else 1.0
     lo = float(min(0.0, x[finite].min(), y[finite].min())) if finite.any() else 0.0
     ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="formula = model")
+    width = ZERO_STRIP * (1.0 if log else hi)  # half-width of the strip at x = 0
     if zero.any():
         n_zero = int(zero.sum())
+        # a strip with a seeded horizontal jitter: thousands of customers stay visible
+        jitter = np.random.default_rng(0).uniform(-width, width, n_zero)
         ax.scatter(
-            x[zero],
+            x[zero] + jitter,
             y[zero],
-            s=40,
-            marker="_",
-            alpha=0.5,
+            s=8,
+            alpha=0.35,
             color="C1",
-            lw=1.2,
+            lw=0,
             zorder=3,
             label=f"{zero_label}: {n_zero:,} customers ({n_zero / finite.sum():.0%})",
         )
     if log:
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_yscale("symlog", linthresh=1.0)
+        _plain_ticks(ax.xaxis)
+        _plain_ticks(ax.yaxis)
     if lo >= 0:
         # customers at x = 0 are drawn inside the frame, not on its edge
-        ax.set_xlim(left=(-0.3 if log else -0.03 * hi) if zero.any() else 0.0)
+        ax.set_xlim(left=-1.5 * width if zero.any() else 0.0)
         ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title("Formula vs model, customer by customer")
     ax.legend(frameon=False, loc="upper left")
     return ax
+
+
+ZERO_STRIP = 0.3  # half-width of the x = 0 strip: symlog units, or a share of the x range
+
+
+def _plain_ticks(axis) -> None:
+    """Tick labels 0, 1, 10, 1,000 on a symlog axis (not 0, 10^0, 10^1: the linear part
+    below 1 then reads as one scale)."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1 or v == 0
+                                           else f"{v:g}"))  # fmt: skip
 
 
 def plot_calibration_deciles(deciles: pd.DataFrame, *, ax=None):

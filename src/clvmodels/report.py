@@ -31,7 +31,17 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from .analysis import MIN_CUSTOMERS, MIN_REPEAT_BUYERS, choose_split, default_calibration_end
+import pandas as pd
+
+from .analysis import (
+    MIN_CUSTOMERS,
+    MIN_REPEAT_BUYERS,
+    acquisition_costs,
+    check_costs,
+    choose_split,
+    default_calibration_end,
+    segment_labels,
+)
 from .analysis import open_log as _open_log
 from .errors import DataError
 from .escaping import sanitize
@@ -236,6 +246,11 @@ def render_notebook(
         return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
 
 
+def _plain_number(x: float) -> int | float:
+    """52.0 -> 52 (the notebook writes "the next 52 weeks")."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
 def run_report(
     transactions: str | Path | None = None,
     *,
@@ -258,6 +273,9 @@ def run_report(
     log: Callable[[str], None] | None = None,
     engine: str = "duckdb",
     check_only: bool = False,
+    acquisition_cost: object = None,
+    caller: str = "python",
+    horizon_weeks: float = 52.0,
     **read_kw,
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
@@ -301,6 +319,14 @@ def run_report(
     engine : {"duckdb", "pandas"}, default "duckdb"
         How a `transactions` file is aggregated: inside DuckDB, never loaded (bounded
         memory), or loaded into pandas (the same numbers, memory grows with the log).
+    acquisition_cost : float, str or mapping, optional
+        Cost of acquiring a customer, one number or per segment (a CSV with columns
+        ``segment`` and ``cost``, see :func:`clvmodels.analysis.acquisition_costs`): the
+        report compares each segment's value with it (CLV:CAC).
+    horizon_weeks : float, default 52
+        The forecast's horizon in weeks.
+    caller : {"python", "cli"}
+        Language of the convergence advice (keywords or ``clvmodels report`` flags).
     check_only : bool, default False
         Read and check the log and choose the split, run no notebook and write nothing;
         the returned dict has ``"source"``, ``"data"`` and the split.
@@ -331,6 +357,13 @@ def run_report(
     if segment is not None:
         tx.segments()  # one segment per customer, none missing
     split = choose_split(tx, calibration_end, observation_end)
+    if acquisition_cost is not None:  # bad costs stop here, before the notebook runs
+        cost = acquisition_costs(acquisition_cost)
+        check_costs(cost, segment_labels(tx, split, segment))
+        if isinstance(cost, pd.Series):
+            acquisition_cost = {str(k): float(v) for k, v in cost.items()}
+        else:
+            acquisition_cost = cost
     quality, where = tx.quality, getattr(tx, "source", where)
     data = {"customers": quality.customers, "transactions": quality.transactions,
             "revenue": quality.revenue, "quality": quality.lines()}  # fmt: skip
@@ -362,6 +395,9 @@ def run_report(
         "hierarchical": hierarchical,
         "seed": int(seed),
         "read_options": read_kw,
+        "acquisition_cost": acquisition_cost,
+        "caller": caller,
+        "horizon_weeks": _plain_number(horizon_weeks),
     }
     params.update(sampling_params(draws=draws, tune=tune, chains=chains))
     summary = render_notebook(NOTEBOOK, params, out, show_code=show_code, progress=progress,
