@@ -23,22 +23,29 @@ import pandas as pd
 HDI_PROB = 0.94
 
 
-def hdi(draws, prob: float = HDI_PROB):
-    """Highest-density interval of ``draws`` along the last axis: ``(low, high)``,
-    floats for a 1-d array, arrays otherwise. NaN draws count as missing values of the
-    interval's width (a row with NaN gets the interval of its other draws' ends)."""
-    if not 0 < prob <= 1:
-        raise ValueError(f"prob must be in (0, 1], got {prob}")
-    values = np.asarray(draws, dtype=float)
-    one = values.ndim == 1
-    s = np.sort(np.atleast_2d(values).reshape(-1, values.shape[-1]), axis=1)
+def hdi_of_sorted(s: np.ndarray, prob: float = HDI_PROB):
+    """Row-wise HDI of an array sorted along axis 1 (the algorithm of ``arviz.hdi``): the
+    narrowest run of ``floor(prob * n) + 1`` sorted draws (all of them when prob is 1).
+    NaN draws count as missing values of the interval's width."""
     n = s.shape[1]
     k = min(int(np.floor(prob * n)), n - 1)
     width = s[:, k:] - s[:, : n - k]
     width = np.where(np.isnan(width), np.inf, width)
     i = np.argmin(width, axis=1)
     rows = np.arange(s.shape[0])
-    low, high = s[rows, i], s[rows, i + k]
+    return s[rows, i], s[rows, i + k]
+
+
+def hdi(draws, prob: float = HDI_PROB):
+    """Highest-density interval of ``draws`` along the last axis: ``(low, high)``,
+    floats for a 1-d array, arrays otherwise (:func:`hdi_of_sorted` of the sorted draws;
+    a row with NaN gets the interval of its other draws' ends)."""
+    if not 0 < prob <= 1:
+        raise ValueError(f"prob must be in (0, 1], got {prob}")
+    values = np.asarray(draws, dtype=float)
+    one = values.ndim == 1
+    low, high = hdi_of_sorted(np.sort(np.atleast_2d(values).reshape(-1, values.shape[-1]),
+                                      axis=1), prob)
     if one:
         return float(low[0]), float(high[0])
     shape = values.shape[:-1]

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..intervals import HDI_PROB, hdi_of_sorted
 from ..models._base import unique_rows as _unique_rows
 
 MEMORY_LIMIT = 64 * 2**20
-HDI_PROB = 0.94
 _TEMPORARIES = 16  # bytes of temporaries per element, as a multiple of 8, in a formula
 
 
@@ -33,17 +33,6 @@ def unique_rows(columns: Sequence[np.ndarray]):
     """Unique rows of numeric columns and, for each original row, its unique row."""
     unique, inverse, _, _ = _unique_rows(columns)
     return unique, inverse
-
-
-def hdi_of_sorted(s: np.ndarray, prob: float = HDI_PROB):
-    """Row-wise HDI of an array sorted along axis 1 (the algorithm of ``arviz.hdi``)."""
-    n = s.shape[1]
-    k = int(np.floor(prob * n))
-    width = s[:, k:] - s[:, : n - k]
-    width = np.where(np.isnan(width), np.inf, width)
-    i = np.argmin(width, axis=1)
-    rows = np.arange(s.shape[0])
-    return s[rows, i], s[rows, i + k]
 
 
 def summarise(
