@@ -6,8 +6,9 @@ Three covariates (issue 17): ``age`` (numeric) and ``channel`` (categorical, 3 l
 two coefficients) on the purchase process, ``loyal`` (0/1) on the drop-out process;
 customers acquired over a year and observed for 40-60 weeks, simulated from known
 coefficients. Prints the wall-clock median over repeats for the fit with covariates and,
-side by side, the same data fitted without covariates, and each estimate against the
-truth in standard errors. With ``--peer`` (needs the ``bench`` group), pymc-marketing's
+side by side, the same data fitted without covariates, the fit with the likelihood-ratio
+tests of ``summary()`` (the default: three nested refits more), and each estimate
+against the truth in standard errors. With ``--peer`` (needs the ``bench`` group), pymc-marketing's
 ParetoNBDModel with the same covariates fitted by MAP, once.
 """
 
@@ -76,12 +77,16 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true", help="also time pymc-marketing (MAP)")
     args = ap.parse_args()
     rfm = simulate(args.customers)
-    model = cm.ParetoNBD(purchase_covariates=["age", "channel"], dropout_covariates=["loyal"])
+    spec = {"purchase_covariates": ["age", "channel"], "dropout_covariates": ["loyal"]}
+    model = cm.ParetoNBD(**spec, lr_tests=False)
     t_cov, fitted = timed(lambda: model.fit(rfm), args.repeats)
+    t_lr, with_tests = timed(lambda: cm.ParetoNBD(**spec).fit(rfm), args.repeats)
     t_plain, plain = timed(lambda: cm.ParetoNBD().fit(rfm), args.repeats)
     print(f"Pareto/NBD, {args.customers:,} customers, 3 covariates (4 coefficients)")
     print(f"  fit with covariates    : {t_cov:7.2f} s   (target <= 20 s)   "
           f"log-lik {fitted.loglik_:.2f}")
+    print(f"  ... and the LR tests   : {t_lr:7.2f} s   (lr_tests=True, the default: "
+          "the fit and 4 nested fits)")
     print(f"  fit without covariates : {t_plain:7.2f} s                      "
           f"log-lik {plain.loglik_:.2f}")
     print("  estimate vs truth (z = (estimate - truth) / se):")
@@ -93,6 +98,8 @@ def main() -> None:
     test = cm.likelihood_ratio_test(plain, fitted)
     print(f"  LR test against no covariates: statistic {test['statistic']:.1f} on "
           f"{test['df']:.0f} df, p = {test['p_value']:.2g}")
+    print("  LR tests of summary(), per column (lr_tests_):")
+    print(with_tests.lr_tests_.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.peer:
         print(f"  pymc-marketing ParetoNBDModel MAP, same covariates: {peer(rfm):.2f} s")
 

@@ -293,6 +293,58 @@ def test_likelihood_ratio_test_rules(apparel):
         cm.likelihood_ratio_test(cm.BGNBD().fit(apparel), big)
 
 
+def test_likelihood_ratio_tests_in_summary(apparel, tmp_path):
+    """summary() carries, per covariate column and process, the LR test against the model
+    without that column, fitted at fit time: equal to likelihood_ratio_test of the two
+    models fitted separately; the test of all covariates together reproduces CLVTools'
+    two published log-likelihoods; the tests survive save/load."""
+    m = cm.ParetoNBD(**BOTH).fit(apparel)
+    table = m.summary()
+    for role in ("purchase", "dropout"):
+        for column in ("Gender", "Channel"):
+            spec = {k: [c for c in v if not (k.startswith(role) and c == column)]
+                    for k, v in BOTH.items()}
+            nested = cm.ParetoNBD(**spec).fit(apparel)
+            expected = cm.likelihood_ratio_test(nested, m)
+            row = table.loc[f"{role}:{column}"]
+            assert row["lr_statistic"] == pytest.approx(expected["statistic"], rel=1e-6)
+            assert row["lr_df"] == 1
+            assert row["lr_p_value"] == pytest.approx(expected["p_value"], rel=1e-5)
+    assert table.loc[["r", "alpha", "s", "beta"], "lr_statistic"].isna().all()
+    every = m.lr_tests_.loc["all covariates"]
+    assert every["df"] == 4
+    assert every["loglik_nested"] == pytest.approx(CLVTOOLS_NOCOV_LL, abs=2e-3)
+    assert every["statistic"] == pytest.approx(
+        2 * (CLVTOOLS_STATIC_LL - CLVTOOLS_NOCOV_LL), abs=5e-3)
+    m.save(tmp_path / "m.json")
+    back = cm.ParetoNBD.load(tmp_path / "m.json")
+    pd.testing.assert_frame_equal(back.lr_tests_, m.lr_tests_)
+    pd.testing.assert_frame_equal(back.summary(), table)
+
+
+def test_likelihood_ratio_tests_categorical_and_switched_off(apparel):
+    """A categorical column is tested as a whole (df = levels - 1, the same test on each
+    level's row); lr_tests=False and penalised fits skip the refits."""
+    frame = apparel.assign(tier=np.select([apparel["Gender"] == 1, apparel["Channel"] == 1],
+                                          ["gold", "silver"], "basic"))
+    m = cm.ParetoNBD(purchase_covariates=["tier"], dropout_covariates=["Channel"]).fit(frame)
+    table = m.summary()
+    rows = table.loc[["purchase:tier[gold]", "purchase:tier[silver]"]]
+    assert (rows["lr_df"] == 2).all() and rows["lr_statistic"].nunique() == 1
+    nested = cm.ParetoNBD(dropout_covariates=["Channel"]).fit(frame)
+    assert rows["lr_statistic"].iloc[0] == pytest.approx(
+        cm.likelihood_ratio_test(nested, m)["statistic"], rel=1e-6)
+    assert m.lr_tests_.loc["all covariates", "df"] == 3
+    off = cm.ParetoNBD(purchase_covariates=["tier"], lr_tests=False).fit(frame)
+    assert off.lr_tests_ is None and "lr_statistic" not in off.summary()
+    assert cm.ParetoNBD(purchase_covariates=["Gender"], penalizer=0.01).fit(
+        apparel).lr_tests_ is None
+    gg = cm.GammaGamma(covariates=["Gender", "Channel"]).fit(apparel)
+    plain = cm.GammaGamma().fit(apparel)
+    assert gg.lr_tests_.loc["all covariates", "statistic"] == pytest.approx(
+        2 * (gg.loglik_ - plain.loglik_), rel=1e-6)
+
+
 @pytest.mark.slow
 def test_standard_errors_match_the_spread_over_simulations():
     """The reported SEs (observed information) against the standard deviation of the
@@ -307,7 +359,8 @@ def test_standard_errors_match_the_spread_over_simulations():
         rng = np.random.default_rng(100 + rep)
         frame = pd.DataFrame({"u": rng.normal(size=5_000), "v": rng.integers(0, 2, 5_000)})
         rfm = known.simulate(5_000, 40.0, random_state=rep, covariates=frame)
-        m = cm.ParetoNBD(purchase_covariates=["u"], dropout_covariates=["v"]).fit(rfm)
+        m = cm.ParetoNBD(purchase_covariates=["u"], dropout_covariates=["v"],
+                         lr_tests=False).fit(rfm)
         estimates.append(m.params_[["purchase:u", "dropout:v"]].to_numpy())
         ses.append(m.se_[["purchase:u", "dropout:v"]].to_numpy())
     spread = np.std(estimates, axis=0, ddof=1)
@@ -355,6 +408,16 @@ def test_compare_scores_covariate_models():
         full.expected_purchases(horizon, cal).sum(), rel=1e-9)
     assert (table.loc["covariates", "purchases_spearman"]
             > table.loc["plain", "purchases_spearman"])
+    # with a covariate spend model, and per segment: revenue is purchases x each
+    # customer's expected spend at its covariates
+    gg = cm.GammaGamma(covariates=["Channel"]).fit(cal)
+    cal["segment"] = np.where(cal["Gender"] == 1, "f", "m")
+    table = cm.compare(cal, {"pair": (full, gg)}, segment="segment")
+    revenue = full.expected_purchases(horizon, cal) * gg.expected_spend(cal)
+    assert table.loc[("all", "pair"), "revenue_predicted"] == pytest.approx(
+        revenue.sum(), rel=1e-9)
+    assert table.loc[("f", "pair"), "revenue_predicted"] == pytest.approx(
+        revenue[cal["segment"] == "f"].sum(), rel=1e-9)
 
 
 def test_value_of_a_new_customer_against_its_cost(apparel):

@@ -211,6 +211,9 @@ class MLEModel:
     # whether the model's Hessian formula accepts one parameter set per row (Newton's
     # method with covariates); otherwise covariate fits use L-BFGS-B
     _row_hessians: ClassVar[bool] = False
+    # covariate role -> the constructor argument that lists its columns (what the nested
+    # models of the likelihood-ratio tests are built with)
+    _covariate_arguments: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *, penalizer: float = 0.0):
         self.penalizer = penalizer
@@ -295,6 +298,8 @@ class MLEModel:
                 result = self._maximise(cols, w, starts, runs)
         if self.design_ is not None:
             self._store_covariate_fit(result, cols, w)
+            self.lr_tests_ = (self._nested_tests(data, weights, initial_params)
+                              if getattr(self, "lr_tests", False) else None)
             return self
         theta = np.exp(result.x)
         self.params_ = pd.Series(theta, index=list(self.param_names), name="estimate")
@@ -368,6 +373,50 @@ class MLEModel:
                 StatisticalWarning,
                 stacklevel=3,
             )
+
+    # ---- covariates: likelihood-ratio tests of the nested models ------------------
+    def _nested_tests(self, data, weights, initial_params) -> pd.DataFrame | None:
+        r"""Likelihood-ratio tests of the covariates, from refits of the nested models.
+
+        For each covariate column of each role, the model without that column (all the
+        levels of a categorical one), and the model without any covariate, are fitted on
+        the same rows and weights; only their log-likelihoods and the number of
+        coefficients they lack are kept (the fitted model keeps no data, so the tests
+        cannot be run later). :math:`D = 2(\ell - \ell_0) \sim \chi^2_{df}` under the
+        nested model (Wilks 1938; :func:`~clvmodels.models._covariates.lr_statistic`).
+        Not computed for penalised fits (the penalised optimum is not the maximum
+        likelihood, so Wilks' theorem does not apply): None.
+        """
+        if self.penalizer:
+            return None
+        spec = {r: list(c) for r, c in self._covariate_spec().items() if c}
+        tests = [(f"{role}:{column}", {**spec, role: [c for c in cols if c != column]})
+                 for role, cols in spec.items() for column in cols]
+        tests.append((cov.ALL_COVARIATES, {}))
+        start = None if initial_params is None else {
+            n: initial_params[n] for n in self.param_names}
+        fitted: dict[tuple, tuple[float, int]] = {}
+        rows = []
+        for label, sub in tests:
+            key = tuple(sorted((r, tuple(c)) for r, c in sub.items() if c))
+            if key not in fitted:
+                settings = {**self._settings(), "lr_tests": False}
+                for role, argument in self._covariate_arguments.items():
+                    settings[argument] = sub.get(role) or None
+                nested = type(self)(**settings)
+                try:
+                    with warnings.catch_warnings():
+                        # the nested models' own diagnostics are not the user's concern
+                        warnings.simplefilter("ignore", StatisticalWarning)
+                        nested.fit(data, weights=weights, initial_params=start)
+                    fitted[key] = (nested.loglik_, len(nested.params_))
+                except ConvergenceError:
+                    fitted[key] = (float("nan"), -1)
+            ll0, size = fitted[key]
+            df = len(self.params_) - size if size >= 0 else float("nan")
+            rows.append({"test": label, "loglik_nested": ll0, "df": float(df),
+                         **cov.lr_statistic(ll0, self.loglik_, df)})
+        return pd.DataFrame(rows).set_index("test")
 
     # ---- covariates: per-row parameters and the chain rule ------------------------
     def _covariate_rows(self, lt, cols):
@@ -795,6 +844,15 @@ class MLEModel:
         refs = {f"{role}:{t.name}": f"{t.column}={t.reference}" for role in design.roles
                 for t in design.terms[role] if t.reference is not None}
         out["reference"] = [refs.get(n, "") for n in out.index]
+        tests = getattr(self, "lr_tests_", None)
+        if tests is not None:
+            # each coefficient row: the test of dropping its column from its process
+            # (the same test on every level of a categorical column)
+            label = {f"{role}:{t.name}": f"{role}:{t.column}" for role in design.roles
+                     for t in design.terms[role]}
+            for column, source in (("lr_statistic", "statistic"), ("lr_df", "df"),
+                                   ("lr_p_value", "p_value")):
+                out[column] = [tests[source].get(label.get(n), np.nan) for n in out.index]
         return out
 
     def __repr__(self) -> str:
@@ -821,6 +879,8 @@ class MLEModel:
         if hasattr(self, "se_"):
             out["se"] = {k: float(v) for k, v in self.se_.items()}
             out["cov"] = self.cov_.to_numpy().tolist()
+        if getattr(self, "lr_tests_", None) is not None:
+            out["lr_tests"] = self.lr_tests_.reset_index().to_dict(orient="list")
         return out
 
     def save(self, path: str | Path) -> None:
@@ -846,4 +906,8 @@ class MLEModel:
         if "se" in spec:
             model.se_ = pd.Series([spec["se"][n] for n in names], index=names, name="se")
             model.cov_ = pd.DataFrame(spec["cov"], index=names, columns=names, dtype=float)
+        if "lr_tests" in spec:
+            model.lr_tests_ = pd.DataFrame(spec["lr_tests"]).set_index("test")
+        elif model.design_ is not None:
+            model.lr_tests_ = None
         return model

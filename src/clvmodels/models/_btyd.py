@@ -362,18 +362,28 @@ class CovariateTransactionModel(TransactionModel):
     purchase_covariates, dropout_covariates : list of str, optional
         Columns of the RFM frame that scale the purchase rate (``purchase:<column>``
         coefficients) and the drop-out process (``dropout:<column>``).
+    lr_tests : bool, default True
+        With covariates, also fit the nested models without each covariate column (per
+        process) and without any covariate, and keep their log-likelihoods for the
+        likelihood-ratio tests of ``lr_tests_`` and :meth:`summary` (one more fit per
+        column; see :meth:`MLEModel._nested_tests`). False skips them.
     """
 
+    _covariate_arguments = {"purchase": "purchase_covariates",
+                            "dropout": "dropout_covariates"}
+
     def __init__(self, *, penalizer: float = 0.0, purchase_covariates=None,
-                 dropout_covariates=None):
+                 dropout_covariates=None, lr_tests: bool = True):
         super().__init__(penalizer=penalizer)
         self.purchase_covariates = purchase_covariates
         self.dropout_covariates = dropout_covariates
+        self.lr_tests = lr_tests
 
     def _settings(self):
         return {**super()._settings(),
                 "purchase_covariates": self.purchase_covariates,
-                "dropout_covariates": self.dropout_covariates}
+                "dropout_covariates": self.dropout_covariates,
+                "lr_tests": self.lr_tests}
 
     def _covariate_spec(self):
         return {"purchase": self.purchase_covariates, "dropout": self.dropout_covariates}

@@ -54,6 +54,7 @@ import pandas as pd
 from ..errors import DataError
 
 ROLES = ("purchase", "dropout", "spend")
+ALL_COVARIATES = "all covariates"  # the label of the test against the model without any
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,6 @@ def likelihood_ratio_test(restricted, full) -> dict[str, float]:
     .. [4] Wilks, S. S. (1938). The Large-Sample Distribution of the Likelihood Ratio for
        Testing Composite Hypotheses. *Annals of Mathematical Statistics* 9(1), 60-62.
     """
-    from scipy import stats
-
     for model in (restricted, full):
         if not hasattr(model, "loglik_"):
             raise ValueError(f"{type(model).__name__} is not fitted (no loglik_)")
@@ -347,6 +346,19 @@ def likelihood_ratio_test(restricted, full) -> dict[str, float]:
     if restricted.n_obs_ != full.n_obs_:
         raise ValueError(f"fitted on different data ({restricted.n_obs_:g} and "
                          f"{full.n_obs_:g} customers)")
-    stat = max(2.0 * (full.loglik_ - restricted.loglik_), 0.0)
     df = len(big - small)
-    return {"statistic": stat, "df": float(df), "p_value": float(stats.chi2.sf(stat, df))}
+    return {**lr_statistic(restricted.loglik_, full.loglik_, df), "df": float(df)}
+
+
+def lr_statistic(loglik_nested: float, loglik_full: float, df: float) -> dict[str, float]:
+    r"""The likelihood-ratio statistic :math:`D = 2(\ell_{full} - \ell_{nested})` (floored
+    at 0: the larger model's optimum is at least the nested one's, up to the optimiser's
+    tolerance) and its p-value :math:`P(\chi^2_{df} > D)` (Wilks 1938 [4]_, as in
+    :func:`likelihood_ratio_test`); NaN when the nested fit failed.
+    """
+    from scipy import stats
+
+    if not (np.isfinite(loglik_nested) and np.isfinite(df) and df > 0):
+        return {"statistic": float("nan"), "p_value": float("nan")}
+    stat = max(2.0 * (loglik_full - loglik_nested), 0.0)
+    return {"statistic": stat, "p_value": float(stats.chi2.sf(stat, df))}

@@ -93,6 +93,10 @@ class GammaGamma(MLEModel):
         ``p v_i / (q - 1)`` is multiplied by ``exp(c'z_i)``
         (coefficients ``spend:<column>``; see :mod:`clvmodels.models._covariates`).
         The likelihood is that of [2]_ eq. (3) at :math:`v_i`.
+    lr_tests : bool, default True
+        With covariates, the likelihood-ratio test of each covariate column (and of all
+        together) from refits of the nested models, in ``lr_tests_`` and
+        :meth:`summary`; False skips the refits.
     corr_warning : float, default 0.3
         Warn (:class:`~clvmodels.errors.StatisticalWarning`) when the absolute Pearson
         correlation between frequency and monetary value among repeat buyers exceeds this:
@@ -110,14 +114,18 @@ class GammaGamma(MLEModel):
     param_names = PARAM_NAMES
     covariate_links = ((2, "spend", 1),)
 
-    def __init__(self, *, penalizer: float = 0.0, covariates=None, corr_warning: float = 0.3):
+    _covariate_arguments = {"spend": "covariates"}
+
+    def __init__(self, *, penalizer: float = 0.0, covariates=None, corr_warning: float = 0.3,
+                 lr_tests: bool = True):
         super().__init__(penalizer=penalizer)
         self.covariates = covariates
         self.corr_warning = corr_warning
+        self.lr_tests = lr_tests
 
     def _settings(self):
         return {**super()._settings(), "covariates": self.covariates,
-                "corr_warning": self.corr_warning}
+                "corr_warning": self.corr_warning, "lr_tests": self.lr_tests}
 
     def _covariate_spec(self):
         return {"spend": self.covariates}
