@@ -300,6 +300,7 @@ class MLEModel:
             self._store_covariate_fit(result, cols, w)
             self.lr_tests_ = (self._nested_tests(data, weights, initial_params)
                               if getattr(self, "lr_tests", False) else None)
+            self._after_fit(rows, w)
             return self
         theta = np.exp(result.x)
         self.params_ = pd.Series(theta, index=list(self.param_names), name="estimate")

@@ -44,6 +44,8 @@ References
    MATLAB. ESSEC Business School working paper (the formulas CLVTools implements).
 .. [3] Adler, J. (2022). Comment on "Modeling Purchasing Behavior with Sudden 'Death'".
    *Management Science* 69(3) (erratum of the conditional expectation, CLVTools #206).
+.. [4] Bachmann, P., Meierer, M. and Naef, J. CLVTools (R package),
+   https://github.com/bachmannpatrick/CLVTools, ``src/ggomnbd.cpp`` (static covariates).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import StatisticalWarning
-from ._btyd import Formulas, TransactionModel
+from ._btyd import CovariateTransactionModel, Formulas
 from ._hyp2f1 import log_integral
 
 PARAM_NAMES = ("r", "alpha", "b", "s", "beta")
@@ -524,14 +526,24 @@ def simulate(r, alpha, b, s, beta, T, rng):
     return x, span * last
 
 
-class GGomNBD(TransactionModel):
-    """GGompertz/NBD model of repeat purchasing (Bemmaor & Glady 2012).
+class GGomNBD(CovariateTransactionModel):
+    r"""GGompertz/NBD model of repeat purchasing (Bemmaor & Glady 2012).
 
     Parameters ``r, alpha`` (gamma heterogeneity in purchase rate), ``b`` (ageing: the
     drop-out rate grows like e^(b t)) and ``s, beta`` (gamma heterogeneity in the
     drop-out scale), as in CLVTools' ``ggomnbd``. Fit on an RFM frame with
     ``frequency``, ``recency`` and ``T``. As ``b -> 0`` with ``beta / b`` fixed it is the
     Pareto/NBD with ``beta_pareto = beta / b``.
+
+    Static covariates (``purchase_covariates=``, ``dropout_covariates=``; see
+    :class:`~clvmodels.models._btyd.CovariateTransactionModel`) follow CLVTools'
+    ``ggomnbd`` with static covariates ([4]_, ``ggomnbd_staticcov_alpha_i`` and
+    ``ggomnbd_staticcov_beta_i``): :math:`\alpha_i = \alpha e^{-\gamma_P^\top z_i}` and
+    :math:`\beta_i = \beta e^{-\gamma_D^\top z_i}`, r, b and s common to all customers.
+    A positive purchase coefficient raises the purchase rate; a positive drop-out
+    coefficient shortens the lifetime (:math:`\eta_i \sim \mathrm{Gamma}(s, \beta_i)`
+    has mean :math:`s/\beta_i`). The likelihood is :func:`loglik` at
+    :math:`(\alpha_i, \beta_i)` ([1]_ eq. (4)).
 
     Examples
     --------
@@ -542,6 +554,7 @@ class GGomNBD(TransactionModel):
     """
 
     param_names = PARAM_NAMES
+    covariate_links = ((1, "purchase", -1), (4, "dropout", -1))
     # no conjugate update of the Gompertz lifetime: no conditional future (predictive
     # distribution and intervals raise NotImplementedError)
     formulas = Formulas(
