@@ -17,9 +17,8 @@ import pandas as pd
 import pytest
 
 import clvmodels as cm
-from clvmodels.errors import DataError
+from clvmodels.errors import DataError, StatisticalWarning
 from clvmodels.models import _covariates as cov
-from clvmodels.errors import StatisticalWarning
 from clvmodels.models import ggomnbd, paretonbd
 from clvmodels.rfm import rfm_summary
 
