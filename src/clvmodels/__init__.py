@@ -45,6 +45,7 @@ from .models import (
     GammaGamma,
     GGomNBD,
     ParetoNBD,
+    ParetoNBDDynCov,
 )
 from .models._covariates import likelihood_ratio_test
 from .reader import read_transactions
@@ -68,6 +69,7 @@ __all__ = [
     "GammaGamma",
     "NotFittedError",
     "ParetoNBD",
+    "ParetoNBDDynCov",
     "StatisticalWarning",
     "TransactionLog",
     "acquisition_cohorts",

@@ -10,9 +10,10 @@ from .gammagamma import GammaGamma
 from .ggomnbd import GGomNBD
 from .mbgnbd import MBGNBD
 from .paretonbd import ParetoNBD
+from .paretonbd_dyncov import ParetoNBDDynCov
 from .sbg import SBG
 
 __all__ = [
     "BDW", "BGBB", "BGCNBD", "BGNBD", "GGomNBD", "GammaGamma", "MBGCNBD", "MBGNBD", "ParetoNBD",
-    "SBG",
+    "ParetoNBDDynCov", "SBG",
 ]
