@@ -226,7 +226,7 @@ def build_walks(
     tx = pd.DataFrame({"c": transactions[customer].to_numpy()[keep],
                        "d": days[keep].to_numpy()}).drop_duplicates()
     first = tx.groupby("c")["d"].min()
-    ids = first.index
+    ids = first.index.rename(customer)
     cov_days = pd.to_datetime(covariates[covariate_date]).dt.normalize()
     grid = np.sort(cov_days.unique())
     per = covariates.assign(_d=cov_days.to_numpy()).set_index([customer, "_d"])
