@@ -169,15 +169,20 @@ def test_recovery_ggompertz_nbd():
     assert m.summary().loc["dropout:loyal", "p_value"] < 1e-6
 
 
-def test_ggompertz_nbd_chain_rule_matches_finite_differences():
-    """The fit's gradient in (log-parameters, coefficients) against central differences
-    of the total of the pure per-customer likelihood at alpha_i, beta_i."""
-    rng = np.random.default_rng(8)
-    n = 300
+def _random_histories(seed, n):
+    """Two covariates, histories (x, t_x, T) and weights of n random customers."""
+    rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 2))
     x = rng.integers(0, 6, n).astype(float)
     T = rng.uniform(10, 40, n)
     t_x = np.where(x > 0, T * rng.uniform(0.1, 1.0, n), 0.0)
+    return z, x, t_x, T, rng.integers(1, 4, n).astype(float)
+
+
+def test_ggompertz_nbd_chain_rule_matches_finite_differences():
+    """The fit's gradient in (log-parameters, coefficients) against central differences
+    of the total of the pure per-customer likelihood at alpha_i, beta_i."""
+    z, x, t_x, T, _ = _random_histories(8, 300)
     model = cm.GGomNBD()
     model.design_ = cov.Design({"purchase": (cov.Term("z1"),), "dropout": (cov.Term("z2"),)},
                                cm.GGomNBD.covariate_links)
@@ -291,13 +296,7 @@ def test_all_zero_covariate_gives_the_model_without(model_cls, base, coefs, cdno
 def test_pareto_nbd_chain_rule_matches_finite_differences():
     """Gradient and Hessian in (log-parameters, coefficients) against central differences
     of the total log-likelihood built from the pure per-customer function."""
-    rng = np.random.default_rng(5)
-    n = 400
-    z = rng.normal(size=(n, 2))
-    x = rng.integers(0, 6, n).astype(float)
-    T = rng.uniform(10, 40, n)
-    t_x = np.where(x > 0, T * rng.uniform(0.1, 1.0, n), 0.0)
-    w = rng.integers(1, 4, n).astype(float)
+    z, x, t_x, T, w = _random_histories(5, 400)
     design = cov.Design({"purchase": (cov.Term("z1"),), "dropout": (cov.Term("z2"),)},
                         cm.ParetoNBD.covariate_links)
     model = cm.ParetoNBD()
