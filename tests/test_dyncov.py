@@ -153,3 +153,30 @@ def test_fit_on_apparel_reaches_clvtools(apparel, tmp_path):
     back = cm.ParetoNBDDynCov.load(tmp_path / "dyn.json")
     pd.testing.assert_series_equal(back.params_, m.params_)
     pd.testing.assert_series_equal(back.probability_alive(tx, dyn, **COLUMNS), alive)
+
+
+@pytest.mark.slow
+def test_recovery_from_simulated_customers():
+    """3,000 customers simulated from the model on 40 weekly periods (first purchases
+    in weeks 0-11): a seasonal covariate common to all, a customer dummy constant in
+    time and a customer-and-week normal covariate; every parameter within 3 SE."""
+    n, K = 3_000, 40
+    rng = np.random.default_rng(3)
+    start = rng.integers(0, 12, n).astype(float)
+    tau = np.arange(K)[None, :] - start[:, None]
+    T = (K - start)[:, None]
+    lo = np.clip(tau, 0, T)
+    hi = np.clip(np.c_[tau[:, 1:], np.full(n, np.inf)], 0, T)
+    season = np.broadcast_to(((np.arange(K) % 13) < 4).astype(float), (n, K))
+    loyal = np.repeat(rng.integers(0, 2, n)[:, None], K, axis=1).astype(float)
+    z = np.stack([season, loyal, rng.normal(size=(n, K))], axis=2)
+    truth = {"r": 0.9, "alpha": 6.0, "s": 0.8, "beta": 12.0, "purchase:season": 0.5,
+             "purchase:loyal": -0.3, "purchase:promo": 0.2, "dropout:season": 0.8,
+             "dropout:loyal": -0.6}
+    values = list(truth.values())
+    w = paretonbd_dyncov.simulate(*values[:4], values[4:7], values[7:], lo, hi, z,
+                                  z[:, :, :2], rng)
+    m = cm.ParetoNBDDynCov(purchase_covariates=["season", "loyal", "promo"],
+                           dropout_covariates=["season", "loyal"]).fit_walks(w)
+    for name, value in truth.items():
+        assert abs(m.params_[name] - value) < 3 * m.se_[name], name

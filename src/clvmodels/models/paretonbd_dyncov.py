@@ -356,14 +356,24 @@ class ParetoNBDDynCov(MLEModel):
             Starting values by name (r, alpha, s, beta and coefficients); by default
             the Pareto/NBD fit without covariates and coefficients 0.
         """
-        w, ids = self.walks(transactions, covariates, customer=customer, date=date,
-                            covariate_date=covariate_date, observation_end=observation_end)
+        w, _ = self.walks(transactions, covariates, customer=customer, date=date,
+                          covariate_date=covariate_date, observation_end=observation_end)
+        return self.fit_walks(w, initial_params=initial_params)
+
+    def fit_walks(self, w: Walks, *, initial_params=None):
+        """:meth:`fit` on prepared :class:`Walks` (from :meth:`walks` or :func:`simulate`),
+        whose covariates are this model's, in order."""
+        purchase = list(self.purchase_covariates or [])
+        dropout = list(self.dropout_covariates or [])
+        if (w.z_purchase.shape[2], w.z_dropout.shape[2]) != (len(purchase), len(dropout)):
+            raise ValueError(f"the walks have {w.z_purchase.shape[2]} purchase and "
+                             f"{w.z_dropout.shape[2]} drop-out covariates; the model "
+                             f"{len(purchase)} and {len(dropout)}")
         design = cov.Design(
             {role: tuple(cov.Term(c) for c in cols) for role, cols in
-             (("purchase", self.purchase_covariates), ("dropout", self.dropout_covariates))
-             if cols}, self.covariate_links)
+             (("purchase", purchase), ("dropout", dropout)) if cols}, self.covariate_links)
         names = list(PARAM_NAMES) + design.names
-        mp = w.z_purchase.shape[2]
+        mp = len(purchase)
         if initial_params is None:
             from .paretonbd import ParetoNBD
 
@@ -464,3 +474,41 @@ class ParetoNBDDynCov(MLEModel):
         with np.errstate(all="ignore"):
             ll, alive = _loglik(*params, w, grad=False, alive=True)
         return pd.Series(np.exp(alive - ll), index=ids, name="probability_alive")
+
+
+def simulate(r, alpha, s, beta, gamma_purchase, gamma_dropout, lo, hi, z_purchase,
+             z_dropout, rng) -> Walks:
+    r"""Customers drawn from the model on given covariate periods (exact, vectorised):
+    :class:`Walks` with the simulated x, t_x and covariates at the purchases.
+
+    ``lo``, ``hi`` (n, K) and the covariates are as in :class:`Walks` (T = ``hi[:, -1]``).
+    Each customer draws :math:`\lambda \sim \mathrm{Gamma}(r, \alpha)`,
+    :math:`\mu \sim \mathrm{Gamma}(s, \beta)` and a lifetime :math:`\omega` with
+    :math:`\mu D(\omega) = E`, :math:`E \sim \mathrm{Exp}(1)` (inversion of the
+    piecewise-linear cumulative hazard); in each period's part of :math:`(0,
+    \min(\omega, T)]` the purchases are Poisson with mean :math:`\lambda A_k` times its
+    length ([1]_ §3), the last one the largest of that many uniform times.
+    """
+    n, K = lo.shape
+    a = np.exp(z_purchase @ np.asarray(gamma_purchase, dtype=float))
+    c = np.exp(z_dropout @ np.asarray(gamma_dropout, dtype=float))
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    mu = rng.gamma(s, 1.0 / beta, n)
+    length = hi - lo
+    d_hi = np.cumsum(c * length, axis=1)
+    need = rng.exponential(1.0, n) / mu  # D(omega) at death
+    k = np.minimum((d_hi < need[:, None]).sum(axis=1), K - 1)
+    rows = np.arange(n)
+    d_lo = d_hi[rows, k] - (c * length)[rows, k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        omega = np.where(d_hi[:, -1] >= need, lo[rows, k] + (need - d_lo) / c[rows, k],
+                         np.inf)
+    active = np.clip(np.minimum(hi, omega[:, None]) - lo, 0.0, None)
+    counts = rng.poisson(lam[:, None] * a * active)
+    x = counts.sum(axis=1).astype(float)
+    last = K - 1 - np.argmax(counts[:, ::-1] > 0, axis=1)
+    top = counts[rows, last]
+    frac = np.where(top > 0, rng.random(n) ** (1.0 / np.maximum(top, 1)), 0.0)
+    t_x = np.where(x > 0, lo[rows, last] + active[rows, last] * frac, 0.0)
+    at_purchases = np.einsum("nk,nkm->nm", counts.astype(float), z_purchase)
+    return Walks(lo, hi, z_purchase, z_dropout, at_purchases, x, t_x, hi[:, -1].copy())
