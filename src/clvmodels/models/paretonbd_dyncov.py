@@ -266,7 +266,12 @@ def build_walks(
     t_x = np.zeros(n)
     t_x[ids.get_indexer(t_last.index)] = (t_last.to_numpy() - f[ids.get_indexer(
         t_last.index)]) / to_units
-    return Walks(lo, hi, zp, zd, at_purchases, x, t_x, T), ids
+    # periods outside every customer's window add nothing: drop them (after the
+    # purchases' periods were read)
+    used = (hi > lo).any(axis=0)
+    used[-1] |= not used.any()
+    return Walks(lo[:, used], hi[:, used], zp[:, used], zd[:, used], at_purchases, x, t_x,
+                 T), ids
 
 
 class ParetoNBDDynCov(MLEModel):
