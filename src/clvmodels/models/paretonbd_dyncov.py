@@ -5,11 +5,11 @@ table; within a period every customer's covariates are constant. While active, c
 i buys at rate :math:`\lambda_i A_i(t)` and drops out at rate :math:`\mu_i C_i(t)`, with
 :math:`A_i(t) = e^{\gamma_P^\top z_i(t)}` and :math:`C_i(t) = e^{\gamma_D^\top w_i(t)}`
 piecewise constant; :math:`\lambda_i \sim \mathrm{Gamma}(r, \alpha)` and
-:math:`\mu_i \sim \mathrm{Gamma}(s, \beta)` as in the Pareto/NBD ([1]_ §3, whose
+:math:`\mu_i \sim \mathrm{Gamma}(s, \beta)` as in the Pareto/NBD ([1]_, whose
 convention CLVTools' ``pnbd`` with dynamic covariates implements [2]_). With
 :math:`B_i(t) = \int_0^t A_i` and :math:`D_i(t) = \int_0^t C_i` (piecewise linear),
 integrating the individual likelihood over :math:`\lambda` and :math:`\mu` gives ([1]_
-Appendix A.1, eq. (A4))
+Appendix A.1; the equation is written here in this module's notation)
 
 .. math::
     L_i = \frac{\Gamma(r+x)\,\alpha^r\beta^s}{\Gamma(r)} \prod_{j=1}^{x} A_i(t_j)
@@ -26,7 +26,7 @@ On a period :math:`[a, b]` inside :math:`[t_x, T]`, :math:`B = B(a) + A(\omega-a
 :math:`D = D(a) + C(\omega - a)`, so the piece of the integral is
 :math:`A^{-(r+x)}C^{-s}\int_0^{b-a}(p+u)^{-(r+x)}(q+u)^{-(s+1)}du` with
 :math:`p = (\alpha + B(a))/A`, :math:`q = (\beta + D(a))/C`: the Pareto/NBD's own
-integral (CLVTools writes it with Gauss hypergeometric functions, [1]_ eq. (A5)), which
+integral (CLVTools writes it with Gauss hypergeometric functions, [2]_), which
 is evaluated by the same quadrature as the Pareto/NBD likelihood
 (:func:`clvmodels.models.paretonbd._log_pair_integral`), so no formula is written twice.
 
@@ -36,7 +36,7 @@ References
 ----------
 .. [1] Bachmann, P., Meierer, M. and Naef, J. (2021). The Role of Time-Varying
    Contextual Factors in Latent Attrition Models for Customer Base Analysis.
-   *Marketing Science* 40(4), 783-809.
+   *Marketing Science* (the likelihood: its Appendix A.1).
 .. [2] CLVTools (R package), https://github.com/bachmannpatrick/CLVTools,
    ``R/f_interface_pnbd.R`` and ``src/pnbd_dyncov_LL.cpp``.
 """
@@ -82,7 +82,8 @@ class Walks:
 
 
 def loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks: Walks) -> np.ndarray:
-    r"""Log-likelihood of each customer, [1]_ eq. (A4) (module docstring), numpy only."""
+    r"""Log-likelihood of each customer, [1]_ Appendix A.1 (the equation of the module
+    docstring), numpy only."""
     return _loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks, grad=False)
 
 
@@ -473,7 +474,8 @@ class ParetoNBDDynCov(MLEModel):
 
     def probability_alive(self, transactions, covariates, **columns) -> pd.Series:
         r"""P(active at T | history, covariates) per customer: the share of the "alive
-        at T" term in the likelihood ([1]_ eq. (A4)); ``columns`` as for :meth:`fit`."""
+        at T" term in the likelihood ([1]_ Appendix A.1; module docstring); ``columns`` as
+        for :meth:`fit`."""
         params = self._split()
         w, ids = self.walks(transactions, covariates, **columns)
         with np.errstate(all="ignore"):
@@ -492,7 +494,7 @@ def simulate(r, alpha, s, beta, gamma_purchase, gamma_dropout, lo, hi, z_purchas
     :math:`\mu D(\omega) = E`, :math:`E \sim \mathrm{Exp}(1)` (inversion of the
     piecewise-linear cumulative hazard); in each period's part of :math:`(0,
     \min(\omega, T)]` the purchases are Poisson with mean :math:`\lambda A_k` times its
-    length ([1]_ §3), the last one the largest of that many uniform times.
+    length (the model of [1]_), the last one the largest of that many uniform times.
     """
     n, K = lo.shape
     a = np.exp(z_purchase @ np.asarray(gamma_purchase, dtype=float))
