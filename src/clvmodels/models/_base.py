@@ -298,7 +298,7 @@ class MLEModel:
                 result = self._maximise(cols, w, starts, runs)
         if self.design_ is not None:
             self._store_covariate_fit(result, cols, w)
-            self.lr_tests_ = (self._nested_tests(data, weights, initial_params)
+            self.lr_tests_ = (self._nested_tests(data, weights, result.x)
                               if getattr(self, "lr_tests", False) else None)
             self._after_fit(rows, w)
             return self
@@ -376,7 +376,7 @@ class MLEModel:
             )
 
     # ---- covariates: likelihood-ratio tests of the nested models ------------------
-    def _nested_tests(self, data, weights, initial_params) -> pd.DataFrame | None:
+    def _nested_tests(self, data, weights, x_full) -> pd.DataFrame | None:
         r"""Likelihood-ratio tests of the covariates, from refits of the nested models.
 
         For each covariate column of each role, the model without that column (all the
@@ -387,6 +387,11 @@ class MLEModel:
         nested model (Wilks 1938; :func:`~clvmodels.models._covariates.lr_statistic`).
         Not computed for penalised fits (the penalised optimum is not the maximum
         likelihood, so Wilks' theorem does not apply): None.
+
+        Each nested fit starts from the full fit's optimum ``x_full`` (optimiser
+        coordinates: log-parameters at the centred covariates, and the coefficients of
+        the standardised ones, which is how ``initial_params`` is read) without the
+        dropped coefficients.
         """
         if self.penalizer:
             return None
@@ -394,8 +399,9 @@ class MLEModel:
         tests = [(f"{role}:{column}", {**spec, role: [c for c in cols if c != column]})
                  for role, cols in spec.items() for column in cols]
         tests.append((cov.ALL_COVARIATES, {}))
-        start = None if initial_params is None else {
-            n: initial_params[n] for n in self.param_names}
+        k = len(self.param_names)
+        start = dict(zip(self.param_names, np.exp(x_full[:k]), strict=True))
+        start.update(zip(self.design_.names, x_full[k:], strict=True))
         fitted: dict[tuple, tuple[float, int]] = {}
         rows = []
         for label, sub in tests:
@@ -409,6 +415,7 @@ class MLEModel:
                     with warnings.catch_warnings():
                         # the nested models' own diagnostics are not the user's concern
                         warnings.simplefilter("ignore", StatisticalWarning)
+                        # names the nested model lacks are not read
                         nested.fit(data, weights=weights, initial_params=start)
                     fitted[key] = (nested.loglik_, len(nested.params_))
                 except ConvergenceError:
