@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import integrate
 
 import clvmodels as cm
 from clvmodels.errors import DataError, StatisticalWarning
@@ -94,6 +95,44 @@ def test_nested_models(apparel, walks):
         paretonbd.loglik(0.9, a_i, 0.8, b_i, w2.x, w2.t_x, w2.T), rtol=1e-10)
 
 
+def test_expected_purchases(apparel):
+    """The forecast over 52 weeks after the estimation period: with covariates constant
+    in time, the static-covariate Pareto/NBD's conditional expectation; with the
+    seasonal ones, the defining integral by adaptive quadrature."""
+    tx, dyn = apparel
+    model = cm.ParetoNBDDynCov(purchase_covariates=NAMES, dropout_covariates=NAMES)
+    w, _ = model.walks(tx, dyn, horizon=52.0, **COLUMNS)
+    params = (CLVTOOLS["r"], CLVTOOLS["alpha"], CLVTOOLS["s"], CLVTOOLS["beta"],
+              np.array(CLVTOOLS["purchase"]), np.array(CLVTOOLS["dropout"]))
+    got = paretonbd_dyncov.expected_purchases(*params, w)
+    r, alpha, s, beta, gp, gd = params
+    ll, alive = paretonbd_dyncov._loglik(*params, w, grad=False, alive=True)
+    for i in (0, 1, 7):
+        a, c = np.exp(w.z_purchase[i] @ gp), np.exp(w.z_dropout[i] @ gd)
+        length = w.hi[i] - w.lo[i]
+        b_T, d_T = a @ length, c @ length
+        lo, hi = w.ahead_lo[i], w.ahead_hi[i]
+
+        def integrand(u, a=a, c=c, d_T=d_T, lo=lo, hi=hi):
+            k = np.flatnonzero((lo <= u) & (u < hi))[0]
+            d_u = d_T + c @ np.clip(np.minimum(hi, u) - lo, 0, None)
+            return a[k] * ((beta + d_T) / (beta + d_u)) ** s
+
+        knots = lo[(lo > w.T[i]) & (lo < w.T[i] + 52)]
+        value = integrate.quad(integrand, w.T[i], w.T[i] + 52, points=knots, limit=200)[0]
+        expected = np.exp(alive[i] - ll[i]) * (r + w.x[i]) / (alpha + b_T) * value
+        assert got[i] == pytest.approx(expected, rel=1e-8)
+    flat = dyn.assign(**{"High.Season": 0.0})  # Gender and Channel do not change
+    w2, ids = model.walks(tx, flat, horizon=52.0, **COLUMNS)
+    z = flat.groupby("Id")[NAMES].first().loc[ids].to_numpy()
+    np.testing.assert_allclose(
+        paretonbd_dyncov.expected_purchases(*params, w2),
+        paretonbd.expected_purchases(r, alpha * np.exp(-z @ gp), s, beta * np.exp(-z @ gd),
+                                     52.0, w2.x, w2.t_x, w2.T), rtol=1e-10)
+    with pytest.raises(DataError, match="covariates end before the forecast window"):
+        model.walks(tx, dyn[dyn["Cov.Date"] <= "2007-06-30"], horizon=52.0, **COLUMNS)
+
+
 def test_gradient_matches_finite_differences(walks):
     w, _ = walks
     sub = paretonbd_dyncov.Walks(*(getattr(w, f)[:150] for f in (
@@ -149,6 +188,8 @@ def test_fit_on_apparel_reaches_clvtools(apparel, tmp_path):
     assert m.summary().loc["purchase:High.Season", "p_value"] < 1e-20
     alive = m.probability_alive(tx, dyn, **COLUMNS)
     assert alive.between(0, 1).all() and len(alive) == 600
+    forecast = m.expected_purchases(52.0, tx, dyn, **COLUMNS)
+    assert (forecast >= 0).all() and forecast.index.equals(alive.index)
     m.save(tmp_path / "dyn.json")
     back = cm.ParetoNBDDynCov.load(tmp_path / "dyn.json")
     pd.testing.assert_series_equal(back.params_, m.params_)

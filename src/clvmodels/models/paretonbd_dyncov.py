@@ -54,7 +54,7 @@ from scipy import optimize, special
 from ..errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
 from . import _covariates as cov
 from ._base import MLEModel
-from .paretonbd import _log_pair_integral
+from .paretonbd import _log_pair_integral, _one_minus_ratio_power
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
 
@@ -68,7 +68,8 @@ class Walks:
     (n, K, m_P) and ``z_dropout`` (n, K, m_D): covariates per period; ``z_at_purchases``
     (n, m_P): the purchase covariates summed over the customer's repeat purchases (the
     log of :math:`\\prod_j A_i(t_j)` is its product with :math:`\\gamma_P`); ``x``,
-    ``t_x``, ``T`` (n,): the customer's RFM summary.
+    ``t_x``, ``T`` (n,): the customer's RFM summary; ``ahead_lo``, ``ahead_hi``
+    (n, K), optional: the periods' overlaps with a forecast window (T, T + t].
     """
 
     lo: np.ndarray
@@ -79,6 +80,8 @@ class Walks:
     x: np.ndarray
     t_x: np.ndarray
     T: np.ndarray
+    ahead_lo: np.ndarray | None = None  # the same for the forecast window (T, T + t]
+    ahead_hi: np.ndarray | None = None
 
 
 def loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks: Walks) -> np.ndarray:
@@ -104,6 +107,55 @@ def loglik_and_grad(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks: Wal
     return _loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks, grad=True)
 
 
+def _integrated(rate, length):
+    """B (or D) at the start of each period's part of the window, (n, K), and at its
+    end, (n,): the integral of a piecewise-constant rate (exclusive cumulative sums)."""
+    through = np.cumsum(rate * length, axis=1)
+    return through - rate * length, through[:, -1]
+
+
+def expected_purchases(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks: Walks):
+    r"""Expected purchases in the forecast window (T, T + t] of ``walks`` (its ``ahead_``
+    periods, with their covariates), per customer.
+
+    Given alive at T, :math:`\lambda \sim \mathrm{Gamma}(r + x, lpha + B(T))` and
+    :math:`\mu \sim \mathrm{Gamma}(s, eta + D(T))` (the likelihood's "alive" term is
+    their kernel), so
+
+    .. math::
+        E = P(	ext{alive}) rac{r+x}{lpha + B(T)} \int_T^{T+t} A(u)
+            \Big(rac{eta + D(T)}{eta + D(u)}\Big)^s du,
+
+    and on a period with constant A, C, starting where :math:`G = eta + D` is
+    :math:`G_a`, the integral is
+    :math:`rac{A}{C} G_a ig(rac{G_T}{G_a}ig)^s rac{1 - e^{-(s-1)L}}{s-1}`,
+    :math:`L = \log(1 + C\ell/G_a)` (:math:`L` at s = 1): the Pareto/NBD's conditional
+    expectation ([3]_ eq. (41)) period by period, to which it reduces with constant
+    covariates.
+
+    References
+    ----------
+    .. [3] Fader, P. S. and Hardie, B. G. S. (2005). A Note on Deriving the Pareto/NBD
+       Model and Related Expressions. http://brucehardie.com/notes/009/
+    """
+    w = walks
+    if w.ahead_lo is None:
+        raise ValueError("these walks have no forecast window (build them with horizon=)")
+    gp = np.asarray(gamma_purchase, dtype=float)
+    gd = np.asarray(gamma_dropout, dtype=float)
+    ll, alive = _loglik(r, alpha, s, beta, gp, gd, w, grad=False, alive=True)
+    with np.errstate(over="ignore"):
+        a, c = np.exp(w.z_purchase @ gp), np.exp(w.z_dropout @ gd)
+    _, b_T = _integrated(a, w.hi - w.lo)
+    _, d_T = _integrated(c, w.hi - w.lo)
+    ahead = w.ahead_hi - w.ahead_lo
+    g_a = beta + d_T[:, None] + _integrated(c, ahead)[0]
+    g_T = (beta + d_T)[:, None]
+    pieces = (a / c * g_a * (g_T / g_a) ** s
+              * _one_minus_ratio_power(s - 1.0, np.log1p(c * ahead / g_a)))
+    return np.exp(alive - ll) * (r + w.x) / (alpha + b_T) * pieces.sum(axis=1)
+
+
 def _loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks, *, grad,
             alive=False):
     """The log-likelihood (with ``grad``: and its gradient; with ``alive``: and the log
@@ -117,10 +169,8 @@ def _loglik(r, alpha, s, beta, gamma_purchase, gamma_dropout, walks, *, grad,
     length = w.hi - w.lo
     with np.errstate(over="ignore"):
         a, c = np.exp(log_a), np.exp(log_c)
-    # B and D at the start of each period's overlap (exclusive cumulative sums), and at T
-    b_lo = np.cumsum(a * length, axis=1) - a * length
-    d_lo = np.cumsum(c * length, axis=1) - c * length
-    b_T, d_T = b_lo[:, -1] + (a * length)[:, -1], d_lo[:, -1] + (c * length)[:, -1]
+    b_lo, b_T = _integrated(a, length)
+    d_lo, d_T = _integrated(c, length)
     log_alive = -e * np.log(alpha + b_T) - s * np.log(beta + d_T)
     # died in (t_x, T]: one piece per period overlapping [t_x, T]
     start = np.maximum(w.lo, w.t_x[:, None])
@@ -201,6 +251,7 @@ def build_walks(
     dropout: Sequence[str],
     observation_end,
     unit_days: float = 7.0,
+    horizon: float | None = None,
 ) -> tuple[Walks, pd.Index]:
     """:class:`Walks` from a transaction log and a table of (customer, period start,
     covariates), and the customers' index (sorted).
@@ -209,7 +260,10 @@ def build_walks(
     count once (CLVTools' and :func:`clvmodels.rfm_summary`'s convention); a purchase
     on day d falls in the period that starts on the last covariate date <= d. The
     covariate table must give every customer a row for every period start (the same
-    dates for all), from on or before the first purchase to the observation end.
+    dates for all), from on or before the first purchase to the observation end. With
+    ``horizon`` (in the model's unit), also the periods of the forecast window
+    (T, T + horizon], which the table must cover (its last period is taken to last
+    as long as the one before it).
     """
     _columns(transactions, [customer, date], "transactions")
     _columns(covariates, [customer, covariate_date, *purchase, *dropout], "covariates")
@@ -253,6 +307,18 @@ def build_walks(
     upper = np.c_[tau[:, 1:], np.full(n, np.inf)]
     lo = np.clip(tau, 0.0, T[:, None])
     hi = np.clip(upper, 0.0, T[:, None])
+    ahead_lo = ahead_hi = None
+    if horizon is not None:
+        horizon = float(horizon)
+        if not (np.isfinite(horizon) and horizon >= 0):
+            raise ValueError(f"horizon must be a finite number >= 0, got {horizon}")
+        last = grid[-1] + ((grid[-1] - grid[-2]) if K > 1 else np.timedelta64(0, "D"))
+        short = (np.datetime64(end) - f) / to_units + horizon > (last - f) / to_units
+        if short.any():
+            raise DataError(covariate_date, f"covariates end before the forecast window "
+                            f"(observation end + {horizon:g} units)", int(short.sum()))
+        ahead_lo = np.clip(tau, T[:, None], (T + horizon)[:, None])
+        ahead_hi = np.clip(upper, T[:, None], (T + horizon)[:, None])
     zp = per[list(purchase)].to_numpy(dtype=float).reshape(n, K, len(purchase))
     zd = per[list(dropout)].to_numpy(dtype=float).reshape(n, K, len(dropout))
     # repeat purchases: their periods and times
@@ -270,9 +336,13 @@ def build_walks(
     # periods outside every customer's window add nothing: drop them (after the
     # purchases' periods were read)
     used = (hi > lo).any(axis=0)
+    if ahead_lo is not None:
+        used |= (ahead_hi > ahead_lo).any(axis=0)
     used[-1] |= not used.any()
+    if ahead_lo is not None:
+        ahead_lo, ahead_hi = ahead_lo[:, used], ahead_hi[:, used]
     return Walks(lo[:, used], hi[:, used], zp[:, used], zd[:, used], at_purchases, x, t_x,
-                 T), ids
+                 T, ahead_lo, ahead_hi), ids
 
 
 class ParetoNBDDynCov(MLEModel):
@@ -322,7 +392,8 @@ class ParetoNBDDynCov(MLEModel):
         return value
 
     def walks(self, transactions, covariates, *, customer="customer_id", date="date",
-              covariate_date="date", observation_end=None) -> tuple[Walks, pd.Index]:
+              covariate_date="date", observation_end=None,
+              horizon: float | None = None) -> tuple[Walks, pd.Index]:
         """The :class:`Walks` of these data for this model's covariates (what :meth:`fit`
         and :meth:`probability_alive` evaluate the likelihood on)."""
         purchase = list(self.purchase_covariates or [])
@@ -339,7 +410,7 @@ class ParetoNBDDynCov(MLEModel):
         return build_walks(transactions, covariates, customer=customer, date=date,
                            covariate_date=covariate_date, purchase=purchase,
                            dropout=dropout, observation_end=observation_end,
-                           unit_days=self._unit_days())
+                           unit_days=self._unit_days(), horizon=horizon)
 
     def fit(self, transactions, covariates, *, customer="customer_id", date="date",
             covariate_date="date", observation_end=None, initial_params=None):
@@ -472,6 +543,17 @@ class ParetoNBDDynCov(MLEModel):
         mp = len(self.purchase_covariates or [])
         return (*p[:4], p[4:4 + mp], p[4 + mp:])
 
+    def expected_purchases(self, t: float, transactions, covariates, **columns):
+        """Expected purchases of each customer in (T, T + t] (t in the model's unit),
+        with the covariates of the forecast window from ``covariates`` (which must
+        cover it); ``columns`` as for :meth:`fit`. See the module's
+        :func:`expected_purchases`."""
+        params = self._split()
+        w, ids = self.walks(transactions, covariates, horizon=t, **columns)
+        with np.errstate(all="ignore"):
+            values = expected_purchases(*params, w)
+        return pd.Series(values, index=ids, name="expected_purchases")
+
     def probability_alive(self, transactions, covariates, **columns) -> pd.Series:
         r"""P(active at T | history, covariates) per customer: the share of the "alive
         at T" term in the likelihood ([1]_ Appendix A.1; module docstring); ``columns`` as
@@ -519,3 +601,4 @@ def simulate(r, alpha, s, beta, gamma_purchase, gamma_dropout, lo, hi, z_purchas
     t_x = np.where(x > 0, lo[rows, last] + active[rows, last] * frac, 0.0)
     at_purchases = np.einsum("nk,nkm->nm", counts.astype(float), z_purchase)
     return Walks(lo, hi, z_purchase, z_dropout, at_purchases, x, t_x, hi[:, -1].copy())
+
