@@ -129,6 +129,11 @@ def test_expected_purchases(apparel):
         paretonbd_dyncov.expected_purchases(*params, w2),
         paretonbd.expected_purchases(r, alpha * np.exp(-z @ gp), s, beta * np.exp(-z @ gd),
                                      52.0, w2.x, w2.t_x, w2.T), rtol=1e-10)
+    known = cm.ParetoNBDDynCov.from_params(
+        r=r, alpha=alpha, s=s, beta=beta,
+        **{f"purchase:{n}": v for n, v in zip(NAMES, CLVTOOLS["purchase"], strict=True)},
+        **{f"dropout:{n}": v for n, v in zip(NAMES, CLVTOOLS["dropout"], strict=True)})
+    np.testing.assert_array_equal(known.expected_purchases(52.0, tx, dyn, **COLUMNS), got)
     with pytest.raises(DataError, match="covariates end before the forecast window"):
         model.walks(tx, dyn[dyn["Cov.Date"] <= "2007-06-30"], horizon=52.0, **COLUMNS)
 

@@ -535,6 +535,17 @@ class ParetoNBDDynCov(MLEModel):
                 StatisticalWarning, stacklevel=2)
         return self
 
+    @classmethod
+    def from_params(cls, **params):
+        """A model with known parameters (e.g. published ones): r, alpha, s, beta and the
+        coefficients ``purchase:<column>``, ``dropout:<column>``, whose order sets the
+        covariates' order."""
+        model = super().from_params(**params)
+        terms = {} if model.design_ is None else model.design_.terms
+        model.purchase_covariates = [t.column for t in terms.get("purchase", ())] or None
+        model.dropout_covariates = [t.column for t in terms.get("dropout", ())] or None
+        return model
+
     def _split(self):
         if not hasattr(self, "params_"):
             raise NotFittedError("This ParetoNBDDynCov has no parameters yet: call fit(...) "
