@@ -31,10 +31,13 @@ __all__ = [
     "Split",
     "acquisition_costs",
     "analyze",
+    "channel_value",
     "check_costs",
     "choose_split",
+    "cost_per_label",
     "open_log",
     "pooled_segments",
+    "regularity_finding",
 ]
 
 MIN_CUSTOMERS = 50  # customers in the calibration cohort
@@ -201,7 +204,11 @@ class Analysis:
     model, chosen by :data:`RECOMMENDATION_RULE`), ``clv`` (and ``clv_post`` with the
     Bayesian models), ``top`` (most valuable customers), ``win_back`` (high past value,
     low P(alive)), ``clv_cac`` (value against acquisition cost per segment, when costs
-    are given), ``formula_numbers`` (the formula's three numbers reconciled),
+    are given; ``cost_basis`` says what the costs are), ``channels`` (with a
+    ``channel`` column: a new customer's value per channel from the covariate models,
+    against its CAC; :func:`channel_value`), ``regularity`` (Wheat & Morrison's
+    :class:`~clvmodels.regularity.RegularityEstimate`; the regular-buyer model
+    MBG/CNBD-k is among ``methods`` as "MBG/CNBD-k (k = ...)"), ``formula_numbers`` (the formula's three numbers reconciled),
     ``p_alive`` (P(alive) of one-time buyers by BG/NBD and MBG/NBD), ``unconverged``
     (method -> the fit's :class:`~clvmodels.bayes.convergence.Convergence`, marked
     "did not converge" in every table and left out of the recommendation), ``notes``
@@ -316,6 +323,14 @@ class Analysis:
             "forecast": {"horizon_weeks": self.horizon_weeks, "model_name": self.recommended,
                          "formula": float(self.forecast.loc["total", "formula"]),
                          "model": float(self.forecast.loc["total", "model"])},  # fmt: skip
+            "regularity": None if self.regularity is None else {
+                "wheat_morrison_k": float(self.regularity.k),
+                "customers": int(self.regularity.n_customers)},
+            "regular_model": regular_method(self),
+            "channels": None if self.channels is None else {
+                str(k): {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
+                for k, row in self.channels.iterrows()},
+            "cost_basis": self.cost_basis,
             "conclusions": list(self.conclusions),
             "notes": list(self.skipped) + [f"segments pooled into '{OTHER}': {self.pooled}"]
             * bool(self.pooled),
@@ -1017,6 +1032,47 @@ def _conclusions(a: Analysis) -> list[str]:
         f"The top 10% of customers hold {share10:.0%} of the expected value; "
         f"{dormant:.0%} of customers are probably gone (P(alive) < 20%, {a.recommended}).",
     ]
+    timing = regularity_finding(a)
+    if timing:
+        out.insert(0, timing)
+    if a.channels is not None and "value : cost" in a.channels.columns:
+        ratio = a.channels["value : cost"].dropna()
+        if len(ratio):
+            out.append(f"A new customer from channel {ratio.idxmax()} is worth "
+                       f"{ratio.max():.1f} x its acquisition cost, from {ratio.idxmin()} "
+                       f"{ratio.min():.1f} x (value of the next {a.horizon_weeks:g} weeks).")
     if a.unconverged:
         out.append(f"Not used ({NOT_CONVERGED}): {', '.join(a.unconverged)}.")
     return out
+
+
+def regular_method(a: Analysis) -> str | None:
+    """The label of the MBG/CNBD-k among the compared methods (None if not fitted)."""
+    return next((k for k in a.results.index if k.startswith(REGULAR)), None)
+
+
+def regularity_finding(a: Analysis) -> str:
+    """Is purchase timing regular? One sentence: Wheat & Morrison's k in words, and how
+    the regular-buyer model did against Pareto/NBD on the holdout ("" when neither was
+    computed)."""
+    parts = []
+    if a.regularity is not None:
+        k = a.regularity.k
+        if k >= REGULAR_K:
+            parts.append(f"Purchase timing is regular (Wheat & Morrison k = {k:.1f}): "
+                         "customers buy on a rhythm rather than at random.")
+        else:
+            parts.append(f"Purchase timing is Poisson-like (Wheat & Morrison k = {k:.1f}, "
+                         "close to 1): purchases come at random, as the standard models "
+                         "assume.")
+    name = regular_method(a)
+    if name is not None and "Pareto/NBD" in a.results.index:
+        r, p = a.results.loc[name], a.results.loc["Pareto/NBD"]
+        k_model = int(a.methods[name][0].params_["k"])
+        same = ", here the MBG/NBD," if k_model == 1 else ""
+        parts.append(f"{name}{same} predicted {r['purchases_predicted']:,.0f} holdout "
+                     f"purchases ({_pct(r['purchases_error_pct'])}), Pareto/NBD "
+                     f"{p['purchases_predicted']:,.0f} ({_pct(p['purchases_error_pct'])}); "
+                     f"MAE / customer {_money(r['revenue_mae'])} against "
+                     f"{_money(p['revenue_mae'])}.")
+    return " ".join(parts)
