@@ -215,6 +215,16 @@ def test_bad_input_from_the_command_line(tmp_path, case):
     _check_one_line(result.returncode, result.stderr, expected, tmp_path)
 
 
+def test_summary_prints_no_infinite_clv_to_cac(odd_csv, capsys):
+    """`clvmodels summary` takes no acquisition cost: no CLV:CAC column (it printed inf)."""
+    from clvmodels import cli
+
+    assert cli.main(["summary", *odd_args(odd_csv)[1:]]) == 0
+    out = capsys.readouterr().out
+    formula = out.split("The formula:")[1].split("BG/NBD")[0]
+    assert "clv_to_cac" not in formula and "inf" not in formula and "clv" in formula
+
+
 # ---- pieces --------------------------------------------------------------------------------
 def test_default_calibration_end_is_the_papers_split_on_cdnow():
     tx = cm.datasets.cdnow_transactions(sample=True)

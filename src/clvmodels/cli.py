@@ -64,7 +64,8 @@ def _summary(args: argparse.Namespace) -> int:
     print(rfm.describe().T.round(2).to_string(), "\n")
     formula, _, note = formula_tables(log, args.segment, args.observation_end, args.lifespan)
     print(f"The formula: avg purchase value x purchase frequency x lifespan ({note})")
-    print(formula.round(2).to_string(), "\n")
+    # no acquisition cost here: net CLV is the CLV and CLV:CAC is not defined (rules.clv_to_cac)
+    print(formula.drop(columns=["net_clv", "clv_to_cac"]).round(2).to_string(), "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
         try:
