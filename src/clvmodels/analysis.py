@@ -208,7 +208,8 @@ class Analysis:
     ``channel`` column: a new customer's value per channel from the covariate models,
     against its CAC; :func:`channel_value`), ``regularity`` (Wheat & Morrison's
     :class:`~clvmodels.regularity.RegularityEstimate`; the regular-buyer model
-    MBG/CNBD-k is among ``methods`` as "MBG/CNBD-k (k = ...)"), ``formula_numbers`` (the formula's three numbers reconciled),
+    MBG/CNBD-k is among ``methods`` as "MBG/CNBD-k (k = ...)"), ``formula_numbers``
+    (the formula's three numbers reconciled),
     ``p_alive`` (P(alive) of one-time buyers by BG/NBD and MBG/NBD), ``unconverged``
     (method -> the fit's :class:`~clvmodels.bayes.convergence.Convergence`, marked
     "did not converge" in every table and left out of the recommendation), ``notes``
@@ -627,7 +628,7 @@ def cost_basis(cost: float | pd.Series) -> str:
     """What the CAC numbers are, in words."""
     if isinstance(cost, pd.Series) and cost.name == SPEND:
         return ("marketing and sales spend / customers acquired (the customers of each "
-                "in the log)")
+                "channel or segment in the log)")
     return "the cost per acquired customer given"
 
 
