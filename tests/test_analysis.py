@@ -329,6 +329,8 @@ def test_value_of_a_new_customer_per_channel_against_cac(tmp_path):
                                                                rel=1e-9)
     assert t.loc["online", "value : cost"] == pytest.approx(
         direct.loc["online", "clv"] / t.loc["online", "acquisition cost"])
+    assert t["value / existing customer"].to_numpy() == pytest.approx(
+        a.clv.groupby(a.rfm["segment"]).mean().reindex(t.index).to_numpy())
     assert "spend / customers acquired" in a.cost_basis
     assert a.conclusions[-1].startswith("A new customer from channel online is worth")
     assert a.summary()["channels"]["offline"]["value : cost"] is None

@@ -453,7 +453,8 @@ def channel_segment(channel: str | None, segment: str | None) -> str | None:
 
 def _channel_table(rfm, raw, cost, kw_clv, channel: str, skipped: list):
     """:func:`channel_value` for the report, or None with a note when the covariate
-    models cannot be fitted (one channel only, no convergence)."""
+    models cannot be fitted (one channel only, no convergence). The report adds ``value /
+    existing customer``: the recommended model's mean value of the channel's customers."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StatisticalWarning)
@@ -984,6 +985,9 @@ def analyze(
     channels = None
     if channel is not None:
         channels = _channel_table(rfm, raw, cost, kw_clv, channel, skipped)
+        if channels is not None:  # for contrast: what the customers it has are worth
+            channels.insert(2, "value / existing customer",
+                            clv.groupby(raw.astype(str).reindex(rfm.index)).mean())
     result = Analysis(
         log=log, source=getattr(log, "source", "the transaction log"), split=split,
         segment_name=segment_name, segment_of=segment_of, pooled=pooled, rfm=rfm, cal=cal,
