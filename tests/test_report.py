@@ -443,7 +443,7 @@ def test_report_on_apparel_by_channel(tmp_path):
                      "--no-bayes", "--no-progress", "--out", str(out), cwd=tmp_path)
     html = _check_report(result, out, min_images=6)
     assert "CAC = marketing and sales spend / customers acquired" in result.stdout
-    cac = dict(re.findall(r"^  (online|offline): value [\d,]+, CAC ([\d,]+)", result.stdout,
+    cac = dict(re.findall(r"^  (online|offline): value [\d,]+, CAC (\d[\d,]*\d|\d)", result.stdout,
                           re.M))
     assert cac == {"online": f"{6000 / 372:,.0f}", "offline": f"{9000 / 228:,.0f}"}
     assert "A new customer per acquisition channel" in html and "Channel" in html
