@@ -8,6 +8,7 @@ are the package's own functions' on the same log.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,8 +76,8 @@ def test_one_valued_segment_is_one_segment(one_segment):
 
 def test_the_result_is_the_package_functions_on_the_log(one_segment):
     a, log = one_segment, one_segment.log
-    cal = cm.calibration_holdout(log, calibration_end=a.split.calibration_end)
-    pd.testing.assert_frame_equal(a.cal.drop(columns="segment"), cal)
+    cal = cm.calibration_holdout(log, calibration_end=a.split.calibration_end, litt=True)
+    pd.testing.assert_frame_equal(a.cal.drop(columns="segment"), cal)  # with litt (MBG/CNBD-k)
     assert a.split.calibration_end == analysis.default_calibration_end(log)
     bg = cm.BGNBD().fit(cal)
     assert a.bg.params_.to_dict() == pytest.approx(bg.params_.to_dict(), rel=1e-10)
@@ -158,9 +159,9 @@ def test_acquisition_cost_per_segment_gives_clv_cac(tmp_path):
 
 
 @pytest.mark.parametrize(("cost", "match"), [
-    (-1, "acquisition_cost: the cost must be a number >= 0"),
+    (-1, "acquisition_cost: an acquisition cost must be a finite number >= 0"),
     ("nope.csv", "acquisition_cost: not a number and no such file"),
-    ({"a": 1.0, "b": float("nan")}, r"costs must be finite numbers >= 0 \(1 row"),
+    ({"a": 1.0, "b": float("nan")}, r"finite number >= 0 .*1 of 2 values break the rule"),
     ({"a": 1.0}, "acquisition_cost: no cost for 1 segment"),
 ])  # fmt: skip
 def test_bad_acquisition_cost_names_the_keyword(cost, match):
@@ -216,3 +217,161 @@ def test_choose_split_too_little_data_names_the_flag():
     small = cm.TransactionLog(simulated_log(20), amount="amount")
     with pytest.raises(cm.DataError, match="too little data.*calibration_end"):
         analysis.choose_split(small)
+
+
+# ---- regular buyers (issue 16) and value against acquisition cost by channel (issue 17) ----
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def grocery_with_amounts(seed: int = 0) -> pd.DataFrame:
+    """BTYDplus' grocery log (no amounts) with seeded Gamma-Gamma spends, which the report
+    needs; the purchase timing is the real one."""
+    g = pd.read_csv(SHARED / "grocery_elog.csv", dtype={"cust": str})
+    rng = np.random.default_rng(seed)
+    ids = g["cust"].unique()
+    mean = dict(zip(ids, rng.gamma(6.0, 10.0, len(ids)), strict=True))
+    return g.assign(amount=np.round(rng.gamma(4.0, g["cust"].map(mean) / 4.0), 2))
+
+
+def test_regular_buyers_on_grocery():
+    """Grocery (calibration to 2006-12-31, holdout to 2007-12-30): Wheat & Morrison k near
+    2, MBG/CNBD-k chooses k = 2 and is among the methods, beats Pareto/NBD on the holdout
+    and, winning by the stated rule, is recommended; its numbers are the package's own."""
+    log = cm.TransactionLog(grocery_with_amounts(), "cust", "date", "amount")
+    a = analysis.analyze(log, bayes=False)
+    assert a.split.calibration_end == pd.Timestamp("2006-12-31")
+    assert 1.6 < a.regularity.k < 2.2
+    name = analysis.regular_method(a)
+    assert name == "MBG/CNBD-k (k = 2)"
+    r, p = a.results.loc[name], a.results.loc["Pareto/NBD"]
+    assert abs(r["purchases_error_pct"]) < abs(p["purchases_error_pct"])
+    assert r["revenue_mae"] < p["revenue_mae"]
+    assert a.recommended == name
+    cal = cm.calibration_holdout(log, calibration_end="2006-12-31", unit="W", litt=True)
+    direct = cm.MBGCNBD().fit(cal)
+    assert r["purchases_predicted"] == pytest.approx(
+        direct.expected_purchases(52.0, cal).sum(), rel=1e-9)
+    assert r["purchases_predicted"] == pytest.approx(3811.5, abs=1.0)  # note of issue 16
+    finding = analysis.regularity_finding(a)
+    assert finding.startswith("Purchase timing is regular (Wheat & Morrison k = 1.8)")
+    assert a.conclusions[0] == finding
+    s = a.summary()
+    assert s["regular_model"] == name and s["regularity"]["customers"] == 779
+
+
+def test_poisson_like_timing_says_so(one_segment):
+    """BG/NBD-like simulated buyers: k near 1, MBG/CNBD-k selects k = 1 (the MBG/NBD)."""
+    a = one_segment
+    assert 0.7 < a.regularity.k < 1.3
+    name = analysis.regular_method(a)
+    assert name == "MBG/CNBD-k (k = 1)"
+    mbg = cm.MBGNBD().fit(a.cal)
+    assert a.results.loc[name, "purchases_predicted"] == pytest.approx(
+        a.results.loc["BG/NBD", "purchases_predicted"], rel=0.2)
+    assert a.methods[name][0].params_[["r", "alpha", "a", "b"]].to_numpy() == pytest.approx(
+        mbg.params_.to_numpy(), rel=1e-3)
+    assert "Poisson-like" in analysis.regularity_finding(a)
+    assert "here the MBG/NBD" in analysis.regularity_finding(a)
+
+
+def test_engines_without_litt_skip_the_regular_buyer_model(monkeypatch):
+    """Dask and pyarrow frames have no ordered window function (rfm_summary(litt=True)
+    raises NotImplementedError naming the engine): the report says so and goes on."""
+    from clvmodels import rfm
+
+    def no_litt(original):
+        def call(*args, litt=False, **kw):
+            if litt:
+                raise NotImplementedError("litt=True is not available for dask frames")
+            return original(*args, **kw)
+        return call
+
+    for name in ("rfm_summary", "calibration_holdout"):
+        monkeypatch.setattr(rfm, name, no_litt(getattr(rfm, name)))
+    log = cm.TransactionLog(segment_column(["a"]), amount="amount")
+    a = analysis.analyze(log, bayes=False)
+    assert analysis.regular_method(a) is None and "litt" not in a.cal.columns
+    assert any("MBG/CNBD-k was not fitted" in n and "dask" in n for n in a.skipped)
+    assert a.recommended in ("BG/NBD", "Pareto/NBD", "BG/NBD per segment")
+
+
+def apparel_with_channel() -> pd.DataFrame:
+    tx = pd.read_csv(SHARED / "apparel_transactions.csv", dtype={"Id": str})
+    cov = pd.read_csv(SHARED / "apparel_static_cov.csv", dtype={"Id": str})
+    tx = tx.merge(cov[["Id", "Channel"]], on="Id")
+    return tx.assign(Channel=tx["Channel"].map({0: "online", 1: "offline"}))
+
+
+def test_value_of_a_new_customer_per_channel_against_cac(tmp_path):
+    """CLVTools' apparel log with its Channel: per channel, the new-customer value of the
+    covariate models (cm.new_customer_value), CAC = spend / customers acquired, CLV:CAC."""
+    log = cm.TransactionLog(apparel_with_channel(), "Id", "Date", "Price", segment="Channel")
+    costs = tmp_path / "spend.csv"
+    pd.DataFrame({"channel": ["online", "offline"], "spend": [6000.0, 0.0]}).to_csv(
+        costs, index=False)
+    a = analysis.analyze(log, bayes=False, channel="Channel", acquisition_cost=str(costs))
+    t = a.channels
+    counts = a.rfm["segment"].value_counts()
+    assert t.loc["online", "acquisition cost"] == pytest.approx(6000.0 / counts["online"])
+    assert t.loc["offline", "acquisition cost"] == 0.0
+    # no acquisition cost: no ratio, never infinite (rules.clv_to_cac)
+    assert np.isnan(t.loc["offline", "value : cost"])
+    assert np.isnan(a.clv_cac.loc["offline", "model value : cost"])
+    rfm = a.rfm.assign(channel=a.rfm["segment"])
+    pn = cm.ParetoNBD(purchase_covariates=["channel"], dropout_covariates=["channel"]).fit(rfm)
+    gg = cm.GammaGamma(covariates=["channel"]).fit(rfm)
+    new = pd.DataFrame({"channel": ["offline", "online"]}, index=["offline", "online"])
+    horizon = 52.0
+    direct = cm.value_against_cost(pn, gg, new, t["acquisition cost"].replace(0.0, 1.0),
+                                   horizon=horizon, period=horizon / 12,
+                                   discount_rate=1.1 ** (1 / 12) - 1)
+    assert t["new customer value"].to_numpy() == pytest.approx(direct["clv"].to_numpy(),
+                                                               rel=1e-9)
+    assert t.loc["online", "value : cost"] == pytest.approx(
+        direct.loc["online", "clv"] / t.loc["online", "acquisition cost"])
+    assert t["value / existing customer"].to_numpy() == pytest.approx(
+        a.clv.groupby(a.rfm["segment"]).mean().reindex(t.index).to_numpy())
+    assert "spend / customers acquired" in a.cost_basis
+    assert a.conclusions[-1].startswith("A new customer from channel online is worth")
+    assert a.summary()["channels"]["offline"]["value : cost"] is None
+
+
+def test_channel_value_on_cdnow_with_a_synthetic_channel():
+    """CDNOW sample, channel = first purchase above the median: the big first-purchase
+    channel's new customers are worth more (they spend more); costs per customer."""
+    tx = cm.datasets.cdnow_transactions(sample=True)
+    first = tx.sort_values("date").groupby("customer_id")["amount"].first()
+    channel = np.where(first > first.median(), "big", "small")
+    tx = tx.assign(ch=tx["customer_id"].map(dict(zip(first.index, channel, strict=True))))
+    log = cm.TransactionLog(tx, "customer_id", "date", "amount", segment="ch", duplicates="drop")
+    a = analysis.analyze(log, bayes=False, channel="ch",
+                         acquisition_cost={"big": 20.0, "small": 10.0})
+    t = a.channels
+    assert t.loc["big", "new customer value"] > t.loc["small", "new customer value"]
+    assert t["value : cost"].to_numpy() == pytest.approx(
+        (t["new customer value"] / pd.Series({"big": 20.0, "small": 10.0})).to_numpy())
+    assert t["customers"].sum() == len(a.rfm)
+    with pytest.raises(ValueError, match="channel and segment name different columns"):
+        analysis.analyze(log, bayes=False, channel="ch", segment="other")
+
+
+@pytest.mark.parametrize("where", ["formula_clv", "value_against_cost", "analyze"])
+def test_one_acquisition_cost_rule_everywhere(where):
+    """rules.check_acquisition_costs: finite and >= 0 in all three places, the same
+    message; a cost of 0 gives no ratio (NaN) in all three, never infinity."""
+    tx = cm.datasets.cdnow_transactions(sample=True)
+    bg = cm.BGNBD.from_params(r=0.24, alpha=4.41, a=0.79, b=2.43)
+    gg = cm.GammaGamma.from_params(p=6.25, q=3.74, v=15.45)
+    new = pd.DataFrame(index=["x"])
+    run = {
+        "formula_clv": lambda c: cm.formula_clv(tx, "customer_id", "date", "amount",
+                                                lifespan=2.0, acquisition_cost=c)["clv_to_cac"],
+        "value_against_cost": lambda c: cm.value_against_cost(bg, gg, new, c)["clv_cac"],
+        "analyze": lambda c: analysis.analyze(
+            cm.TransactionLog(segment_column(["a"]), amount="amount"), bayes=False,
+            acquisition_cost=c).clv_cac["model value : cost"],
+    }[where]
+    with pytest.raises(ValueError, match="an acquisition cost must be a finite number >= 0"):
+        run(-1.0)
+    assert np.isnan(run(0.0)).all()
+    assert (run(5.0) > 0).all()

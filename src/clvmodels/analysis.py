@@ -31,10 +31,13 @@ __all__ = [
     "Split",
     "acquisition_costs",
     "analyze",
+    "channel_value",
     "check_costs",
     "choose_split",
+    "cost_per_label",
     "open_log",
     "pooled_segments",
+    "regularity_finding",
 ]
 
 MIN_CUSTOMERS = 50  # customers in the calibration cohort
@@ -201,7 +204,12 @@ class Analysis:
     model, chosen by :data:`RECOMMENDATION_RULE`), ``clv`` (and ``clv_post`` with the
     Bayesian models), ``top`` (most valuable customers), ``win_back`` (high past value,
     low P(alive)), ``clv_cac`` (value against acquisition cost per segment, when costs
-    are given), ``formula_numbers`` (the formula's three numbers reconciled),
+    are given; ``cost_basis`` says what the costs are), ``channels`` (with a
+    ``channel`` column: a new customer's value per channel from the covariate models,
+    against its CAC; :func:`channel_value`), ``regularity`` (Wheat & Morrison's
+    :class:`~clvmodels.regularity.RegularityEstimate`; the regular-buyer model
+    MBG/CNBD-k is among ``methods`` as "MBG/CNBD-k (k = ...)"), ``formula_numbers``
+    (the formula's three numbers reconciled),
     ``p_alive`` (P(alive) of one-time buyers by BG/NBD and MBG/NBD), ``unconverged``
     (method -> the fit's :class:`~clvmodels.bayes.convergence.Convergence`, marked
     "did not converge" in every table and left out of the recommendation), ``notes``
@@ -244,6 +252,10 @@ class Analysis:
     p_alive: pd.DataFrame | None = None
     deciles: pd.DataFrame | None = None
     predictions: pd.DataFrame | None = None
+    regularity: object = None
+    channels: pd.DataFrame | None = None
+    channel: str | None = None
+    cost_basis: str | None = None
     notes: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     forecast_notes: list = field(default_factory=list)
@@ -312,6 +324,14 @@ class Analysis:
             "forecast": {"horizon_weeks": self.horizon_weeks, "model_name": self.recommended,
                          "formula": float(self.forecast.loc["total", "formula"]),
                          "model": float(self.forecast.loc["total", "model"])},  # fmt: skip
+            "regularity": None if self.regularity is None else {
+                "wheat_morrison_k": float(self.regularity.k),
+                "customers": int(self.regularity.n_customers)},
+            "regular_model": regular_method(self),
+            "channels": None if self.channels is None else {
+                str(k): {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
+                for k, row in self.channels.iterrows()},
+            "cost_basis": self.cost_basis,
             "conclusions": list(self.conclusions),
             "notes": list(self.skipped) + [f"segments pooled into '{OTHER}': {self.pooled}"]
             * bool(self.pooled),
@@ -383,6 +403,69 @@ def _fit_separate(cal: pd.DataFrame, gg) -> dict:
     return out
 
 
+REGULAR = "MBG/CNBD-k"  # the regular-buyer model's label starts so: "MBG/CNBD-k (k = 2)"
+#: Wheat & Morrison k above this: purchase timing is called regular in the report
+REGULAR_K = 1.5
+
+
+def regular_name(model) -> str:
+    """The report's label of a fitted MBG/CNBD-k: its selected k in the name."""
+    return f"{REGULAR} (k = {int(model.params_['k'])})"
+
+
+def _fit_regular(cal: pd.DataFrame, skipped: list):
+    """MBG/CNBD-k with k chosen by likelihood (None, with a note, when the frame has no
+    ``litt`` or the fit fails)."""
+    from .models import MBGCNBD
+
+    if "litt" not in cal.columns:
+        return None
+    try:
+        return MBGCNBD().fit(cal)
+    except (ConvergenceError, ValueError) as err:
+        skipped.append(f"The regular-buyer model {REGULAR} could not be fitted: {err}")
+        return None
+
+
+def _regularity(log, observation_end, skipped: list):
+    """Wheat & Morrison's k of the whole window (None, with a note, when the log's engine
+    or the data do not allow it)."""
+    from .regularity import estimate_regularity
+
+    try:
+        return estimate_regularity(log, observation_end=observation_end)
+    except (NotImplementedError, DataError) as err:
+        skipped.append(f"Purchase regularity was not estimated: {err}.")
+        return None
+
+
+def channel_segment(channel: str | None, segment: str | None) -> str | None:
+    """The segment column when a channel column is given: the channel itself (the report
+    reads one customer column); a ``ValueError`` naming both options if they differ."""
+    if channel is None:
+        return segment
+    if segment is not None and segment != channel:
+        raise ValueError(f"{option('channel')} and {option('segment')} name different "
+                         f"columns ({channel!r}, {segment!r}): the channel column is the "
+                         "report's segment column; give one of them or the same column")
+    return channel
+
+
+def _channel_table(rfm, raw, cost, kw_clv, channel: str, skipped: list):
+    """:func:`channel_value` for the report, or None with a note when the covariate
+    models cannot be fitted (one channel only, no convergence). The report adds ``value /
+    existing customer``: the recommended model's mean value of the channel's customers."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StatisticalWarning)
+            table, _ = channel_value(rfm, raw, cost, kw_clv)
+        return table
+    except (ConvergenceError, ValueError) as err:
+        skipped.append(f"The value of a new customer per channel ({channel}) was not "
+                       f"computed: {err}")
+        return None
+
+
 WIN_BACK_P_ALIVE = 0.5  # customers to win back: P(alive) below this, with repeat purchases
 TOP_N = 15  # customers listed in the report's tables
 BENCHMARKS = ("actual", "formula (overall)", "formula (per segment)", "naive (own history)")
@@ -414,16 +497,22 @@ def _ranking(results: pd.DataFrame) -> list[str]:
     return list(results.loc[keep, "revenue_mae"].dropna().sort_values().index)
 
 
-def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv):
+def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv, method):
     """(CLV, P(alive), expected purchases, CLV posterior or None) per customer over the
-    horizon by the method `name` refitted on the whole history, or the failing
-    convergence verdict of that Bayesian refit."""
+    horizon by the method `name` (`method` its calibration fit) refitted on the whole
+    history, or the failing convergence verdict of that Bayesian refit. MBG/CNBD-k is
+    refitted at the k it chose on the calibration period (the k of its name)."""
     from .clv import customer_lifetime_value
-    from .models import ParetoNBD
+    from .models import MBGCNBD, ParetoNBD
 
     horizon = kw_clv["horizon"]
-    if name in ("BG/NBD", "Pareto/NBD"):
-        model = bg_all if name == "BG/NBD" else ParetoNBD().fit(rfm)
+    if name in ("BG/NBD", "Pareto/NBD") or name.startswith(REGULAR):
+        if name == "BG/NBD":
+            model = bg_all
+        elif name == "Pareto/NBD":
+            model = ParetoNBD().fit(rfm)
+        else:
+            model = MBGCNBD(k=int(method[0].params_["k"])).fit(rfm)
         clv = customer_lifetime_value(model, gg_all, rfm, **kw_clv)
         return clv, model.probability_alive(rfm), model.expected_purchases(horizon, rfm), None
     if name == "BG/NBD per segment":
@@ -447,16 +536,33 @@ def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv):
             purchases.expected_purchases(horizon, rfm)["mean"], post)  # fmt: skip
 
 
+COST_KEYS = ("segment", "channel")  # first column of a cost CSV
+#: value columns of a cost CSV: a cost per acquired customer, or the spend of the period
+PER_CUSTOMER, SPEND = ("cost", "cost_per_customer"), "spend"
+
+
 def acquisition_costs(value: object) -> float | pd.Series:
-    """The cost of acquiring a customer: one number, or a cost per segment.
+    """The cost of acquiring a customer (CAC): one number, or per segment or channel.
 
     `value` is a number (or its text), a mapping or Series segment -> cost, or the path
-    of a CSV file with columns ``segment`` and ``cost``. Costs must be finite and >= 0;
-    a ``ValueError`` naming the option (``acquisition_cost=``, ``--acquisition-cost`` on
-    the command line) otherwise.
+    of a CSV file with a column ``segment`` or ``channel`` and either
+
+    * ``cost`` (or ``cost_per_customer``): the cost per acquired customer, or
+    * ``spend``: the marketing and sales spend of the period, with an optional column
+      ``customers`` (customers acquired in the period). CAC = spend / customers
+      acquired, as the analysts' articles define it (:func:`clvmodels.acquisition_cost`);
+      without ``customers`` the report divides by the customers of that segment or
+      channel in the log.
+
+    Costs follow the one rule of :func:`clvmodels.rules.check_acquisition_costs`
+    (finite, >= 0; 0 means no acquisition cost, and CLV:CAC is then not defined). A
+    ``ValueError`` names the option (``acquisition_cost=``, ``--acquisition-cost`` on
+    the command line) otherwise. A per-customer table is a Series named ``"cost"``; a
+    spend table still to be divided by the log's customers is named ``"spend"``.
     """
-    import math
     from pathlib import Path
+
+    from .rules import check_acquisition_costs
 
     name = option("acquisition_cost")
     if isinstance(value, str | Path):
@@ -466,32 +572,65 @@ def acquisition_costs(value: object) -> float | pd.Series:
             path = Path(value)
             if not path.is_file():
                 raise ValueError(f"{name}: not a number and no such file: {str(value)!r}") from None
-            table = pd.read_csv(path, dtype={"segment": str})
-            missing = [c for c in ("segment", "cost") if c not in table.columns]
-            if missing:
-                raise ValueError(f"{name}: the CSV {path.name} needs the columns segment and "
-                                 f"cost; missing: {', '.join(missing)}") from None  # fmt: skip
-            value = table.set_index("segment")["cost"]
+            value = _read_cost_table(path, name)
     if isinstance(value, dict):
-        value = pd.Series(value, dtype=object)
+        value = pd.Series(value, dtype=object, name="cost")
     if isinstance(value, pd.Series):
         cost = pd.to_numeric(value, errors="coerce").astype(float)
-        bad = int((~((cost >= 0) & cost.map(math.isfinite))).sum())
-        if bad:
-            raise ValueError(f"{name}: costs must be finite numbers >= 0 ({bad} row"
-                             f"{'s' if bad != 1 else ''} break the rule)")  # fmt: skip
+        check_acquisition_costs(cost.to_numpy())
         dup = int(cost.index.duplicated().sum())
         if dup:
             raise ValueError(f"{name}: one cost per segment ({dup} duplicated segment rows)")
         cost.index = cost.index.astype(str)
-        return cost
-    try:
-        cost = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: a number or a CSV file, got {value!r}") from None
-    if not math.isfinite(cost) or cost < 0:
-        raise ValueError(f"{name}: the cost must be a number >= 0, got {value!r}")
-    return cost
+        return cost.rename(SPEND if value.name == SPEND else "cost")
+    check_acquisition_costs(value)
+    return float(value)
+
+
+def _read_cost_table(path, name: str) -> pd.Series:
+    """A cost CSV as a Series (see :func:`acquisition_costs`)."""
+    from .rules import check_acquisition_costs
+
+    table = pd.read_csv(path, dtype={k: str for k in COST_KEYS})
+    keys = [c for c in COST_KEYS if c in table.columns]
+    values = [c for c in (*PER_CUSTOMER, SPEND) if c in table.columns]
+    if len(keys) != 1 or len(values) != 1:
+        raise ValueError(
+            f"{name}: the CSV {path.name} needs one column segment or channel and one of "
+            f"cost, cost_per_customer or spend; it has {', '.join(map(str, table.columns))}")
+    out = table.set_index(keys[0])[values[0]]
+    if values[0] != SPEND:
+        return out.rename("cost")
+    if "customers" not in table.columns:
+        return out.rename(SPEND)
+    customers = pd.to_numeric(table["customers"], errors="coerce").to_numpy()
+    bad = int((~(customers > 0)).sum())  # also NaN
+    if bad:
+        raise ValueError(f"{name}: the column customers of {path.name} must be positive "
+                         f"counts of acquired customers ({bad} rows break the rule)")
+    spend = pd.to_numeric(out, errors="coerce").to_numpy()
+    check_acquisition_costs(spend)
+    return pd.Series(spend / customers, index=out.index, name="cost")
+
+
+def cost_per_label(cost: float | pd.Series, labels: pd.Series) -> pd.Series:
+    """CAC per label (segment or channel) of the customers' `labels`: the cost table
+    itself, one number for every label, or a spend table divided by each label's
+    customers (``"spend"``, see :func:`acquisition_costs`)."""
+    counts = labels.astype(str).value_counts()
+    if not isinstance(cost, pd.Series):
+        return pd.Series(float(cost), index=counts.index.sort_values(), name="cost")
+    check_costs(cost, labels)
+    out = cost.reindex(counts.index.sort_values())
+    return out / counts.reindex(out.index) if cost.name == SPEND else out
+
+
+def cost_basis(cost: float | pd.Series) -> str:
+    """What the CAC numbers are, in words."""
+    if isinstance(cost, pd.Series) and cost.name == SPEND:
+        return ("marketing and sales spend / customers acquired (the customers of each "
+                "channel or segment in the log)")
+    return "the cost per acquired customer given"
 
 
 def check_costs(cost: float | pd.Series, labels: pd.Series) -> None:
@@ -502,7 +641,7 @@ def check_costs(cost: float | pd.Series, labels: pd.Series) -> None:
     if missing:
         shown = ", ".join(map(repr, missing[:8])) + (" ..." if len(missing) > 8 else "")
         raise ValueError(f"{option('acquisition_cost')}: no cost for {len(missing)} "
-                         f"segment(s): {shown}")  # fmt: skip
+                         f"segment(s) or channel(s): {shown}")  # fmt: skip
 
 
 def segment_labels(log: TransactionLog, split: Split, segment: str | None) -> pd.Series:
@@ -518,13 +657,12 @@ def segment_labels(log: TransactionLog, split: Split, segment: str | None) -> pd
 
 def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
     """Per segment: value against acquisition cost (CLV:CAC), the model's horizon value
-    and the formula's lifetime CLV per customer."""
-    if isinstance(cost, pd.Series):
-        labels = raw.astype(str).reindex(rfm.index)
-        check_costs(cost, labels)
-        per_customer = labels.map(cost).astype(float)
-    else:
-        per_customer = pd.Series(cost, index=rfm.index)
+    and the formula's lifetime CLV per customer (ratios by :func:`clvmodels.rules.clv_to_cac`:
+    not defined where the cost is 0)."""
+    from .rules import clv_to_cac
+
+    labels = raw.astype(str).reindex(rfm.index)
+    per_customer = labels.map(cost_per_label(cost, labels)).astype(float)
     seg = rfm["segment"]
     out = pd.DataFrame({"customers": seg.value_counts(),
                         "acquisition cost": per_customer.groupby(seg).mean(),
@@ -532,9 +670,43 @@ def _clv_cac(cost, raw, segment_of, rfm, clv, formula) -> pd.DataFrame:
                         "formula lifetime CLV": formula["clv"]})  # fmt: skip
     out.loc["all"] = [len(rfm), per_customer.mean(), clv.mean(),
                       rfm["segment"].map(formula["clv"]).mean()]  # fmt: skip
-    out["model value : cost"] = out["model value / customer"] / out["acquisition cost"]
-    out["formula CLV : cost"] = out["formula lifetime CLV"] / out["acquisition cost"]
+    out["model value : cost"] = clv_to_cac(out["model value / customer"], out["acquisition cost"])
+    out["formula CLV : cost"] = clv_to_cac(out["formula lifetime CLV"], out["acquisition cost"])
     return out
+
+
+CHANNEL = "channel"  # the covariate's name in the channel models
+
+
+def channel_value(rfm: pd.DataFrame, channels: pd.Series, cost, kw_clv: dict):
+    """Per acquisition channel: the value of a NEW customer from the covariate models and,
+    with costs, the CAC and CLV:CAC.
+
+    ``ParetoNBD(purchase_covariates=["channel"], dropout_covariates=["channel"])`` and
+    ``GammaGamma(covariates=["channel"])`` are fitted on the whole history (`rfm`,
+    `channels` each customer's channel); :func:`clvmodels.new_customer_value` gives the
+    discounted value of a customer just acquired through each channel over the horizon
+    (`kw_clv`), its repeat purchases only. Returns (table, models) with the table's
+    columns ``customers``, ``new customer value`` and, with `cost`, ``acquisition cost``
+    and ``value : cost`` (:func:`clvmodels.rules.clv_to_cac`).
+    """
+    from .clv import new_customer_value
+    from .models import GammaGamma, ParetoNBD
+    from .rules import clv_to_cac
+
+    labels = channels.astype(str).reindex(rfm.index)
+    data = rfm.assign(**{CHANNEL: labels})
+    spend = data[(data["frequency"] == 0) | (data["monetary_value"] > 0)]
+    pn = ParetoNBD(purchase_covariates=[CHANNEL], dropout_covariates=[CHANNEL]).fit(data)
+    gg = GammaGamma(covariates=[CHANNEL]).fit(spend)
+    levels = sorted(labels.unique())
+    new = pd.DataFrame({CHANNEL: levels}, index=pd.Index(levels, name=None))
+    out = pd.DataFrame({"customers": labels.value_counts().reindex(levels),
+                        "new customer value": new_customer_value(pn, gg, new, **kw_clv)})
+    if cost is not None:
+        out["acquisition cost"] = cost_per_label(cost, labels)
+        out["value : cost"] = clv_to_cac(out["new customer value"], out["acquisition cost"])
+    return out, (pn, gg)
 
 
 def _one_time_p_alive(rfm: pd.DataFrame, bg_all) -> pd.DataFrame:
@@ -600,6 +772,7 @@ def analyze(
     seed: int = 0,
     min_segment_customers: int = MIN_SEGMENT_CUSTOMERS,
     acquisition_cost: object = None,
+    channel: str | None = None,
     caller: str = "python",
 ) -> Analysis:
     """The report's analysis of a transaction log: the formula versus the models.
@@ -622,9 +795,15 @@ def analyze(
         A Bayesian fit that fails its convergence verdict is marked "did not converge"
         in every table and is not recommended.
     acquisition_cost : float, mapping, Series or str, optional
-        Cost of acquiring a customer: one number, or per segment (a mapping, a Series
-        or the path of a CSV with columns ``segment`` and ``cost``; see
-        :func:`acquisition_costs`); gives ``clv_cac``.
+        Cost of acquiring a customer: one number, or per segment or channel (a mapping,
+        a Series or the path of a CSV with a column ``segment`` or ``channel`` and one of
+        ``cost``, ``cost_per_customer`` or ``spend``; see :func:`acquisition_costs`);
+        gives ``clv_cac`` (and the CAC columns of ``channels``).
+    channel : str, optional
+        The acquisition channel column (one value per customer; it is also the report's
+        segment column, so `segment` must be None or the same column): gives
+        ``channels``, the value of a new customer per channel from the covariate models
+        (:func:`channel_value`) against its CAC.
     caller : {"python", "cli"}
         The language of the convergence advice (keywords or ``clvmodels report`` flags).
 
@@ -646,14 +825,23 @@ def analyze(
 
     split = choose_split(log, calibration_end, observation_end)
     cost = None if acquisition_cost is None else acquisition_costs(acquisition_cost)
+    segment = channel_segment(channel, segment)
     raw = segment_labels(log, split, segment)
     if cost is not None:
         check_costs(cost, raw)  # before any fit
     segment = segment or log.segment
     segment_name = "acquisition cohort" if segment is None else segment
-    rfm = rfm_summary(log, observation_end=observation_end, unit="W")
-    cal = calibration_holdout(log, calibration_end=split.calibration_end,
-                              observation_end=observation_end, unit="W")  # fmt: skip
+    skipped: list[str] = []
+    try:  # litt: the statistic of the regular-buyer model (MBG/CNBD-k)
+        rfm = rfm_summary(log, observation_end=observation_end, unit="W", litt=True)
+        cal = calibration_holdout(log, calibration_end=split.calibration_end,
+                                  observation_end=observation_end, unit="W", litt=True)
+    except NotImplementedError as err:
+        skipped.append(f"The regular-buyer model MBG/CNBD-k was not fitted: {err}.")
+        rfm = rfm_summary(log, observation_end=observation_end, unit="W")
+        cal = calibration_holdout(log, calibration_end=split.calibration_end,
+                                  observation_end=observation_end, unit="W")  # fmt: skip
+    regularity = _regularity(log, observation_end, skipped)
     segment_of, pooled = pooled_segments(raw.rename("segment"), cal.index, min_segment_customers)
     rfm["segment"] = segment_of.reindex(rfm.index)
     cal["segment"] = segment_of.reindex(cal.index)
@@ -666,7 +854,6 @@ def analyze(
 
     # the holdout test
     spend_rows = cal[(cal["frequency"] == 0) | (cal["monetary_value"] > 0)]
-    skipped: list[str] = []
     n_segments = cal["segment"].nunique()
     if n_segments < 2:
         skipped.append(f"One segment only ({segment_name}): the per-segment and "
@@ -691,6 +878,9 @@ def analyze(
                                                                    segment="segment")  # fmt: skip
         methods |= {"naive (own history)": naive_holdout(cal), "BG/NBD": (bg, gg),
                     "Pareto/NBD": (pnbd, gg)}  # fmt: skip
+        regular = _fit_regular(cal, skipped)
+        if regular is not None:
+            methods[regular_name(regular)] = (regular, gg)
         if n_segments > 1:
             methods["BG/NBD per segment"] = _fit_separate(cal, gg)
         if bayes:
@@ -746,7 +936,8 @@ def analyze(
     for name in ranking:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StatisticalWarning)
-            out = _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv)
+            out = _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv,
+                               methods.get(name))
         forecast_notes += _without_verdicts(_statistical_notes(caught))
         if isinstance(out, tuple):
             recommended, (clv, p_alive, expected, clv_post) = name, out
@@ -758,7 +949,7 @@ def analyze(
     if clv is None:  # no candidate converged: BG/NBD by maximum likelihood
         recommended = "BG/NBD"
         clv, p_alive, expected, _ = _forecast_by("BG/NBD", rfm, spend_all, bg_all, gg_all,
-                                                 fit, kw_clv)  # fmt: skip
+                                                 fit, kw_clv, None)  # fmt: skip
     best = ranking[0] if ranking else recommended
     formula_year = rfm["segment"].map(formula["customer_value"]) * horizon / 52
     forecast = pd.DataFrame({
@@ -791,6 +982,12 @@ def analyze(
     cac = None
     if cost is not None:
         cac = _clv_cac(cost, raw, segment_of, rfm, clv, formula)
+    channels = None
+    if channel is not None:
+        channels = _channel_table(rfm, raw, cost, kw_clv, channel, skipped)
+        if channels is not None:  # for contrast: what the customers it has are worth
+            channels.insert(2, "value / existing customer",
+                            clv.groupby(raw.astype(str).reindex(rfm.index)).mean())
     result = Analysis(
         log=log, source=getattr(log, "source", "the transaction log"), split=split,
         segment_name=segment_name, segment_of=segment_of, pooled=pooled, rfm=rfm, cal=cal,
@@ -801,7 +998,9 @@ def analyze(
         horizon_weeks=horizon_weeks, recommended=recommended, unconverged=unconverged,
         win_back=win_back, clv_cac=cac, p_alive=_one_time_p_alive(rfm, bg_all),
         deciles=deciles, predictions=predictions, notes=notes, skipped=skipped,
-        forecast_notes=forecast_notes, caller=caller,
+        forecast_notes=forecast_notes, caller=caller, regularity=regularity,
+        channels=channels, channel=channel,
+        cost_basis=None if cost is None else cost_basis(cost),
     )  # fmt: skip
     result.formula_numbers = _formula_numbers(result)
     result.conclusions = _conclusions(result)
@@ -838,6 +1037,47 @@ def _conclusions(a: Analysis) -> list[str]:
         f"The top 10% of customers hold {share10:.0%} of the expected value; "
         f"{dormant:.0%} of customers are probably gone (P(alive) < 20%, {a.recommended}).",
     ]
+    timing = regularity_finding(a)
+    if timing:
+        out.insert(0, timing)
+    if a.channels is not None and "value : cost" in a.channels.columns:
+        ratio = a.channels["value : cost"].dropna()
+        if len(ratio):
+            out.append(f"A new customer from channel {ratio.idxmax()} is worth "
+                       f"{ratio.max():.1f} x its acquisition cost, from {ratio.idxmin()} "
+                       f"{ratio.min():.1f} x (value of the next {a.horizon_weeks:g} weeks).")
     if a.unconverged:
         out.append(f"Not used ({NOT_CONVERGED}): {', '.join(a.unconverged)}.")
     return out
+
+
+def regular_method(a: Analysis) -> str | None:
+    """The label of the MBG/CNBD-k among the compared methods (None if not fitted)."""
+    return next((k for k in a.results.index if k.startswith(REGULAR)), None)
+
+
+def regularity_finding(a: Analysis) -> str:
+    """Is purchase timing regular? One sentence: Wheat & Morrison's k in words, and how
+    the regular-buyer model did against Pareto/NBD on the holdout ("" when neither was
+    computed)."""
+    parts = []
+    if a.regularity is not None:
+        k = a.regularity.k
+        if k >= REGULAR_K:
+            parts.append(f"Purchase timing is regular (Wheat & Morrison k = {k:.1f}): "
+                         "customers buy on a rhythm rather than at random.")
+        else:
+            parts.append(f"Purchase timing is Poisson-like (Wheat & Morrison k = {k:.1f}, "
+                         "close to 1): purchases come at random, as the standard models "
+                         "assume.")
+    name = regular_method(a)
+    if name is not None and "Pareto/NBD" in a.results.index:
+        r, p = a.results.loc[name], a.results.loc["Pareto/NBD"]
+        k_model = int(a.methods[name][0].params_["k"])
+        same = ", here the MBG/NBD," if k_model == 1 else ""
+        parts.append(f"{name}{same} predicted {r['purchases_predicted']:,.0f} holdout "
+                     f"purchases ({_pct(r['purchases_error_pct'])}), Pareto/NBD "
+                     f"{p['purchases_predicted']:,.0f} ({_pct(p['purchases_error_pct'])}); "
+                     f"MAE / customer {_money(r['revenue_mae'])} against "
+                     f"{_money(p['revenue_mae'])}.")
+    return " ".join(parts)

@@ -24,6 +24,7 @@ FLAGS = {
     "observation_end": "--observation-end", "calibration_end": "--calibration-end",
     "engine": "--engine", "lifespan": "--lifespan", "unit": "--unit",
     "acquisition_cost": "--acquisition-cost", "draws": "--draws", "tune": "--tune",
+    "channel": "--channel",
 }  # fmt: skip
 # the reading options both commands take, as keywords of clvmodels.read_transactions
 READ_OPTIONS = ("sep", "decimal", "date_format", "timezone", "duplicates", "allow_returns",
@@ -63,7 +64,8 @@ def _summary(args: argparse.Namespace) -> int:
     print(rfm.describe().T.round(2).to_string(), "\n")
     formula, _, note = formula_tables(log, args.segment, args.observation_end, args.lifespan)
     print(f"The formula: avg purchase value x purchase frequency x lifespan ({note})")
-    print(formula.round(2).to_string(), "\n")
+    # no acquisition cost here: net CLV is the CLV and CLV:CAC is not defined (rules.clv_to_cac)
+    print(formula.drop(columns=["net_clv", "clv_to_cac"]).round(2).to_string(), "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticalWarning)
         try:
@@ -138,6 +140,24 @@ def _print_report_summary(s: dict) -> None:
             f"\n  Next {f['horizon_weeks']:g} weeks: {s['recommended']} "
             f"{_money(f['model'])}, the formula {_money(f['formula'])}"
         )
+    reg = s.get("regularity")
+    if reg is not None:
+        from .analysis import REGULAR_K
+
+        k = reg["wheat_morrison_k"]
+        words = ("regular (customers buy on a rhythm)" if k >= REGULAR_K
+                 else "Poisson-like (random)")
+        model = f"; regular-buyer model: {s['regular_model']}" if s.get("regular_model") else ""
+        print(f"\nPurchase timing: Wheat & Morrison k = {k:.2f}, {words}{model}")
+    if s.get("channels"):
+        print(f"\nA new customer per channel (next {s['forecast']['horizon_weeks']:g} weeks)"
+              + (f"; CAC = {s['cost_basis']}" if s.get("cost_basis") else ""))
+        for name, row in s["channels"].items():
+            cac = row.get("acquisition cost")
+            ratio = row.get("value : cost")
+            extra = "" if cac is None else f", CAC {_money(cac)}, CLV:CAC " + (
+                "- (no cost)" if ratio is None else f"{ratio:.2f}")
+            print(f"  {name}: value {_money(row['new customer value'])}{extra}")
     for name, message in s.get("unconverged", {}).items():
         print(f"did not converge, not used: {name}: {message}")
     for line in s.get("conclusions", []):
@@ -177,6 +197,7 @@ def _report(args: argparse.Namespace) -> int:
             keep_notebook=args.keep_notebook,
             check_only=args.check_only,
             acquisition_cost=args.acquisition_cost,
+            channel=args.channel,
             horizon_weeks=args.horizon,
             caller="cli",
             **_read_kw(args),
@@ -302,8 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--acquisition-cost",
         default=None,
         metavar="COST",
-        help="cost of acquiring a customer: a number, or a CSV with columns segment and "
-        "cost; the report compares each segment's value with it (CLV:CAC)",
+        help="cost of acquiring a customer: a number, or a CSV with a column segment or "
+        "channel and one of cost, cost_per_customer (per acquired customer) or spend "
+        "(marketing and sales spend, divided by the customers acquired: a column "
+        "customers, else those in the log); the report compares value with it (CLV:CAC)",
+    )
+    r.add_argument(
+        "--channel",
+        default=None,
+        metavar="COL",
+        help="acquisition channel column, one per customer (read as the segment column): "
+        "the report adds the value of a new customer per channel against its CAC",
     )
     r.add_argument("--show-code", action="store_true", help="keep the code in the HTML")
     r.add_argument(

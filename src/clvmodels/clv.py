@@ -183,16 +183,20 @@ def value_against_cost(
     sales spend over customers acquired). ``clv_args`` go to :func:`new_customer_value`.
     Returns columns ``clv`` (:func:`new_customer_value`), ``cac`` and ``clv_cac``, their
     ratio (above 1: a customer is worth more than it costs; analysts often aim at 3).
+    Costs follow the one rule of :func:`clvmodels.rules.check_acquisition_costs`: finite
+    and >= 0; a cost of 0 (no acquisition cost) gives ``clv_cac`` NaN, not infinity.
     """
     clv = new_customer_value(transaction_model, spend_model, covariates, **clv_args)
     cac = pd.Series(acquisition_cost, dtype=float).reindex(covariates.index) if isinstance(
         acquisition_cost, pd.Series | dict) else pd.Series(
         np.broadcast_to(np.asarray(acquisition_cost, dtype=float), (len(covariates),)),
         index=covariates.index)
-    bad = ~np.isfinite(cac.to_numpy()) | (cac.to_numpy() <= 0)
-    if bad.any():
-        from .errors import DataError
+    from .errors import DataError
+    from .rules import check_acquisition_costs, clv_to_cac
 
-        raise DataError("acquisition_cost", "must be a positive number for every channel "
-                        f"(missing or <= 0 for {list(cac.index[bad])})", int(bad.sum()))
-    return pd.DataFrame({"clv": clv, "cac": cac, "clv_cac": clv / cac})
+    missing = cac.index[cac.isna()]
+    if len(missing):
+        raise DataError("acquisition_cost", f"no cost for the channels {list(missing)}",
+                        len(missing))
+    check_acquisition_costs(cac.to_numpy())
+    return pd.DataFrame({"clv": clv, "cac": cac, "clv_cac": clv_to_cac(clv, cac)})

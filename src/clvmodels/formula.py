@@ -19,6 +19,7 @@ from clvmodels._aggregate import activity_flags, customer_activity, customer_seg
 from clvmodels._validate import check_columns, check_no_missing, column_names
 from clvmodels.errors import DataError, option
 from clvmodels.log import as_log
+from clvmodels.rules import check_acquisition_costs, clv_to_cac
 
 __all__ = ["formula_clv", "acquisition_cost", "estimate_lifespan"]
 
@@ -148,11 +149,14 @@ def _check_fraction(value: float, name: str, upper: float | None) -> float:
 
 def _per_segment_cost(cost: float | Mapping, labels: pd.Index, segment: str | None) -> np.ndarray:
     if not isinstance(cost, Mapping | pd.Series):
-        return np.full(len(labels), _check_fraction(cost, "acquisition_cost", None))
+        check_acquisition_costs(cost)
+        return np.full(len(labels), float(cost))
     missing = [s for s in labels if s not in cost]
     if missing:
         raise DataError(segment, f"acquisition_cost has no value for segments {missing}")
-    return np.array([_check_fraction(cost[s], "acquisition_cost", None) for s in labels])
+    values = np.array([cost[s] for s in labels], dtype=float)
+    check_acquisition_costs(values)
+    return values
 
 
 def _segment_codes(
@@ -268,7 +272,8 @@ def formula_clv(
     margin : float, default 1.0
         Profit margin as a fraction in [0, 1] (0.3 for 30%).
     acquisition_cost : float or mapping, default 0.0
-        Acquisition cost per customer (>= 0), or a mapping from segment to cost.
+        Acquisition cost per customer (>= 0; 0: no acquisition cost), or a mapping from
+        segment to cost (the rule: :func:`clvmodels.rules.check_acquisition_costs`).
     observation_end : date-like, optional
         Last day of the window, inclusive. Default: the last transaction day.
     churn_threshold_days : float, default 365
@@ -285,8 +290,8 @@ def formula_clv(
         One row per segment (sorted) or one row ``"all"``; columns ``customers``,
         ``purchases``, ``revenue``, ``avg_purchase_value``, ``purchase_frequency`` (per
         customer per year), ``customer_value`` (per year), ``lifespan`` (years), ``clv``,
-        ``net_clv`` (may be negative) and ``clv_to_cac`` (``inf`` when the acquisition
-        cost is 0 and ``clv * margin > 0``, NaN when both are 0).
+        ``net_clv`` (may be negative) and ``clv_to_cac`` (NaN when the acquisition cost
+        is 0: no cost, no ratio; :func:`clvmodels.rules.clv_to_cac`).
 
     Raises
     ------
@@ -372,10 +377,7 @@ def formula_clv(
     value = avg_value * frequency
     clv = value * life
     gross = clv * margin
-    ratio = np.full(k, np.nan)
-    np.divide(gross, cac, out=ratio, where=cac > 0)
-    ratio[(cac == 0) & (gross > 0)] = np.inf
-    ratio[(cac == 0) & (gross < 0)] = -np.inf
+    ratio = clv_to_cac(gross, cac)  # NaN where there is no acquisition cost
     return pd.DataFrame(
         {
             "customers": customers.astype(np.int64),

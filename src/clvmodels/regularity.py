@@ -167,17 +167,17 @@ def estimate_regularity(
     -------
     RegularityEstimate
         ``k``, ``n_customers`` (customers with two inter-transaction times) and ``m``
-        (their ratios, for :func:`clvmodels.plotting.plot_regularity`).
+        (their ratios, for :func:`clvmodels.plotting.plot_regularity`). For a log kept
+        in another engine (DuckDB, polars) the engine computes the last two
+        inter-transaction times per customer and ``ratios``/``gaps`` are empty (they
+        have one row per purchase).
     """
     from .log import Daily, as_log  # log.py computes litt with this module
 
     log = as_log(tx, customer, date, observation_end=observation_end)
     w = log.window(observation_end)
     if not isinstance(w, Daily):
-        raise NotImplementedError(
-            f"estimate_regularity reads a pandas DataFrame; got {type(tx).__module__}."
-            f"{type(tx).__name__}: convert it first (e.g. .to_pandas() or .df())"
-        )
+        return _engine_estimate(w, customer)
     c, gap = _gaps(w.codes, w.day)
     last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # each customer's last gap
     second = last[(last > 0) & (c[np.maximum(last - 1, 0)] == c[last])]
@@ -195,6 +195,45 @@ def estimate_regularity(
     return RegularityEstimate(
         k=_wheat_morrison(m), n_customers=int(m.size), m=m, ratios=ratios, gaps=n_gaps[used]
     )
+
+
+def _engine_estimate(w, customer: str | None) -> RegularityEstimate:
+    """:func:`estimate_regularity` of a log in another engine (DuckDB, polars): each
+    customer's last two inter-transaction times by ordered window functions, one row per
+    customer collected. ``ratios`` and ``gaps`` (every inter-transaction time, for
+    :func:`clvmodels.plotting.plot_intertransaction_times`) are left empty: they have one
+    row per transaction, which such a log never loads."""
+    import narwhals as nw
+
+    from .log import DAY
+
+    who, order = w.customer, dict(order_by=DAY)
+    days = w.rows().select(nw.col(who), nw.col(DAY)).unique()
+    try:
+        per = (
+            days.with_columns(
+                __gap=(nw.col(DAY) - nw.col(DAY).shift(1)).over(who, **order).dt.total_seconds(),
+                __last=nw.col(DAY) == nw.col(DAY).max().over(who))
+            .with_columns(__prev=nw.col("__gap").shift(1).over(who, **order))
+            .filter(nw.col("__last") & ~nw.col("__prev").is_null())
+            .select(nw.col("__prev"), nw.col("__gap"))
+            .collect()
+        )
+    except NotImplementedError as err:
+        engine = nw.get_native_namespace(w.rows()).__name__.split(".")[0]
+        raise NotImplementedError(
+            f"estimate_regularity is not available for {engine} frames (their narwhals "
+            "backend has no ordered window function): convert the log to pandas first"
+        ) from err
+    g1 = np.asarray(per.get_column("__prev").to_numpy(), dtype=float)
+    g2 = np.asarray(per.get_column("__gap").to_numpy(), dtype=float)
+    if g1.size == 0:
+        raise DataError(customer, "no customer has three or more purchase days (two "
+                        "inter-transaction times), which the estimate needs", None)
+    m = g1 / (g1 + g2)
+    empty = np.zeros(0)
+    return RegularityEstimate(k=_wheat_morrison(m), n_customers=int(m.size), m=m,
+                              ratios=empty, gaps=empty.astype(np.int64))
 
 
 def ratio_density(y, gaps, k: float) -> np.ndarray:

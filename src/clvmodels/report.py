@@ -37,6 +37,7 @@ from .analysis import (
     MIN_CUSTOMERS,
     MIN_REPEAT_BUYERS,
     acquisition_costs,
+    channel_segment,
     check_costs,
     choose_split,
     default_calibration_end,
@@ -274,6 +275,7 @@ def run_report(
     engine: str = "duckdb",
     check_only: bool = False,
     acquisition_cost: object = None,
+    channel: str | None = None,
     caller: str = "python",
     horizon_weeks: float = 52.0,
     **read_kw,
@@ -320,9 +322,14 @@ def run_report(
         How a `transactions` file is aggregated: inside DuckDB, never loaded (bounded
         memory), or loaded into pandas (the same numbers, memory grows with the log).
     acquisition_cost : float, str or mapping, optional
-        Cost of acquiring a customer, one number or per segment (a CSV with columns
-        ``segment`` and ``cost``, see :func:`clvmodels.analysis.acquisition_costs`): the
-        report compares each segment's value with it (CLV:CAC).
+        Cost of acquiring a customer, one number or per segment or channel (a CSV with a
+        column ``segment`` or ``channel`` and one of ``cost``, ``cost_per_customer`` or
+        ``spend``, see :func:`clvmodels.analysis.acquisition_costs`): the report
+        compares each segment's (and channel's) value with it (CLV:CAC).
+    channel : str, optional
+        Acquisition channel column, one value per customer; it is read as the segment
+        column (`segment` must be None or the same). The report adds the value of a new
+        customer per channel from the covariate models, against its CAC.
     horizon_weeks : float, default 52
         The forecast's horizon in weeks.
     caller : {"python", "cli"}
@@ -352,6 +359,7 @@ def run_report(
     read_kw = {**read_kw, "engine": engine}
     where = "CDNOW master" if transactions is None else str(transactions)
     say(f"[1/3] reading and checking {where}")
+    segment = channel_segment(channel, segment)
     tx = _open_log(transactions, customer=customer, date=date, amount=amount, segment=segment,
                    observation_end=observation_end, **read_kw)  # fmt: skip
     if segment is not None:
@@ -360,7 +368,9 @@ def run_report(
     if acquisition_cost is not None:  # bad costs stop here, before the notebook runs
         cost = acquisition_costs(acquisition_cost)
         check_costs(cost, segment_labels(tx, split, segment))
-        if isinstance(cost, pd.Series):
+        if isinstance(acquisition_cost, str | Path) and isinstance(cost, pd.Series):
+            acquisition_cost = str(Path(acquisition_cost).resolve())  # the notebook reads it
+        elif isinstance(cost, pd.Series):
             acquisition_cost = {str(k): float(v) for k, v in cost.items()}
         else:
             acquisition_cost = cost
@@ -396,6 +406,7 @@ def run_report(
         "seed": int(seed),
         "read_options": read_kw,
         "acquisition_cost": acquisition_cost,
+        "channel": channel,
         "caller": caller,
         "horizon_weeks": _plain_number(horizon_weeks),
     }

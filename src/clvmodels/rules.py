@@ -19,6 +19,7 @@ empty / header only    :func:`empty_error`
 zero amounts           counted (:class:`clvmodels.log.Quality`), kept as purchases
 date formats           :func:`detect_date_format`
 decimal marks, text    :func:`detect_decimal`, :func:`non_numbers_error`
+acquisition costs      :func:`check_acquisition_costs`, :func:`clv_to_cac`
 =====================  ==========================================================
 """
 
@@ -30,14 +31,18 @@ import warnings
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+
 from .errors import DataError, DataWarning, option
 
 __all__ = [
     "DUPLICATES",
+    "check_acquisition_costs",
     "check_distinct_columns",
     "check_duplicates",
     "check_future",
     "check_timezone",
+    "clv_to_cac",
     "detect_date_format",
     "detect_decimal",
     "empty_error",
@@ -293,3 +298,47 @@ def check_future(column: str, n: int, first: Sequence[object], limit: dt.date, g
             hint=f"Fix the dates, or pass {option('observation_end', str(limit))} to "
             "exclude the rows after it",
         )
+
+
+# --- acquisition costs --------------------------------------------------------------------
+
+
+def check_acquisition_costs(costs, name: str = "acquisition_cost") -> None:
+    """The one rule of an acquisition cost (CAC, the cost of acquiring one customer):
+    a finite number >= 0, whatever takes it (:func:`clvmodels.formula_clv`,
+    :func:`clvmodels.value_against_cost`, the report's ``acquisition_cost=`` /
+    ``--acquisition-cost``).
+
+    0 is allowed and means *no acquisition cost* (an organic channel, a referral): value
+    minus cost is the value itself, and CLV:CAC is not defined (:func:`clv_to_cac` gives
+    NaN, shown as "-"), never infinite. `costs` is a number or an array-like; a
+    :class:`DataError` names `name` (:func:`option`: the keyword in Python, the flag on
+    the command line) and the number of values that break the rule (missing values
+    break it too).
+    """
+    try:
+        values = np.atleast_1d(np.asarray(costs, dtype=float))
+    except (TypeError, ValueError):
+        raise DataError(None, f"{option(name)}: an acquisition cost must be a number, got "
+                        f"{costs!r}") from None
+    bad = int((~np.isfinite(values) | (values < 0)).sum())
+    if bad:
+        shown = (f"got {costs!r}" if np.ndim(costs) == 0
+                 else f"{bad} of {values.size} values break the rule")
+        raise DataError(None, f"{option(name)}: an acquisition cost must be a finite number "
+                        f">= 0 (0: no acquisition cost); {shown}")
+
+
+def clv_to_cac(value, cost):
+    """CLV:CAC, `value` / `cost` where the cost is > 0 and NaN where it is 0 (no
+    acquisition cost: the ratio is not defined; see :func:`check_acquisition_costs`).
+    Numbers and arrays broadcast as in numpy; with a pandas Series among the inputs the
+    result is a Series on its index."""
+    value_arr, cost_arr = np.asarray(value, dtype=float), np.asarray(cost, dtype=float)
+    shape = np.broadcast(value_arr, cost_arr).shape
+    ratio = np.divide(value_arr, cost_arr, out=np.full(shape, np.nan),
+                      where=np.broadcast_to(cost_arr > 0, shape))
+    for x in (value, cost):
+        if hasattr(x, "index") and hasattr(x, "to_numpy") and np.shape(x) == shape:
+            return x.__class__(ratio, index=x.index)
+    return ratio if shape else float(ratio)
