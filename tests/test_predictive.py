@@ -210,7 +210,7 @@ def test_conditional_pmf_is_stable_at_the_extremes(name):
 def test_prediction_interval_contract(histories):
     model = cm.BGNBD.from_params(**PARAMS["BGNBD"])
     iv = model.prediction_interval(39.0, histories, level=0.9)
-    assert list(iv.columns) == ["low", "median", "high"]
+    assert list(iv.columns) == ["low", "median", "high", "coverage"]
     assert (iv.index == histories.index).all()
     assert np.all((iv["low"] <= iv["median"]) & (iv["median"] <= iv["high"]))
     # the quantiles of the (here parameter-free) conditional pmf
@@ -218,6 +218,11 @@ def test_prediction_interval_contract(histories):
     cdf = np.cumsum(pmf, axis=1)
     for col, p in (("low", 0.05), ("median", 0.5), ("high", 0.95)):
         np.testing.assert_array_equal(iv[col], (cdf < p - 1e-12).sum(axis=1))
+    # the achieved level: the pmf's mass on [low, high], at least the level
+    rows = np.arange(len(iv))
+    mass = cdf[rows, iv["high"]] - np.where(iv["low"] > 0, cdf[rows, iv["low"] - 1], 0.0)
+    np.testing.assert_allclose(iv["coverage"], mass, rtol=1e-10)
+    assert (iv["coverage"] >= 0.9 - 1e-12).all() and iv["coverage"].max() > 0.95
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="level"):
             model.prediction_interval(39.0, histories, level=bad)
@@ -258,3 +263,71 @@ def test_intervals_cover_simulated_holdouts(name):
         se = np.sqrt(said * (1 - said) / n)
         assert said >= level
         assert abs(inside.mean() - said) < 4 * se, (level, inside.mean(), said)
+
+
+def _pit_and_coverage(name, params, n, T, t, seed):
+    data = _events.simulate(name, params, n, T, t, seed=seed)
+    model = getattr(cm, name)().fit(data)
+    pit = model.randomized_pit(t, data, data["holdout"]).to_numpy()
+    ivs = {level: model.prediction_interval(t, data, level=level) for level in (0.8, 0.9)}
+    return data, pit, ivs
+
+
+def _assert_uniform(pit):
+    """Chi-square over ten bins (p > 0.001) and the central shares of levels 0.8, 0.9
+    within 4 binomial standard errors of the level."""
+    assert np.all((pit >= 0) & (pit <= 1))
+    counts = np.bincount(np.minimum((pit * 10).astype(int), 9), minlength=10)
+    assert stats.chisquare(counts).pvalue > 1e-3, counts
+    for level in (0.8, 0.9):
+        share = ((pit > (1 - level) / 2) & (pit < (1 + level) / 2)).mean()
+        assert abs(share - level) < 4 * np.sqrt(level * (1 - level) / pit.size), (level, share)
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "BGBB"])
+def test_randomized_pit_is_uniform_where_integer_intervals_over_cover(name):
+    """CDNOW-like holdouts: most intervals are [0, 0] or [0, 1] and cover ~93% at 80%;
+    the randomised PIT of Czado, Gneiting & Held (2009) is uniform all the same (an
+    exact check of calibration for counts), and the column ``coverage`` says how much
+    each integer interval holds."""
+    n = 4000
+    T, t = (np.full(n, 6), 5) if name == "BGBB" else (np.resize(COVERAGE_T, n), 39.0)
+    data, pit, ivs = _pit_and_coverage(name, PARAMS[name], n, T, t, seed=11)
+    _assert_uniform(pit)
+    assert ivs[0.8]["coverage"].mean() > 0.88  # the discreteness this answers
+    for iv in ivs.values():
+        inside = ((data["holdout"] >= iv["low"]) & (data["holdout"] <= iv["high"])).mean()
+        said = iv["coverage"].mean()
+        assert abs(inside - said) < 4 * np.sqrt(said * (1 - said) / n)
+
+
+def test_integer_intervals_cover_near_their_level_when_counts_spread():
+    """Frequent buyers who seldom drop out (a 52-week holdout of ~50 purchases each): the
+    integer intervals cover within 3 points of 80% and 90% (the tolerance: about 2.5
+    binomial standard errors at n = 3000 plus the ~1 point that integer ends still add),
+    as their ``coverage`` column says, and the PIT is uniform."""
+    n, t = 3000, 52.0
+    params = dict(r=4.0, alpha=4.0, a=1.0, b=1000.0)
+    data, pit, ivs = _pit_and_coverage("BGNBD", params, n, np.resize(np.arange(26.0, 53.0), n),
+                                       t, seed=4)
+    _assert_uniform(pit)
+    for level, iv in ivs.items():
+        inside = ((data["holdout"] >= iv["low"]) & (data["holdout"] <= iv["high"])).mean()
+        assert abs(inside - level) < 0.03, (level, inside)
+        assert level <= iv["coverage"].mean() < level + 0.03
+
+
+def test_randomized_pit_contract(histories):
+    model = cm.BGNBD.from_params(**PARAMS["BGNBD"])
+    y = np.array([0, 0, 1, 2, 5, 9, 30, 400])
+    u = model.randomized_pit(39.0, histories, y, random_state=4)
+    assert (u.index == histories.index).all() and u.name == "pit"
+    # between F(y - 1) and F(y) of the conditional pmf (no parameter draws here)
+    cdf = np.cumsum(model.probability_of_purchases(np.arange(3000), 39.0,
+                                                   histories).to_numpy(), axis=1)
+    rows = np.arange(len(y))
+    below = np.where(y > 0, cdf[rows, np.maximum(y - 1, 0)], 0.0)
+    assert np.all((u >= below - 1e-9) & (u <= cdf[rows, y] + 1e-9))
+    for bad in ([0, 1], [0.5] * 8, [-1] * 8):
+        with pytest.raises(ValueError, match="observed"):
+            model.randomized_pit(39.0, histories, bad)
