@@ -202,6 +202,10 @@ class TransactionModel(MLEModel):
             )
         return cond
 
+    def _alive_formula(self) -> Callable:
+        """P(alive at T | history) as a function of (*params, x, t_x, T)."""
+        return self.formulas.probability_alive
+
     def _horizon(self, t) -> float:
         t = float(t)
         if not (np.isfinite(t) and t >= 0):
@@ -217,7 +221,7 @@ class TransactionModel(MLEModel):
         """
         p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
-        alive = self.formulas.probability_alive(*p, x, t_x, T)
+        alive = self._alive_formula()(*p, x, t_x, T)
         ahead = self._horizon(ahead)
         if ahead > 0:
             cond = self._conditional()
@@ -264,7 +268,7 @@ class TransactionModel(MLEModel):
             raise ValueError(f"n must be whole numbers >= 0, got {n}")
         x, t_x, T = self._arrays(rfm)
         cond = self._conditional()
-        alive = self.formulas.probability_alive(*p, x, t_x, T)[:, None]
+        alive = self._alive_formula()(*p, x, t_x, T)[:, None]
         future = cond.given_alive(p, x, t_x, T, lambda q: cond.pmf(*q, ns[None, :], t),
                                   (slice(None), None))
         values = alive * future + (1 - alive) * (ns[None, :] == 0)
@@ -330,7 +334,7 @@ class TransactionModel(MLEModel):
         draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
         return _predictive.interval_frame(
             self._conditional(),
-            self.formulas.probability_alive,
+            self._alive_formula(),
             draws,
             codes,
             (x, t_x, T),
@@ -352,7 +356,7 @@ class TransactionModel(MLEModel):
         x, t_x, T = self._arrays(rfm)
         draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
         u = _predictive.randomized_pit(
-            self._conditional(), self.formulas.probability_alive, draws, codes,
+            self._conditional(), self._alive_formula(), draws, codes,
             x, t_x, T, self._horizon(t), y, random_state,
         )
         return _as_series(u, rfm.index, "pit")
