@@ -3,7 +3,8 @@ on two populations, with the randomised PIT.
 
 Run:  uv run python benchmarks/coverage_study.py [--customers 4000] [--seeds 3] [--no-bayes]
                                                  [--population cdnow active]
-      uv run python benchmarks/coverage_study.py --pareto   # the Pareto/NBD study (B)
+      uv run python benchmarks/coverage_study.py --pareto [--seeds 10 --customers 6000]
+                                                 [--first-seed 100]  # the Pareto/NBD study
 
 For each model and seed, customers are simulated event by event (tests/_events.py: the
 models' stories, no formula of the package) over a calibration period and a holdout. The
@@ -164,18 +165,22 @@ def main() -> None:
     ap.add_argument("--no-bayes", action="store_true")
     ap.add_argument("--population", nargs="+", default=["cdnow", "active"],
                     choices=["cdnow", "active"])
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help="first seed (default 0; 100 with --pareto)")
     ap.add_argument("--pareto", action="store_true",
                     help="the Pareto/NBD study: MLE with and without draws, true parameters")
     args = ap.parse_args()
     rows = []
+    first = (100 if args.pareto else 0) if args.first_seed is None else args.first_seed
+    seeds = range(first, first + args.seeds)
     if args.pareto:
-        for seed in range(args.seeds):
-            rows += run("ParetoNBD", "cdnow", args.customers, 100 + seed, False,
+        for seed in seeds:
+            rows += run("ParetoNBD", "cdnow", args.customers, seed, False,
                         ("mle", "point", "truth"))
     else:
         for kind in args.population:
             for name in PARAMS[kind]:
-                for seed in range(args.seeds):
+                for seed in seeds:
                     rows += run(name, kind, args.customers, seed, not args.no_bayes)
     out = summarise(pd.DataFrame(rows))
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
