@@ -92,7 +92,7 @@ def _as_matrices(draws):
 
 def _fits(name, data, seed, bayes, variants, truth):
     """(label, model, draws as (D, 1) matrices) of each variant."""
-    mle = getattr(cm, name)().fit(data)
+    mle = getattr(cm, name)().fit(data) if {"mle", "point"} & set(variants) else None
     out = []
     if "mle" in variants:
         out.append(("MLE", mle, _as_matrices(mle.parameter_draws(50, 0))))

@@ -173,11 +173,16 @@ def test_future_draws_follow_the_conditional_pmf(name):
     """simulate_future (the posterior predictive's sampler) against the pmf: chi-square."""
     model = getattr(cm, name).from_params(**PARAMS[name])
     hist = pd.DataFrame({"frequency": [3] * 20000, "recency": [4] * 20000, "T": [6] * 20000})
-    t = 5
+    _assert_draws_follow_the_pmf(model, hist, 5, 8)
+
+
+def _assert_draws_follow_the_pmf(model, hist, t, cap):
+    """Chi-square of 20,000 draws of one history's future against its pmf (counts >= cap
+    pooled), at the 0.999 quantile."""
     y = model.simulate_future(t, hist, random_state=1).to_numpy()
-    pmf = model.probability_of_purchases(np.arange(40), t, hist.iloc[:1]).to_numpy()[0]
-    observed = np.bincount(np.minimum(y, 8), minlength=9)
-    expected = np.r_[pmf[:8], pmf[8:].sum()] * y.size
+    pmf = model.probability_of_purchases(np.arange(200), t, hist.iloc[:1]).to_numpy()[0]
+    observed = np.bincount(np.minimum(y, cap), minlength=cap + 1)
+    expected = np.r_[pmf[:cap], pmf[cap:].sum()] * y.size
     keep = expected > 5
     chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
     assert chi2 < stats.chi2(keep.sum() - 1).ppf(0.999)
@@ -196,15 +201,20 @@ def test_conditional_pmf_is_stable_at_the_extremes(name):
     NaN, mass 1 and the right mean; P(alive ahead) finite and in [0, 1]."""
     model = getattr(cm, name).from_params(**EXTREME_PARAMS[name])
     hist = pd.DataFrame({"frequency": [2000, 0], "recency": [9999.0, 0.0], "T": [1e4, 1e4]})
-    n = np.arange(12000)
-    pmf = model.probability_of_purchases(n, 1e4, hist).to_numpy()
-    assert np.all(np.isfinite(pmf))
-    np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=1e-9)
-    np.testing.assert_allclose(pmf @ n, model.expected_purchases(1e4, hist), rtol=1e-8)
-    ahead = model.probability_alive(hist, ahead=1e4).to_numpy()
-    assert np.all(np.isfinite(ahead) & (ahead >= 0) & (ahead <= 1))
-    iv = model.prediction_interval(1e4, hist, level=0.9)
+    _, iv = _check_extremes(model, hist, 1e4, 12000, atol=1e-9, rtol=1e-8)
     assert (iv["low"] <= iv["high"]).all() and iv["high"].iloc[0] > 1000
+
+
+def _check_extremes(model, hist, t, n_max, *, atol, rtol):
+    """Finite pmf of mass 1 with the right mean, P(alive ahead) in [0, 1]; the interval."""
+    n = np.arange(n_max)
+    pmf = model.probability_of_purchases(n, t, hist).to_numpy()
+    assert np.all(np.isfinite(pmf))
+    np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=atol)
+    np.testing.assert_allclose(pmf @ n, model.expected_purchases(t, hist), rtol=rtol)
+    ahead = model.probability_alive(hist, ahead=t).to_numpy()
+    assert np.all(np.isfinite(ahead) & (ahead >= 0) & (ahead <= 1))
+    return pmf, model.prediction_interval(t, hist, level=0.9)
 
 
 def test_prediction_interval_contract(histories):
@@ -443,14 +453,7 @@ def test_later_models_future_draws_follow_the_conditional_pmf(name):
     model = getattr(cm, name).from_params(**LATER_PARAMS[name])
     hist = pd.DataFrame({"frequency": [3] * 20000, "recency": [20.0] * 20000,
                          "T": [30.0] * 20000})
-    t = 20.0
-    y = model.simulate_future(t, hist, random_state=1).to_numpy()
-    pmf = model.probability_of_purchases(np.arange(200), t, hist.iloc[:1]).to_numpy()[0]
-    observed = np.bincount(np.minimum(y, 12), minlength=13)
-    expected = np.r_[pmf[:12], pmf[12:].sum()] * y.size
-    keep = expected > 5
-    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
-    assert chi2 < stats.chi2(keep.sum() - 1).ppf(0.999)
+    _assert_draws_follow_the_pmf(model, hist, 20.0, 12)
 
 
 @pytest.mark.parametrize("name", LATER)
@@ -476,14 +479,7 @@ def test_later_models_future_is_stable_at_the_extremes(name):
     right mean, P(alive ahead) in [0, 1], no warning (RuntimeWarnings are errors here)."""
     model = getattr(cm, name).from_params(**LATER_PARAMS[name])
     hist = pd.DataFrame({"frequency": [500, 0], "recency": [4999.0, 0.0], "T": [5e3, 5e3]})
-    n = np.arange(3000)
-    pmf = model.probability_of_purchases(n, 5e3, hist).to_numpy()
-    assert np.all(np.isfinite(pmf))
-    np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=1e-8)
-    np.testing.assert_allclose(pmf @ n, model.expected_purchases(5e3, hist), rtol=1e-6)
-    ahead = model.probability_alive(hist, ahead=5e3).to_numpy()
-    assert np.all(np.isfinite(ahead) & (ahead >= 0) & (ahead <= 1))
-    iv = model.prediction_interval(5e3, hist, level=0.9)
+    pmf, iv = _check_extremes(model, hist, 5e3, 3000, atol=1e-8, rtol=1e-6)
     cdf = np.cumsum(pmf, axis=1)
     for col, q in (("low", 0.05), ("median", 0.5), ("high", 0.95)):
         np.testing.assert_array_equal(iv[col], (cdf < q - 1e-12).sum(axis=1))

@@ -445,9 +445,9 @@ def probability_of_purchases(r, alpha, b, s, beta, n, t):
           \int_0^t \frac{\tau^n f(\tau)\,d\tau}{(\alpha+\tau)^{r+n}},
 
     alive through t with n purchases, or dead at some :math:`\tau \le t` after n (all
-    arguments broadcast against each other). The integral is evaluated in :math:`\log \tau` (for n >= 1, starting 60/(n+1) below
-    the smaller scale, a relative loss below 1e-26) and in :math:`\log(\alpha+\tau)` for
-    n = 0.
+    arguments broadcast against each other). The integral is evaluated in
+    :math:`\log \tau` (for n >= 1, starting 60/(n+1) below the smaller scale, a relative
+    loss below 1e-26) and in :math:`\log(\alpha+\tau)` for n = 0.
     """
     shape, (r, alpha, b, s, beta, n, t) = _flat(r, alpha, b, s, beta, n, t)
     log_coef = special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
