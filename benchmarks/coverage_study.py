@@ -37,6 +37,19 @@ Populations:
 ``--pareto``: the Pareto/NBD alone on the CDNOW-like population, more seeds, three
 variants of the predictive distribution: the MLE with parameter draws (the default of
 ``prediction_interval``), the MLE point estimate (no draws) and the true parameters.
+
+What the intervals promise (the decision, and why). Users get whole-number intervals,
+equal-tailed, with their achieved level beside the nominal one (``coverage``): a manager
+plans with "0 to 2 purchases", not with a randomised end, and is told that this range
+holds 96% rather than the 80% asked for. Randomised interval ends would hit the level
+exactly but give two users of the same customer different answers. Calibration is
+checked without the integers' excess by the randomised PIT, whose central shares must
+match the level (``pit``) on any population; on populations whose counts are spread
+the integer intervals themselves cover within a few points of the level. The Pareto/NBD
+shortfall of the first study (z = -4.1 at 90% on seeds 0..2) is the same at the true
+parameters on those seeds and vanishes over 30 seeds at the true parameters and over
+seeds 100..109 with the fit (``--pareto``): the draw of those three populations, not
+the pmf, the simulator or the parameter draws.
 """
 
 from __future__ import annotations
