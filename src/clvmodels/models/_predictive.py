@@ -104,8 +104,12 @@ def _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, target, memory_limit):
     p_start = np.flatnonzero(new)
     p_end = np.r_[p_start[1:], uc.size]
     pc, px, pT = uc[p_start], ux[p_start], uT[p_start]
-    # pairs per chunk: the CDF tables hold D x pairs x (N + 1) values, N ~ 16..64
-    pairs_per_chunk = max(1, memory_limit // (8 * n_draws * 64))
+    # pairs per chunk: the CDF tables hold (J x) D x pairs x (N + 1) values, N ~ 16..64
+    n_phases = 1
+    if cond.phase_weights is not None and x.size:
+        n_phases = len(cond.phase_weights(*[p[0, 0] for p in draws], x[:1], t_x[:1], T[:1]))
+    n_draws_phases = n_draws * n_phases
+    pairs_per_chunk = max(1, memory_limit // (8 * n_draws_phases * 64))
 
     def blocks():
         with _blas_controller().limit(limits=1, user_api="blas"):  # small products
@@ -114,7 +118,7 @@ def _cdf_blocks(cond, alive, draws, codes, x, t_x, T, t, target, memory_limit):
                 params = [p[:, pc[c0:c1]] if p.shape[1] > 1 else p for p in draws]
                 for pairs, cdf in _table_parts(cond, params, px[c0:c1], pT[c0:c1], t, target):
                     rows, local = _ranges(p_start[c0 + pairs], p_end[c0 + pairs])
-                    step = max(1, memory_limit // (8 * max(n_draws, cdf.shape[-1]) * 4))
+                    step = max(1, memory_limit // (8 * max(n_draws_phases, cdf.shape[-1]) * 4))
                     for b0 in range(0, rows.size, step):
                         r, k = rows[b0 : b0 + step], local[b0 : b0 + step]
                         a = _alive_per_draw(cond, alive, draws, uc[r], ux[r], ut[r], uT[r])
