@@ -311,6 +311,7 @@ def test_randomized_pit_is_uniform_where_integer_intervals_over_cover(name):
         assert abs(inside - said) < 4 * np.sqrt(said * (1 - said) / n)
 
 
+@pytest.mark.slow
 def test_integer_intervals_cover_near_their_level_when_counts_spread():
     """Frequent buyers who seldom drop out (a 52-week holdout of ~50 purchases each): the
     integer intervals cover within 3 points of 80% and 90% (the tolerance: about 2.5
