@@ -23,6 +23,12 @@ and the interval of level :math:`\ell` is the pair of quantiles at :math:`(1 \mp
 discrete, so such an interval covers *at least* :math:`\ell` under the model
 (:func:`predictive_coverage` gives its exact probability).
 
+Models whose future given alive is a mixture over a latent phase j with weights
+:math:`\pi_j(\theta, h)` that depend on the recency (the MBG/CNBD-k's Erlang clock:
+:func:`clvmodels.models.cnbd.phase_weights`) replace :math:`A\,(1 - G_n)` by
+:math:`\sum_j A\,\pi_j\,(1 - G_{n, j})`: the phases are handled as J times as many
+draws, each with its weight.
+
 Cost. :math:`G` depends on the history only through (x, T) (and the segment): it is
 tabulated once per distinct (segment, x, T) and draw, by the models' recurrences
 (``pmf_table``), in chunks bounded by ``memory_limit``; only :math:`A` is evaluated per
