@@ -504,23 +504,6 @@ def _log_pmf_integral(r, alpha, b, s, beta, n, t):
     return const + np.logaddexp(first, second)
 
 
-def simulate(r, alpha, b, s, beta, T, rng):
-    """Exact draws of (x, t_x) for customers of ages ``T`` (vectorised), [1]_ §2.
-
-    Each customer draws lambda ~ Gamma(r, alpha), eta ~ Gamma(s, beta) (rates) and a
-    Gompertz lifetime by inversion, tau = log(1 + E / eta) / b with E ~ Exponential(1).
-    While active (up to min(tau, T)) purchases are Poisson(lambda); the last one is the
-    largest of x uniform times, i.e. that span times a Beta(x, 1) draw.
-    """
-    eta = rng.gamma(s, 1.0 / beta, T.shape)
-    with np.errstate(divide="ignore", over="ignore"):
-        lifetime = np.log1p(rng.exponential(1.0, T.shape) / eta) / b
-    span = np.minimum(lifetime, T)
-    x = rng.poisson(rng.gamma(r, 1.0 / alpha, T.shape) * span)
-    last = np.where(x > 0, rng.beta(np.maximum(x, 1), 1.0), 0.0)
-    return x, span * last
-
-
 # ---- the future of a customer alive at T (conditional distribution, intervals) ----------
 def updated_if_alive(r, alpha, b, s, beta, x, T):
     r"""Parameters of the future of a customer alive at T with x purchases: a customer
@@ -569,6 +552,23 @@ def simulate_future(r, alpha, b, s, beta, t, x, t_x, T, rng):
 CONDITIONAL = Conditional(updated=updated_if_alive, survival=survival,
                           pmf=probability_of_purchases, pmf_table=pmf_table,
                           simulate_future=simulate_future)
+
+
+def simulate(r, alpha, b, s, beta, T, rng):
+    """Exact draws of (x, t_x) for customers of ages ``T`` (vectorised), [1]_ §2.
+
+    Each customer draws lambda ~ Gamma(r, alpha), eta ~ Gamma(s, beta) (rates) and a
+    Gompertz lifetime by inversion, tau = log(1 + E / eta) / b with E ~ Exponential(1).
+    While active (up to min(tau, T)) purchases are Poisson(lambda); the last one is the
+    largest of x uniform times, i.e. that span times a Beta(x, 1) draw.
+    """
+    eta = rng.gamma(s, 1.0 / beta, T.shape)
+    with np.errstate(divide="ignore", over="ignore"):
+        lifetime = np.log1p(rng.exponential(1.0, T.shape) / eta) / b
+    span = np.minimum(lifetime, T)
+    x = rng.poisson(rng.gamma(r, 1.0 / alpha, T.shape) * span)
+    last = np.where(x > 0, rng.beta(np.maximum(x, 1), 1.0), 0.0)
+    return x, span * last
 
 
 class GGomNBD(TransactionModel):
