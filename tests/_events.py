@@ -41,12 +41,18 @@ def simulate(model: str, params: dict, n: int, T, t: float, seed: int) -> pd.Dat
     """Customers (frequency, recency, T) and ``holdout`` purchases in (T, T + t].
 
     model: "BGNBD" (drop-out after each repeat purchase with probability p), "MBGNBD"
-    (also at time 0), "ParetoNBD" (exponential lifetime), "BGBB" (discrete opportunities).
+    (also at time 0), "ParetoNBD" (exponential lifetime), "BGBB" (discrete opportunities),
+    "MBGCNBD" / "BGCNBD" (Erlang-k inter-purchase times, drop-out as the MBG/BG),
+    "GGomNBD" (Gompertz lifetime).
     """
     rng = np.random.default_rng(seed)
     T = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
     if model == "BGBB":
         return _simulate_bgbb(params, n, T.astype(int), int(t), rng)
+    if model in ("MBGCNBD", "BGCNBD"):
+        return _simulate_cnbd(params, n, T, t, rng, model == "MBGCNBD")
+    if model == "GGomNBD":
+        return _simulate_ggomnbd(params, n, T, t, rng)
     lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
     times, owner = _arrivals(lam, T + t, rng)
     if model in ("BGNBD", "MBGNBD"):
@@ -76,4 +82,40 @@ def _simulate_bgbb(params, n, T, t, rng):
     x = cal.sum(axis=1)
     t_x = np.where(x > 0, (cal * opp).max(axis=1), 0)
     holdout = (buys & (opp > T[:, None]) & (opp <= horizon[:, None])).sum(axis=1)
+    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "holdout": holdout})
+
+
+def _simulate_cnbd(params, n, T, t, rng, dropout_at_zero):
+    """Erlang-k gaps (k Poisson events of rate lambda each) between purchases; after each
+    repeat purchase (and, for the MBG, at time 0) the customer leaves with probability p."""
+    k = int(params["k"])
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    fatal = rng.geometric(np.clip(p, 1e-300, 1.0))  # the fatal chance among 1, 2, ...
+    last = fatal - 1 if dropout_at_zero else fatal  # repeat purchases made
+    clock, made = np.zeros(n), np.zeros(n, dtype=np.int64)
+    x, t_x, holdout = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=np.int64)
+    active = np.flatnonzero(last > 0)
+    while active.size:
+        clock[active] += rng.gamma(k, 1.0 / lam[active])
+        inside = clock[active] <= T[active] + t
+        buy = active[inside]
+        cal = clock[buy] <= T[buy]
+        x[buy[cal]] += 1
+        t_x[buy[cal]] = clock[buy[cal]]
+        holdout[buy[~cal]] += 1
+        made[buy] += 1
+        active = buy[made[buy] < last[buy]]
+    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "holdout": holdout})
+
+
+def _simulate_ggomnbd(params, n, T, t, rng):
+    """Poisson purchases while alive; lifetime Gompertz with eta ~ Gamma(s, beta):
+    P(tau > y) = exp(-eta (e^{by} - 1)), drawn by inversion."""
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    eta = rng.gamma(params["s"], 1.0 / params["beta"], n)
+    tau = np.log1p(rng.exponential(1.0, n) / eta) / params["b"]
+    times, owner = _arrivals(lam, T + t, rng)
+    keep = times < tau[owner]
+    x, t_x, holdout = _split(times[keep], owner[keep], n, T)
     return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "holdout": holdout})

@@ -4,6 +4,7 @@ fake posteriors (InferenceData built from numpy draws; no sampling)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import clvmodels as cm
@@ -35,6 +36,10 @@ def test_interval_of_a_point_posterior_is_the_mle_models(rfm):
     want = cm.BGNBD.from_params(**BG_MLE).prediction_interval(26.0, rfm, level=0.8)
     got = m.prediction_interval(26.0, rfm, level=0.8)
     assert got.equals(want)
+    y = np.minimum(rfm["frequency"].to_numpy(), 3)
+    pit = m.randomized_pit(26.0, rfm, y, random_state=2)
+    pd.testing.assert_series_equal(
+        pit, cm.BGNBD.from_params(**BG_MLE).randomized_pit(26.0, rfm, y, random_state=2))
 
 
 def test_interval_is_the_quantile_of_the_mixture_over_draws(rfm):

@@ -85,7 +85,24 @@ def test_mle_contract(cls, data, predict, fit_kwargs, cdnow_rfm, tmp_path):
     assert not np.allclose(refit.params_, pd.Series(again.params_))
 
 
-@pytest.mark.parametrize("cls", [cm.BGNBD, cm.MBGNBD, cm.ParetoNBD, cm.BGBB],
+def _fit_for_contract(cls, cdnow_rfm):
+    if cls is cm.BGBB:
+        return cls().fit(_donations(), weights="weights")
+    if cls in (cm.MBGCNBD, cm.BGCNBD):  # k = 2: a mixture over two Erlang phases
+        tx = cm.datasets.cdnow_transactions(sample=True)
+        litt = cm.rfm_summary(tx, "customer_id", "date", "amount",
+                              observation_end="1997-09-30", litt=True)
+        return cls(k=2).fit(litt)
+    if cls is cm.GGomNBD:
+        from clvmodels.errors import StatisticalWarning
+
+        with pytest.warns(StatisticalWarning):  # CDNOW: at the Pareto/NBD limit
+            return cls().fit(cdnow_rfm)
+    return cls().fit(cdnow_rfm)
+
+
+@pytest.mark.parametrize("cls", [cm.BGNBD, cm.MBGNBD, cm.ParetoNBD, cm.BGBB, cm.MBGCNBD,
+                                 cm.BGCNBD, cm.GGomNBD],
                          ids=lambda c: c.__name__)
 def test_transaction_model_predictive_methods_share_a_contract(cls, cdnow_rfm):
     """Every transaction model has the predictive methods, not-fitted errors included."""
@@ -97,12 +114,12 @@ def test_transaction_model_predictive_methods_share_a_contract(cls, cdnow_rfm):
         lambda m: m.probability_of_no_purchase(t, frame),
         lambda m: m.probability_alive(frame, ahead=t),
         lambda m: m.prediction_interval(t, frame, level=0.8),
+        lambda m: m.randomized_pit(t, frame, frame["frequency"]),
     ]
     for call in calls:
         with pytest.raises(NotFittedError):
             call(cls())
-    fitted = cls().fit(_donations(), weights="weights") if cls is cm.BGBB else cls().fit(
-        cdnow_rfm)
+    fitted = _fit_for_contract(cls, cdnow_rfm)
     for call in calls:
         out = call(fitted)
         assert (out.index == frame.index).all()

@@ -125,7 +125,8 @@ class BGNBDMixin:
         memory_limit: int = MEMORY_LIMIT,
     ) -> pd.DataFrame:
         """Posterior predictive interval of each customer's purchases in (T, T + t]:
-        columns low, median, high.
+        columns low, median, high and coverage (the interval's achieved level, as for
+        :meth:`clvmodels.BGNBD.prediction_interval`).
 
         The quantiles at (1 - level)/2, 1/2 and (1 + level)/2 of the posterior predictive
         distribution: the conditional pmf of the BG/NBD
@@ -148,6 +149,25 @@ class BGNBDMixin:
             rfm.index,
             memory_limit=memory_limit,
         )
+
+    def randomized_pit(self, t: float, rfm: pd.DataFrame, observed, *, n_draws: int = 50,
+                       random_state=0) -> pd.Series:
+        """Randomised PIT of observed purchases in (T, T + t] under the posterior
+        predictive of :meth:`prediction_interval` (same draws): uniform on (0, 1) when the
+        model is calibrated (Czado, Gneiting & Held 2009; see
+        :meth:`clvmodels.BGNBD.randomized_pit`)."""
+        from ..models._btyd import _observed_counts
+
+        t = float(t)
+        if not (np.isfinite(t) and t >= 0):
+            raise ValueError(f"t must be a finite number >= 0, got {t}")
+        y = _observed_counts(observed, len(rfm))
+        u = _predictive.randomized_pit(
+            self.formulas.conditional, self.formulas.probability_alive,
+            draw_matrices(self.posterior_draws(n_draws), self.param_names),
+            self.segment_index(rfm), *self._data(rfm), t, y, random_state,
+        )
+        return pd.Series(u, index=rfm.index, name="pit")
 
     def posterior_predictive(self, t: float, rfm: pd.DataFrame, *, n_draws: int = 200,
                              random_seed=0):

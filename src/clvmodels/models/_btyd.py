@@ -65,7 +65,13 @@ class Conditional:
     * ``pmf(*q, n, t)``: P(X(t) = n) of a new customer (closed form, full accuracy);
     * ``pmf_table(*q, t, n_max)``: the same for n = 0..n_max, array (..., n_max + 1)
       (fast recurrences where the model has them; what the intervals use);
-    * ``simulate_future(*p, t, x, t_x, T, rng)``: draws of the purchases in (T, T+t].
+    * ``simulate_future(*p, t, x, t_x, T, rng)``: draws of the purchases in (T, T+t];
+    * ``phase_weights(*p, x, t_x, T)`` (optional): for a model whose future given alive
+      at T is a mixture over a latent phase that depends on the recency too (the
+      MBG/CNBD-k's Erlang clock), the phases' posterior weights, array (J, ...) summing
+      to 1 over the first axis. ``updated`` then gives each parameter with a leading
+      phase axis of length J, and ``survival``, ``pmf`` and ``pmf_table`` act phase by
+      phase; the methods mix them with these weights.
     """
 
     updated: Callable
@@ -73,6 +79,18 @@ class Conditional:
     pmf: Callable
     pmf_table: Callable
     simulate_future: Callable
+    phase_weights: Callable | None = None
+
+    def given_alive(self, p, x, t_x, T, f, expand=()):
+        """E[f(q) | alive at T]: ``f`` of the updated parameters ``q``, mixed over the
+        phases when the model has them. ``expand``: axes added to each parameter and
+        weight (e.g. ``(slice(None), None)`` for a column of customers)."""
+        q = self.updated(*p, x, T)
+        if self.phase_weights is None:
+            return f([np.asarray(v)[expand] for v in q])
+        w = self.phase_weights(*p, x, t_x, T)
+        return sum(w[j][expand] * f([np.asarray(v)[j][expand] for v in q])
+                   for j in range(w.shape[0]))
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,18 @@ class Formulas:
 
 def _as_series(values, index, name) -> pd.Series:
     return pd.Series(np.asarray(values, dtype=float), index=index, name=name)
+
+
+def _observed_counts(observed, n_rows: int) -> np.ndarray:
+    """Observed purchase counts, validated: one whole number >= 0 per customer."""
+    y = np.asarray(observed, dtype=float).reshape(-1)
+    if y.size != n_rows:
+        raise ValueError(f"observed must have one count per row of rfm ({n_rows}); "
+                         f"got {y.size}")
+    bad = int((~np.isfinite(y) | (y < 0) | (y != np.floor(y))).sum())
+    if bad:
+        raise ValueError(f"observed must be whole numbers >= 0; {bad} rows are not")
+    return y.astype(np.int64)
 
 
 class TransactionModel(MLEModel):
@@ -172,6 +202,10 @@ class TransactionModel(MLEModel):
             )
         return cond
 
+    def _alive_formula(self) -> Callable:
+        """P(alive at T | history) as a function of (*params, x, t_x, T)."""
+        return self.formulas.probability_alive
+
     def _horizon(self, t) -> float:
         t = float(t)
         if not (np.isfinite(t) and t >= 0):
@@ -187,11 +221,11 @@ class TransactionModel(MLEModel):
         """
         p = self._params_for(rfm)
         x, t_x, T = self._arrays(rfm)
-        alive = self.formulas.probability_alive(*p, x, t_x, T)
+        alive = self._alive_formula()(*p, x, t_x, T)
         ahead = self._horizon(ahead)
         if ahead > 0:
             cond = self._conditional()
-            alive = alive * cond.survival(*cond.updated(*p, x, T), ahead)
+            alive = alive * cond.given_alive(p, x, t_x, T, lambda q: cond.survival(*q, ahead))
         return _as_series(alive, rfm.index, "probability_alive")
 
     def expected_purchases_new(self, t, covariates: pd.DataFrame | dict | None = None):
@@ -234,9 +268,10 @@ class TransactionModel(MLEModel):
             raise ValueError(f"n must be whole numbers >= 0, got {n}")
         x, t_x, T = self._arrays(rfm)
         cond = self._conditional()
-        alive = self.formulas.probability_alive(*p, x, t_x, T)[:, None]
-        q = [np.asarray(v)[:, None] for v in cond.updated(*p, x, T)]
-        values = alive * cond.pmf(*q, ns[None, :], t) + (1 - alive) * (ns[None, :] == 0)
+        alive = self._alive_formula()(*p, x, t_x, T)[:, None]
+        future = cond.given_alive(p, x, t_x, T, lambda q: cond.pmf(*q, ns[None, :], t),
+                                  (slice(None), None))
+        values = alive * future + (1 - alive) * (ns[None, :] == 0)
         if np.ndim(n) == 0:
             return _as_series(values[:, 0], rfm.index, "probability")
         return pd.DataFrame(values, index=rfm.index, columns=ns.astype(np.int64))
@@ -287,14 +322,19 @@ class TransactionModel(MLEModel):
         (no refits: a bootstrap would refit the model ``n_draws`` times, minutes on a
         million customers, for what the likelihood's curvature already gives). Models
         made by :meth:`from_params` have no covariance: process uncertainty only.
-        Counts are whole numbers, so an interval covers at least ``level``.
+        Counts are whole numbers, so an interval covers at least ``level``; the column
+        ``coverage`` gives each interval's achieved level, the predictive probability of
+        [low, high] (e.g. 0.97 for an interval [0, 0] at level 0.8 of a customer who
+        makes no purchase with probability 0.97). Intervals are not randomised: users
+        get whole numbers, and the achieved level says how much more than ``level``
+        they hold (:meth:`randomized_pit` checks calibration without that excess).
         """
         self._check_fitted()
         x, t_x, T = self._arrays(rfm)
         draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
         return _predictive.interval_frame(
             self._conditional(),
-            self.formulas.probability_alive,
+            self._alive_formula(),
             draws,
             codes,
             (x, t_x, T),
@@ -303,6 +343,23 @@ class TransactionModel(MLEModel):
             rfm.index,
             memory_limit=memory_limit,
         )
+
+    def randomized_pit(self, t: float, rfm: pd.DataFrame, observed, *, n_draws: int = 50,
+                       random_state=0) -> pd.Series:
+        """Randomised PIT of observed purchases in (T, T + t] under the predictive
+        distribution of :meth:`prediction_interval` (same parameter draws): uniform on
+        (0, 1) when the model is calibrated, however discrete the counts (Czado, Gneiting
+        & Held 2009; :func:`clvmodels.models._predictive.randomized_pit`). ``observed``:
+        one whole number >= 0 per row of ``rfm`` (e.g. a holdout's frequency)."""
+        self._check_fitted()
+        y = _observed_counts(observed, len(rfm))
+        x, t_x, T = self._arrays(rfm)
+        draws, codes = self._draws_by_pattern(n_draws, random_state, rfm)
+        u = _predictive.randomized_pit(
+            self._conditional(), self._alive_formula(), draws, codes,
+            x, t_x, T, self._horizon(t), y, random_state,
+        )
+        return _as_series(u, rfm.index, "pit")
 
     def _draws_by_pattern(self, n_draws, random_state, rfm):
         """Parameter draws as the intervals take them: one (D, G) array per parameter and

@@ -49,6 +49,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -59,7 +60,7 @@ from scipy import special, stats
 from .._math import NUMPY
 from .._validate import _float_array, rfm_arrays
 from ..errors import ConvergenceError, DataError
-from ._btyd import TransactionModel, _as_series
+from ._btyd import Conditional, TransactionModel, _as_series
 
 PARAM_NAMES = ("k", "r", "alpha", "a", "b")
 _TINY = 1e-300
@@ -184,10 +185,16 @@ def probability_alive(k, r, alpha, a, b, x, t_x, T, *, dropout_at_zero=True):
     r"""P(active at T | x, t_x, T) ([1]_; BTYDplus ``xbgcnbd.PAlive``):
     :math:`1 / (1 + S_1 / S_2)` with :math:`S_1, S_2` of :func:`loglik`; 1 for the
     BG/CNBD-k at x = 0 (no drop-out before the first repeat purchase)."""
+    k = _whole(k)
     s = _shift(dropout_at_zero)
     log_s2 = _logsumexp(_phase_terms(k, r, alpha, x, t_x, T))
     alive = special.expit(log_s2 - _log_dead_term(k, r, alpha, a, b, x, t_x, T, s))
     return alive if dropout_at_zero else np.where(x > 0, alive, 1.0)
+
+
+def _whole(k) -> int:
+    """k as a whole number (parameter draws carry it as a float; all draws share it)."""
+    return int(np.rint(np.max(k)))
 
 
 def _survival_sums(a, b_post, n_max):
@@ -363,6 +370,137 @@ def probability_of_purchases(k, r, alpha, a, b, n, t, *, dropout_at_zero=True):
     if not dropout_at_zero:
         dead = np.where(n > 0, dead, 0.0)
     return active * (survival(n * k) - survival(n * k + k)) + dead * survival(n * k)
+
+
+# ---- the future of a customer alive at T (conditional distribution, intervals) ----------
+def phase_weights(k, r, alpha, a, b, x, t_x, T):
+    r"""Posterior weights :math:`\pi_j` of the phase J = j (Poisson events since the last
+    purchase, 0 <= j < k) of a customer alive at T: the normalised terms of :math:`S_2`
+    (:func:`_phase_terms`). Array (k, ...); they depend on the recency, through
+    :math:`(T - t_x)^j`."""
+    k = _whole(k)
+    terms = np.broadcast_arrays(*_phase_terms(k, r, alpha, x, t_x, T))
+    log_s2 = _logsumexp(terms)
+    return np.stack([np.exp(t - log_s2) for t in terms])
+
+
+def updated_if_alive(k, r, alpha, a, b, x, T, *, dropout_at_zero=True):
+    r"""Parameters of the future of a customer alive at T, one set per phase j: array
+    ``(k, r + kx + j, alpha + T, a, b + x + s, j)``, each with a leading axis j = 0..k-1.
+
+    Given alive at T and J = j, the rate is :math:`\mathrm{Gamma}(r+kx+j, \alpha+T)`,
+    the drop-out probability :math:`\mathrm{Beta}(a, b+x+s)` (x + s chances survived),
+    independently, and the n-th future purchase comes at the :math:`(nk - j)`-th Poisson
+    event after T (see :func:`_if_alive_by_phase`)."""
+    kk = _whole(k)
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    shape = np.broadcast_shapes(np.shape(r), np.shape(alpha), np.shape(a), np.shape(b),
+                                x.shape, T.shape)
+    j = np.arange(kk, dtype=float).reshape((kk,) + (1,) * len(shape))
+    s = _shift(dropout_at_zero)
+    return tuple(np.broadcast_arrays(np.float64(kk), r + kk * x + j, alpha + T, a,
+                                     b + x + s, j))
+
+
+def _log_reach(a, bp, n):
+    r""":math:`\log c_n`, :math:`c_n = B(a, b'+n-1)/B(a, b')`: the probability that a
+    customer alive now survives the n - 1 drop-out chances before a future n-th purchase
+    (:math:`c_0 = c_1 = 1`)."""
+    return special.betaln(a, bp + np.maximum(n - 1.0, 0.0)) - special.betaln(a, bp)
+
+
+def _at_least(k, rp, ap, a, bp, j, n, t):
+    r"""P(Y(t) >= n | alive, phase j) = :math:`c_n\, P(N \ge nk - j)` for n >= 1 (1 at
+    n = 0), N ~ NB(r', 1 - z) the Poisson events in (T, T+t], :math:`z = t/(\alpha'+t)`,
+    :math:`P(N \ge m) = I_z(m, r')`: the customer reaches the n-th purchase and has not
+    dropped out before it (independent, given the phase)."""
+    z = t / (ap + t)
+    m = n * k - j
+    reach = np.where(n > 0, special.betainc(np.maximum(m, 1.0), rp, z), 1.0)
+    return np.exp(_log_reach(a, bp, n)) * reach
+
+
+def pmf_given_alive(k, rp, ap, a, bp, j, n, t):
+    """P(Y(t) = n | alive at T, phase j): :func:`_at_least` at n minus at n + 1 (the
+    parameters of :func:`updated_if_alive`; the conditional pmf of the MBG/CNBD-k, of
+    which the new-customer pmf of :func:`probability_of_purchases` is the case
+    x = t_x = T = 0)."""
+    n = np.asarray(n, dtype=float)
+    return np.maximum(_at_least(k, rp, ap, a, bp, j, n, t)
+                      - _at_least(k, rp, ap, a, bp, j, n + 1.0, t), 0.0)
+
+
+def pmf_table_given_alive(k, rp, ap, a, bp, j, t, n_max):
+    """:func:`pmf_given_alive` for n = 0..n_max: array (..., n_max + 1)."""
+    n = np.arange(n_max + 2, dtype=float)
+    q = [np.asarray(v, dtype=float)[..., None] for v in (k, rp, ap, a, bp, j)]
+    tail = _at_least(*q, n, float(t))
+    return np.maximum(tail[..., :-1] - tail[..., 1:], 0.0)
+
+
+_SURVIVAL_BLOCK = 256
+
+
+def survival_given_alive(k, rp, ap, a, bp, j, t):
+    r"""P(still active at T + t | alive at T, phase j).
+
+    Drop-out happens only right after a purchase, so the customer is lost by T + t when
+    some n-th future purchase is made by then and followed by the drop-out:
+
+    .. math:: 1 - \sum_{n \ge 1} P(N \ge nk - j)\, rac{B(a+1, b'+n-1)}{B(a, b')}
+
+    (:math:`c_n - c_{n+1}` of :func:`_log_reach`), summed in blocks of n until
+    :math:`P(N \ge nk - j)` falls below 1e-17 everywhere.
+    """
+    k, rp, ap, a, bp, j = np.broadcast_arrays(*(np.asarray(v, dtype=float)
+                                                for v in (k, rp, ap, a, bp, j)))
+    shape = rp.shape
+    k, rp, ap, a, bp, j = (v.reshape(-1, 1) for v in (k, rp, ap, a, bp, j))
+    z = t / (ap + t)
+    lost = np.zeros(rp.shape[0])
+    start = 1.0
+    while True:
+        n = start + np.arange(_SURVIVAL_BLOCK, dtype=float)[None, :]
+        reach = special.betainc(n * k - j, rp, z)
+        drop = np.exp(special.betaln(a + 1.0, bp + n - 1.0) - special.betaln(a, bp))
+        lost += (reach * drop).sum(axis=1)
+        if not np.any(reach[:, -1] > 1e-17) or start > 1e9:
+            break
+        start += _SURVIVAL_BLOCK
+    return np.clip(1.0 - lost, 0.0, 1.0).reshape(shape)
+
+
+def simulate_future(k, r, alpha, a, b, t, x, t_x, T, rng, *, dropout_at_zero=True):
+    """Draws of the purchases in (T, T + t] given each history: alive at T with
+    :func:`probability_alive`, the phase from :func:`phase_weights`, then the rate and the
+    drop-out probability from their posteriors (:func:`updated_if_alive`); N Poisson
+    events in (T, T + t], floor((N + j) / k) purchases reached, and the customer drops
+    out after each with probability p."""
+    kk = _whole(k)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    alive = rng.random(x.shape) < probability_alive(kk, r, alpha, a, b, x, t_x, T,
+                                                    dropout_at_zero=dropout_at_zero)
+    w = np.cumsum(phase_weights(kk, r, alpha, a, b, x, t_x, T), axis=0)
+    j = (rng.random(x.shape)[None] > w[:-1]).sum(axis=0)
+    lam = rng.gamma(r + kk * x + j, 1.0 / (alpha + T))
+    p = rng.beta(a, b + x + _shift(dropout_at_zero))
+    reached = (rng.poisson(lam * t) + j) // kk
+    made = rng.geometric(np.clip(p, _TINY, 1.0))  # purchases up to the fatal one
+    return np.where(alive, np.minimum(reached, made), 0)
+
+
+def conditional(dropout_at_zero: bool) -> Conditional:
+    """The :class:`~clvmodels.models._btyd.Conditional` record of the MBG/CNBD-k
+    (``dropout_at_zero``) or the BG/CNBD-k: a mixture over the Erlang phase."""
+    bind = {"dropout_at_zero": dropout_at_zero}
+    return Conditional(
+        updated=functools.partial(updated_if_alive, **bind),
+        survival=survival_given_alive,
+        pmf=pmf_given_alive,
+        pmf_table=pmf_table_given_alive,
+        simulate_future=functools.partial(simulate_future, **bind),
+        phase_weights=phase_weights,
+    )
 
 
 def simulate(k, r, alpha, a, b, T, rng, *, dropout_at_zero=True):
@@ -613,21 +751,11 @@ class MBGCNBD(TransactionModel):
         x, t_x, T = self._arrays(rfm)
         return self._expected_path(None, np.asarray(times, dtype=float), x, t_x, T)
 
-    def _conditional(self):
-        raise NotImplementedError(
-            f"{type(self).__name__} has no conditional distribution of future purchases yet "
-            "(no conjugate update of the Erlang-k timing): probability_of_purchases with rfm=, "
-            "probability_alive with ahead= and prediction_interval are not available"
-        )
+    def _conditional(self) -> Conditional:
+        return conditional(self.dropout_at_zero)
 
-    def probability_alive(self, rfm: pd.DataFrame, *, ahead: float = 0.0) -> pd.Series:
-        """Probability that each customer is still active at T, given the history
-        (``ahead`` > 0 is not available for this model: NotImplementedError)."""
-        if self._horizon(ahead) > 0:
-            self._conditional()
-        x, t_x, T = self._arrays(rfm)
-        values = probability_alive(*self._kp(), x, t_x, T, dropout_at_zero=self.dropout_at_zero)
-        return _as_series(values, rfm.index, "probability_alive")
+    def _alive_formula(self):
+        return functools.partial(probability_alive, dropout_at_zero=self.dropout_at_zero)
 
     def expected_purchases_new(self, t):
         """E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
@@ -635,9 +763,12 @@ class MBGCNBD(TransactionModel):
         return float(out) if np.ndim(out) == 0 else out
 
     def probability_of_purchases(self, n, t, rfm: pd.DataFrame | None = None):
-        """P(X(t) = n) for a customer acquired at 0 (with ``rfm``: NotImplementedError)."""
+        """P(n purchases in (T, T + t] | history) per customer (see
+        :meth:`TransactionModel.probability_of_purchases`; the future given alive mixes
+        over the Erlang phase, :func:`pmf_given_alive`), or P(X(t) = n) for a customer
+        acquired at 0 when ``rfm`` is None."""
         if rfm is not None:
-            self._conditional()
+            return super().probability_of_purchases(n, t, rfm)
         out = probability_of_purchases(*self._kp(), n, t, dropout_at_zero=self.dropout_at_zero)
         return float(out) if np.ndim(out) == 0 else out
 

@@ -56,7 +56,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import StatisticalWarning
-from ._btyd import CovariateTransactionModel, Formulas
+from ._btyd import Conditional, CovariateTransactionModel, Formulas
 from ._hyp2f1 import log_integral
 
 PARAM_NAMES = ("r", "alpha", "b", "s", "beta")
@@ -446,15 +446,12 @@ def probability_of_purchases(r, alpha, b, s, beta, n, t):
         + \frac{\Gamma(r+n)\,\alpha^r}{\Gamma(r)\,n!}
           \int_0^t \frac{\tau^n f(\tau)\,d\tau}{(\alpha+\tau)^{r+n}},
 
-    alive through t with n purchases, or dead at some :math:`\tau \le t` after n. The
-    integral is evaluated in :math:`\log \tau` (for n >= 1, starting 60/(n+1) below
-    the smaller scale, a relative loss below 1e-26) and in :math:`\log(\alpha+\tau)` for
-    n = 0.
+    alive through t with n purchases, or dead at some :math:`\tau \le t` after n (all
+    arguments broadcast against each other). The integral is evaluated in
+    :math:`\log \tau` (for n >= 1, starting 60/(n+1) below the smaller scale, a relative
+    loss below 1e-26) and in :math:`\log(\alpha+\tau)` for n = 0.
     """
-    n, t = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(t, dtype=float))
-    shape = n.shape
-    n, t = n.ravel(), t.ravel()
-    r, alpha, b, s, beta = (np.full(n.shape, float(v)) for v in (r, alpha, b, s, beta))
+    shape, (r, alpha, b, s, beta, n, t) = _flat(r, alpha, b, s, beta, n, t)
     log_coef = special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
     log_nbd = (log_coef + r * (np.log(alpha) - np.log(alpha + t)) + special.xlogy(n, t)
                - n * np.log(alpha + t))
@@ -509,6 +506,56 @@ def _log_pmf_integral(r, alpha, b, s, beta, n, t):
     return const + np.logaddexp(first, second)
 
 
+# ---- the future of a customer alive at T (conditional distribution, intervals) ----------
+def updated_if_alive(r, alpha, b, s, beta, x, T):
+    r"""Parameters of the future of a customer alive at T with x purchases: a customer
+    just acquired with :math:`(r + x, \alpha + T, b, s, \beta')`,
+    :math:`\beta' = D(T)\,e^{-bT} = 1 + (\beta - 1)e^{-bT}`.
+
+    Given alive at T, :math:`\lambda \sim \mathrm{Gamma}(r+x, \alpha+T)` ([1]_ §3, the
+    Poisson-gamma update) and, independently, :math:`\eta \sim \mathrm{Gamma}(s, D(T))`
+    (the prior times :math:`P(\tau > T \mid \eta) = e^{-\eta(e^{bT}-1)}`). The remaining
+    lifetime u then has :math:`P(u > v \mid \eta) = \exp(-\eta e^{bT}(e^{bv} - 1))`: a
+    Gompertz lifetime with :math:`\eta' = \eta e^{bT} \sim \mathrm{Gamma}(s, D(T)e^{-bT})`,
+    so the conditional survival is :math:`(D(T)/D(T+v))^s` ([1]_ eq. (7) integrand).
+    """
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    beta_new = np.exp(log_clock(b, beta, T) - b * T)
+    return tuple(np.broadcast_arrays(r + x, alpha + T, b, s, beta_new))
+
+
+def survival(r, alpha, b, s, beta, t):
+    """P(still alive at t) of a customer acquired at 0: exp of :func:`log_survival`."""
+    return np.exp(log_survival(b, s, beta, np.asarray(t, dtype=float)))
+
+
+def pmf_table(r, alpha, b, s, beta, t, n_max):
+    """:func:`probability_of_purchases` for n = 0..n_max: array (..., n_max + 1), one
+    quadrature per entry (no recurrence: the lifetime integral changes with n)."""
+    n = np.arange(n_max + 1, dtype=float)
+    q = [np.asarray(v, dtype=float)[..., None] for v in (r, alpha, b, s, beta)]
+    return probability_of_purchases(*q, n, float(t))
+
+
+def simulate_future(r, alpha, b, s, beta, t, x, t_x, T, rng):
+    """Draws of the purchases in (T, T + t] given each history (:func:`updated_if_alive`):
+    alive at T with :func:`probability_alive`; then lambda ~ Gamma(r + x, alpha + T),
+    eta' ~ Gamma(s, beta'), a Gompertz remaining lifetime log(1 + E / eta') / b, and
+    Poisson purchases over the part of (T, T + t] the customer is alive."""
+    alive = rng.random(np.shape(x)) < probability_alive(r, alpha, b, s, beta, x, t_x, T)
+    rp, ap, _, _, bp = updated_if_alive(r, alpha, b, s, beta, x, T)
+    lam = rng.gamma(rp, 1.0 / ap)
+    eta = rng.gamma(s, 1.0 / bp)
+    with np.errstate(divide="ignore", over="ignore"):
+        remaining = np.log1p(rng.exponential(1.0, np.shape(x)) / eta) / b
+    return np.where(alive, rng.poisson(lam * np.minimum(remaining, t)), 0)
+
+
+CONDITIONAL = Conditional(updated=updated_if_alive, survival=survival,
+                          pmf=probability_of_purchases, pmf_table=pmf_table,
+                          simulate_future=simulate_future)
+
+
 def simulate(r, alpha, b, s, beta, T, rng):
     """Exact draws of (x, t_x) for customers of ages ``T`` (vectorised), [1]_ §2.
 
@@ -555,8 +602,6 @@ class GGomNBD(CovariateTransactionModel):
 
     param_names = PARAM_NAMES
     covariate_links = ((1, "purchase", -1), (4, "dropout", -1))
-    # no conjugate update of the Gompertz lifetime: no conditional future (predictive
-    # distribution and intervals raise NotImplementedError)
     formulas = Formulas(
         loglik=loglik,
         loglik_grad=loglik_grad,
@@ -567,6 +612,7 @@ class GGomNBD(CovariateTransactionModel):
         simulate=simulate,
         expected_purchases_path=expected_purchases_path,
         loglik_and_grad=loglik_and_grad,
+        conditional=CONDITIONAL,
     )
 
     def _after_fit(self, rows, weights) -> None:
