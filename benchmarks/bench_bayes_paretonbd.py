@@ -207,7 +207,8 @@ def main() -> None:
     if args.reference:
         ref = _in_subprocess("reference")
         _print_fit("pymc-marketing ParetoNBDModel", ref)
-        print(f"  ratio (pymc-marketing / ours) {ref['seconds_total'] / ours['seconds_total']:.2f}x")
+        ratio = ref["seconds_total"] / ours["seconds_total"]
+        print(f"  ratio (pymc-marketing / ours) {ratio:.2f}x")
     if args.mbgnbd:
         _print_fit("bayes.MBGNBD", _in_subprocess("ours", "MBGNBD"))
     if not args.skip_scale:

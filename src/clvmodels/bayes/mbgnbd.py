@@ -59,6 +59,6 @@ class MBGNBD(MBGNBDMixin, BayesModel):
     Examples
     --------
     >>> from clvmodels import bayes
-    >>> m = bayes.MBGNBD().fit(rfm, draws=1000, tune=1000, chains=4, random_seed=0)  # doctest: +SKIP
+    >>> m = bayes.MBGNBD().fit(rfm, random_seed=0)  # doctest: +SKIP
     >>> m.probability_alive(rfm).head()  # doctest: +SKIP
     """

@@ -89,6 +89,6 @@ class ParetoNBD(ParetoNBDMixin, BayesModel):
     Examples
     --------
     >>> from clvmodels import bayes
-    >>> m = bayes.ParetoNBD().fit(rfm, draws=1000, tune=1000, chains=4, random_seed=0)  # doctest: +SKIP
+    >>> m = bayes.ParetoNBD().fit(rfm, random_seed=0)  # doctest: +SKIP
     >>> m.probability_alive(rfm, ahead=13).head()  # doctest: +SKIP
     """
