@@ -48,7 +48,7 @@ def test_cdnow_posterior_agrees_with_the_mle(cls, mle, cdnow_rfm):
 def test_pareto_nbd_recovers_simulated_parameters():
     truth = {"r": 0.8, "alpha": 6.0, "s": 0.5, "beta": 10.0}
     rng = np.random.default_rng(7)
-    T = rng.uniform(26.0, 78.0, 3000)
+    T = rng.uniform(26.0, 78.0, 2000)
     x, t_x = paretonbd.simulate(*truth.values(), T, rng)
     rfm = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
     s = _converged_fit(bayes.ParetoNBD, rfm, draws=500, tune=500).summary()

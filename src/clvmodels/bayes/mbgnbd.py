@@ -18,14 +18,12 @@ repeat purchases (:math:`\alpha` is a time; ``a`` and ``b`` are unit-free).
 
 References
 ----------
-.. [1] Batislam, E. P., Denizel, M. and Filiztekin, A. (2007). Empirical validation and
-   comparison of models for customer base analysis. *International Journal of Research
-   in Marketing* 24(3), 201-209.
-.. [2] Hoppe, D. and Wagner, U. (2007). Customer base analysis: the case for a central
-   variant of the Betageometric/NBD model. *Marketing - Journal of Research and
+.. [1] Batislam, E. P., Denizel, M. and Filiztekin, A. (2007). *International Journal of
+   Research in Marketing* 24(3), 201-209; the
+   erratum and full entries are in :mod:`clvmodels.models.mbgnbd`.
+.. [2] Hoppe, D. and Wagner, U. (2007). *Marketing - Journal of Research and
    Management* 3(2), 75-90.
-.. [3] Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005). "Counting Your Customers"
-   the Easy Way: An Alternative to the Pareto/NBD Model. *Marketing Science* 24(2),
+.. [3] Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005). *Marketing Science* 24(2),
    275-284.
 """
 
@@ -49,16 +47,8 @@ class MBGNBDMixin(BGNBDMixin):
 class MBGNBD(MBGNBDMixin, BayesModel):
     """Bayesian MBG/NBD model: posterior of (r, alpha, a, b) given an RFM frame.
 
-    Parameters
-    ----------
-    priors : dict, optional
-        Replaces default priors by parameter name: ``{"a": ("Gamma", {"alpha": 1.0,
-        "beta": 1.0})}`` (a PyMC distribution name and its arguments) or a callable
-        ``f(name)`` creating the PyMC variable. Defaults: see :mod:`clvmodels.bayes.mbgnbd`.
-
-    Examples
-    --------
-    >>> from clvmodels import bayes
-    >>> m = bayes.MBGNBD().fit(rfm, random_seed=0)  # doctest: +SKIP
-    >>> m.probability_alive(rfm).head()  # doctest: +SKIP
+    ``priors`` replaces default priors by parameter name, as in :class:`BGNBD` (a PyMC
+    distribution name and its arguments, or a callable ``f(name)``); the defaults are in
+    :mod:`clvmodels.bayes.mbgnbd`. Example: ``bayes.MBGNBD().fit(rfm, random_seed=0)``,
+    then ``m.probability_alive(rfm)``.
     """

@@ -33,10 +33,10 @@ deviation of 2 on the log scale spreads 95% of the prior mass over a factor
 
 References
 ----------
-.. [1] Schmittlein, D. C., Morrison, D. G. and Colombo, R. (1987). Counting Your
-   Customers: Who Are They and What Will They Do Next? *Management Science* 33(1), 1-24.
-.. [2] Fader, P. S. and Hardie, B. G. S. (2005). A Note on Deriving the Pareto/NBD Model
-   and Related Expressions. http://brucehardie.com/notes/009/
+.. [1] Schmittlein, Morrison & Colombo (1987), *Management Science* 33(1), 1-24.
+.. [2] Fader & Hardie (2005), "A Note on Deriving the Pareto/NBD Model and Related
+   Expressions", http://brucehardie.com/notes/009/ (equation numbers as in
+   :mod:`clvmodels.models.paretonbd`).
 """
 
 from __future__ import annotations
@@ -78,17 +78,9 @@ class ParetoNBDMixin(BGNBDMixin):
 class ParetoNBD(ParetoNBDMixin, BayesModel):
     """Bayesian Pareto/NBD model: posterior of (r, alpha, s, beta) given an RFM frame.
 
-    Parameters
-    ----------
-    priors : dict, optional
-        Replaces default priors by parameter name: ``{"s": ("Gamma", {"alpha": 1.0,
-        "beta": 1.0})}`` (a PyMC distribution name and its arguments) or a callable
-        ``f(name)`` creating the PyMC variable. Defaults: see
-        :mod:`clvmodels.bayes.paretonbd`.
-
-    Examples
-    --------
-    >>> from clvmodels import bayes
-    >>> m = bayes.ParetoNBD().fit(rfm, random_seed=0)  # doctest: +SKIP
-    >>> m.probability_alive(rfm, ahead=13).head()  # doctest: +SKIP
+    ``priors`` replaces default priors by parameter name, as in :class:`BGNBD` (a PyMC
+    distribution name and its arguments, or a callable ``f(name)``); the defaults are in
+    :mod:`clvmodels.bayes.paretonbd`. Example: ``bayes.ParetoNBD().fit(rfm,
+    random_seed=0)``, then ``m.probability_alive(rfm, ahead=13)``. nutpie always uses
+    pytensor's C back-end here (``backend="numba"`` raises ``ValueError``).
     """
