@@ -128,7 +128,9 @@ def test_transaction_model_predictive_methods_share_a_contract(cls, cdnow_rfm):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["BGNBD", "GammaGamma", "SegmentBGNBD", "SegmentGammaGamma"])
+@pytest.mark.parametrize(
+    "name", ["BGNBD", "MBGNBD", "ParetoNBD", "GammaGamma", "SegmentBGNBD", "SegmentGammaGamma"]
+)
 def test_bayes_contract(name, cdnow_rfm, tmp_path):
     """The same contract for the Bayesian models (posterior mode fits: quick)."""
     from clvmodels import bayes

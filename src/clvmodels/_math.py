@@ -51,6 +51,8 @@ def pytensor_ops() -> SimpleNamespace:
     """The ops namespace built from pytensor (imported lazily: PyMC is heavy)."""
     import pytensor.tensor as pt
 
+    from ._numpy_op import numpy_loglik
+
     return SimpleNamespace(
         gammaln=pt.gammaln,
         betaln=lambda a, b: pt.gammaln(a) + pt.gammaln(b) - pt.gammaln(a + b),
@@ -63,6 +65,8 @@ def pytensor_ops() -> SimpleNamespace:
         maximum=pt.maximum,
         minimum=pt.minimum,
         log1mexp=pt.log1mexp,
+        # a numpy (value, gradient) function as one Op: likelihoods with no graph form
+        from_numpy=numpy_loglik,
     )
 
 

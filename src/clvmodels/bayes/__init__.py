@@ -1,7 +1,9 @@
 """Bayesian BTYD models in PyMC: full posteriors, predictions with uncertainty, segments.
 
-* :class:`BGNBD` and :class:`GammaGamma`: one set of parameters for all customers; the
-  likelihoods are the maximum-likelihood modules' functions evaluated with pytensor.
+* :class:`BGNBD`, :class:`MBGNBD`, :class:`ParetoNBD` and :class:`GammaGamma`: one set
+  of parameters for all customers; the likelihoods are the maximum-likelihood modules'
+  functions evaluated with pytensor (the Pareto/NBD's numpy quadrature as one Op with its
+  exact gradient).
 * :class:`SegmentBGNBD` and :class:`SegmentGammaGamma`: parameters per segment, partially
   pooled through a non-centred hierarchical prior (:mod:`clvmodels.bayes.segments`);
   :func:`simulate_segments` draws data from such a population (simulation studies).
@@ -19,7 +21,9 @@ to and loaded from netCDF (``save``/``load``).
 from .bgnbd import BGNBD
 from .clv import customer_lifetime_value
 from .gammagamma import GammaGamma
+from .mbgnbd import MBGNBD
 from .paretoggg import ParetoGGG
+from .paretonbd import ParetoNBD
 from .sbg import BDW, SBG, SegmentSBG
 from .segments import SegmentBGNBD, SegmentGammaGamma, simulate_segments
 
@@ -29,6 +33,8 @@ __all__ = [
     "SegmentSBG",
     "BGNBD",
     "GammaGamma",
+    "MBGNBD",
+    "ParetoNBD",
     "ParetoGGG",
     "SegmentBGNBD",
     "SegmentGammaGamma",

@@ -102,6 +102,9 @@ class BayesModel:
     segment: str | None = None
     # NUTS settings of the model (``fit(**sampler_kwargs)`` overrides them)
     _nuts_defaults: ClassVar[dict] = {}
+    # False when ``_ll`` is a numpy function wrapped in a pytensor Op (clvmodels._numpy_op):
+    # numba cannot compile it, so nutpie always gets pytensor's C back-end
+    _numba_backend: ClassVar[bool] = True
 
     def __init__(self, *, priors: dict[str, PriorSpec] | None = None):
         self.priors = priors
@@ -244,6 +247,8 @@ class BayesModel:
             cached on disk, its chains in forked worker processes (on Linux; see
             :mod:`clvmodels.bayes._chains`). ``"auto"`` picks ``"c"`` for up to 10,000
             distinct rows (compilation dominates there) and ``"numba"`` above.
+            The Pareto/NBD, whose likelihood is numpy code called from the graph, always
+            uses ``"c"``.
         cores : int, optional
             Chains run in parallel, this many at a time (default:
             ``min(chains, os.cpu_count())``): threads with ``"numba"``, worker processes
@@ -267,6 +272,11 @@ class BayesModel:
             raise ValueError(f"method must be 'nuts', 'map' or 'advi', got {method!r}")
         if sampler not in ("nutpie", "pymc"):
             raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
+        if backend == "numba" and not self._numba_backend:
+            raise ValueError(
+                f"backend='numba' cannot compile the likelihood of {type(self).__name__} "
+                "(numpy code in a pytensor Op); use backend='c' or 'auto'"
+            )
         for name, value in (("draws", draws), ("chains", chains)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -308,7 +318,8 @@ class BayesModel:
             if sampler == "nutpie":
                 try:
                     if backend == "auto":
-                        backend = "c" if w.size <= AUTO_C_MAX_ROWS else "numba"
+                        small = w.size <= AUTO_C_MAX_ROWS or not self._numba_backend
+                        backend = "c" if small else "numba"
                     idata = _sampling.sample_nutpie(
                         model,
                         key,

@@ -53,7 +53,11 @@ def default_priors(x, t_x, T, w) -> dict:
 
 
 class BGNBDMixin:
-    """Data handling and predictions shared by :class:`BGNBD` and ``SegmentBGNBD``."""
+    """Data handling and predictions shared by :class:`BGNBD`, ``SegmentBGNBD`` and the
+    Bayesian MBG/NBD and Pareto/NBD (:mod:`clvmodels.bayes.mbgnbd`,
+    :mod:`clvmodels.bayes.paretonbd`), which set their own ``param_names``, ``formulas``
+    (the maximum-likelihood model's record), ``_ll`` and default priors: every
+    prediction goes through ``self.formulas``."""
 
     param_names = bgnbd.PARAM_NAMES
     data_names = ("x", "t_x", "T")
@@ -88,7 +92,7 @@ class BGNBDMixin:
             raise ValueError(f"t must be a finite number >= 0, got {t}")
         cols = self._data(rfm)
         return self._posterior_summary(
-            lambda p, d: bgnbd.expected_purchases(*p, t, *d),
+            lambda p, d: self.formulas.expected_purchases(*p, t, *d),
             rfm,
             cols,
             hdi_prob=hdi_prob,
@@ -100,14 +104,33 @@ class BGNBDMixin:
         self,
         rfm: pd.DataFrame,
         *,
+        ahead: float = 0.0,
         hdi_prob: float = HDI_PROB,
         memory_limit: int = MEMORY_LIMIT,
     ) -> pd.DataFrame:
-        """Posterior of P(alive at T | history) per customer ([1]_ eq. 11); columns mean,
-        sd, hdi_low, hdi_high."""
+        """Posterior of P(alive at T + ``ahead`` | history) per customer ([1]_ eq. 11 at
+        ``ahead=0``); columns mean, sd, hdi_low, hdi_high.
+
+        ``ahead > 0``: P(alive at T) times the probability that an active customer
+        survives ``ahead`` more time units (``survival`` at the updated parameters of the
+        model's :class:`~clvmodels.models._btyd.Conditional`), draw by draw, as the
+        maximum-likelihood model's ``probability_alive(ahead=)``.
+        """
+        ahead = float(ahead)
+        if not (np.isfinite(ahead) and ahead >= 0):
+            raise ValueError(f"ahead must be a finite number >= 0, got {ahead}")
         cols = self._data(rfm)
+        alive = self.formulas.probability_alive
+        cond = self.formulas.conditional
+
+        def func(p, d):
+            value = alive(*p, *d)
+            if ahead > 0:
+                value = value * cond.survival(*cond.updated(*p, d[0], d[2]), ahead)
+            return value
+
         return self._posterior_summary(
-            lambda p, d: bgnbd.probability_alive(*p, *d),
+            func,
             rfm,
             cols,
             hdi_prob=hdi_prob,

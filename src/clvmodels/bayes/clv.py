@@ -52,7 +52,7 @@ def customer_lifetime_value(
 
     Parameters
     ----------
-    transaction_model : fitted bayes.BGNBD or bayes.SegmentBGNBD
+    transaction_model : fitted bayes.BGNBD, bayes.MBGNBD, bayes.ParetoNBD or bayes.SegmentBGNBD
     spend_model : fitted bayes.GammaGamma or bayes.SegmentGammaGamma
     rfm : DataFrame
         ``frequency``, ``recency``, ``T``, ``monetary_value`` (and the segment columns of
@@ -103,16 +103,16 @@ def customer_lifetime_value(
         p_s = [at_rows(p[sl], code_s[rows]) for p in draws_s]
         d_t = [d[rows][None, :] for d in data_t]
         d_s = [d[rows][None, :] for d in data_s]
-        value = np.zeros((p_t[0].shape[0], rows.size))
-        previous = 0.0
-        for end, factor in zip(ends, factors, strict=True):
-            cumulative = expected(*p_t, end, *d_t)
-            value += factor * (cumulative - previous)
-            previous = cumulative
+        # all period ends in one call, (draws, rows, periods): a model whose P(alive)
+        # does not depend on the horizon (the Pareto/NBD's quadrature) computes it once
+        cumulative = expected(*[p[..., None] for p in p_t], times, *[d[..., None] for d in d_t])
+        value = np.diff(cumulative, axis=-1, prepend=0.0) @ factors
         return margin * spend(*p_s, *d_s) * value
 
-    values = _predict.summarise(
-        evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob, memory_limit=memory_limit
+    times = np.asarray(ends, dtype=float)[None, None, :]
+    values = _predict.summarise(  # the (draws, rows, periods) array within the memory bound
+        evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob,
+        memory_limit=max(memory_limit // (len(ends) + 1), 1),
     )
     out = _predict.summary_frame(values, inverse, rfm.index)
     if level is not None:

@@ -27,9 +27,11 @@ integrand times :math:`-\log(\alpha+y)`, :math:`-(r+x)/(\alpha+y)`, ... and use 
 nodes (differentiation under the integral sign), so value and gradient are consistent,
 which the optimiser needs.
 
-The log-likelihood is numpy-only (no ``ops`` back-end): its quadrature needs data-
-dependent panels, which a pytensor graph cannot express. Only the BG/NBD has a
-Bayesian twin.
+The quadrature needs data-dependent panels, which a pytensor graph cannot express, so
+the log-likelihood is computed in numpy for every back-end: with ``ops=pytensor_ops()``
+:func:`loglik` returns a pytensor Op that calls :func:`loglik_and_grad` (value and exact
+gradient from one quadrature; :mod:`clvmodels._numpy_op`), which is how the Bayesian
+Pareto/NBD (:class:`clvmodels.bayes.ParetoNBD`) samples the same likelihood.
 
 Equation numbers of [2]_ are those that lifetimes' ``ParetoNBDFitter`` cites.
 
@@ -50,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .._math import nbd_table, trigamma_shift, unique_inverse
+from .._math import NUMPY, nbd_table, trigamma_shift, unique_inverse
 from ._btyd import Conditional, CovariateTransactionModel, Formulas
 from ._hyp2f1 import log_integral
 
@@ -182,7 +184,7 @@ def _log_const(r, alpha, s, beta, x):
     return special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
 
 
-def loglik(r, alpha, s, beta, x, t_x, T):
+def loglik(r, alpha, s, beta, x, t_x, T, ops=NUMPY):
     r"""Log-likelihood of each customer's (x, t_x, T), [2]_ eqs. (18)-(20).
 
     .. math::
@@ -190,9 +192,12 @@ def loglik(r, alpha, s, beta, x, t_x, T):
         + \mathrm{logaddexp}\Big(-(r+x)\log(\alpha+T) - s\log(\beta+T),\
           \log s + \log \int_{t_x}^T (\alpha+y)^{-(r+x)}(\beta+y)^{-(s+1)}\,dy\Big)
 
-    (the integral equals :math:`A_0/(r+s+x)` of [2]_). numpy only; see the module
-    docstring.
+    (the integral equals :math:`A_0/(r+s+x)` of [2]_). Computed in numpy; with a
+    pytensor ``ops`` the result is the output of an Op calling :func:`loglik_and_grad`
+    (see the module docstring).
     """
+    if ops is not NUMPY:
+        return ops.from_numpy(loglik_and_grad, 4, r, alpha, s, beta, x, t_x, T)
     shape, (r, alpha, s, beta, x, t_x, T) = _flat(r, alpha, s, beta, x, t_x, T)
     log_alive, log_dead = _log_terms(r, alpha, s, beta, x, t_x, T)
     return (_log_const(r, alpha, s, beta, x) + np.logaddexp(log_alive, log_dead)).reshape(shape)
