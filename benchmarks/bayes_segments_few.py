@@ -183,8 +183,9 @@ def main() -> None:
         print(cdnow[cols].to_string(index=False))
     sim = frame.drop(cdnow.index)
     for (model, data), part in sim.groupby(["model", "data"], sort=False):
-        what = "E[Y(39)]" if model == "SegmentBGNBD" else "E[mean spend]"
-        print(f"\n{model}, {data}: RMSE of {what} on the small segment ({SIZES[0]} customers)")
+        what = ("E[Y(39)] of the small segment's customers" if model == "SegmentBGNBD"
+                else "E[mean spend] of the small segment's repeat buyers")
+        print(f"\n{model}, {data}: RMSE of {what} ({SIZES[0]} customers)")
         show = ["seed", "divergences", "rhat_max", "ess_bulk_min", "ess_tail_min", "passed",
                 "sigma_mean", *(f"rmse_{k}" for k in FITS)]
         print(part[show].to_string(index=False))
