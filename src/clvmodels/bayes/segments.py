@@ -88,14 +88,20 @@ posterior is the same; only the sampler's efficiency differs.
 
 NUTS runs with ``target_accept=0.9`` (nutpie's default 0.8 left R-hat up to 1.011 on
 CDNOW's cohorts). At the report's 500 draws after 500 tuning steps in 2 chains the
-verdict's R-hat <= 1.01 is a narrow margin: the worst of about 20 quantities has a bulk
-ESS of 350-1,800, and at that ESS R-hat's own sampling noise reaches 1.01 now and then.
-CDNOW's cohorts pass (R-hat 1.0074, bulk ESS 1,005; the Gamma-Gamma twin 1.0059, 1,247),
-but over 10 simulated sets per spread a few fail, mostly so (R-hat 1.011-1.018, a
-different worst quantity each time), once with one divergent transition; the numbers
-are in ``benchmarks/bayes_segments_few.py``'s output. ``target_accept=0.95`` passed two
-of them but raised CDNOW's R-hat to 1.017: smaller steps do not remove that noise, more
-draws do.
+convergence verdict is met on CDNOW's cohorts (R-hat 1.0074, bulk ESS 1,005; the
+Gamma-Gamma twin 1.0059, 1,247) but not on every simulated set of 3 segments:
+
+* :class:`SegmentBGNBD` fails 5 of 20 sets (10 seeds at spreads 0.5 and 0.1): 4 by
+  R-hat 1.010-1.016 (one of them also with a bulk ESS of 350), one by a single
+  divergent transition and a tail ESS of 268. The worst of about 20 quantities has a
+  bulk ESS of 350-1,800, where R-hat's own sampling noise reaches 1.01, and it is a
+  different quantity each time. 1,000 draws passed such a set (R-hat 1.0036);
+  ``target_accept=0.95`` passed two but raised CDNOW's R-hat to 1.017.
+* :class:`SegmentGammaGamma` fails 5 of 10 sets (5 seeds per spread). At a spread of 0.5,
+  2 fail by R-hat 1.012 and 1.018 (still 1.0103 at 1,000 draws, for ``q`` of a segment).
+  At 0.1 (segments that hardly differ), 3 fail. There the spread ``segment_sigma`` is
+  the bottleneck, with a bulk ESS of 234-386 and once one divergence; the non-centred
+  form is far worse (92 divergences, ESS 5).
 
 The study (``benchmarks/bayes_segments_few.py``, the report's 500 draws after 500
 tuning steps in 2 chains): the CDNOW master's 3 acquisition cohorts (the report's default
