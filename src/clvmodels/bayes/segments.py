@@ -111,20 +111,27 @@ E[Y(39) | history] (of E[mean spend | x, m] for the Gamma-Gamma twin) against it
 at the true parameters, for the hierarchical model, a pooled fit and a separate fit.
 
 Small segments: what partial pooling buys, and when it costs. At a spread of 0.1 the
-hierarchical model is as good as the pooled fit (RMSE 0.091 against 0.099 over 9 seeds,
-paired difference -0.008, standard error 0.015) and far better than separate fits
-(0.194). At a spread of 0.5, over 10 seeds, its RMSE is 0.130 against 0.165 for separate fits and
-0.271 pooled (paired differences -0.035, standard error 0.036, lower in 7 of 10 seeds;
-and -0.140, se 0.034, lower in 9 of 10). Over the first 5 seeds it looked like a tie
-with separate fits (0.170 against 0.165): one draw (seed 2) gives the small segment a
-``b`` 2.4 population standard deviations below the centre, a coordinate (the product
-:math:`ab`) that 300 customers hardly pin down, so partial pooling pulls it to the other
-segments and its error is 0.297 against 0.133 for the separate fit. That is the price
-of shrinkage for an outlying segment, not of the prior on the spread: with the spread
-fixed at its true 0.5 the error in that seed is still 0.240, and a wider prior (median
-0.3, log-scale sd 1.0, which moves the prior's 95% quantile from 0.75 to 1.55 and keeps
-its 5% quantile) gives 0.294 there, while R-hat rose to 1.013-1.017 in seeds 0-2 (the
-spread's longer right tail mixes slowly with 3 segments). The default prior stays.
+hierarchical model is about as good as the pooled fit (RMSE 0.089 against 0.108 over 10
+seeds, paired difference -0.018, standard error 0.017, lower in 6 of 10) and far better
+than separate fits (0.206; -0.117, se 0.040, lower in 8 of 10). The Gamma-Gamma twin's
+gain is larger, as the spend of a segment's few repeat buyers says little about its
+(p, q, v): over 5 seeds per spread its small-segment RMSE is 0.88 against 1.31 separate
+and 6.20 pooled at 0.5 (lower than separate in 4 of 5, than pooled in 5 of 5), and 0.43
+against 1.91 separate and 1.79 pooled at 0.1 (lower than both in 5 of 5).
+
+At a spread of 0.5, over 10 seeds, the hierarchical BG/NBD's RMSE is 0.130 against 0.165
+for separate fits and 0.271 pooled (paired differences -0.035, standard error 0.036,
+lower in 7 of 10 seeds; and -0.140, se 0.034, lower in 9 of 10). Over the first 5 seeds
+it looked like a tie with separate fits (0.170 against 0.165): one draw (seed 2) gives
+the small segment a ``b`` 2.4 population standard deviations below the centre, a
+coordinate (the product :math:`ab`) that 300 customers hardly pin down, so partial
+pooling pulls it to the other segments and its error is 0.297 against 0.133 for the
+separate fit. That is the price of shrinkage for an outlying segment, not of the prior
+on the spread: with the spread fixed at its true 0.5 the error in that seed is still
+0.240, and a wider prior (median 0.3, log-scale sd 1.0, which moves the prior's 95%
+quantile from 0.75 to 1.55 and keeps its 5% quantile) gives 0.294 there, while R-hat
+rose to 1.013-1.017 in seeds 0-2 (the spread's longer right tail mixes slowly with 3
+segments). The default prior stays.
 
 Posterior variables (in ``idata_.posterior``): ``r`` (dimension ``segment``) and so on for
 each parameter, per coordinate ``c`` its segments' average ``c_mu`` and the spread
