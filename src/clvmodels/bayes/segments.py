@@ -100,8 +100,10 @@ Gamma-Gamma twin 1.0059, 1,247) but not on every simulated set of 3 segments:
 * :class:`SegmentGammaGamma` fails 5 of 10 sets (5 seeds per spread). At a spread of 0.5,
   2 fail by R-hat 1.012 and 1.018 (still 1.0103 at 1,000 draws, for ``q`` of a segment).
   At 0.1 (segments that hardly differ), 3 fail. There the spread ``segment_sigma`` is
-  the bottleneck, with a bulk ESS of 234-386 and once one divergence; the non-centred
-  form is far worse (92 divergences, ESS 5).
+  the bottleneck, with a bulk ESS of 234-386 and once one divergence. The fully centred
+  form gives 274 and 573 in two of those sets, the non-centred one is far worse (92
+  divergences, ESS 5): with 3 segments and 3 coordinates the spread itself mixes
+  slowly, whichever form the deviations take.
 
 The study (``benchmarks/bayes_segments_few.py``, the report's 500 draws after 500
 tuning steps in 2 chains): the CDNOW master's 3 acquisition cohorts (the report's default
@@ -130,8 +132,8 @@ separate fit. That is the price of shrinkage for an outlying segment, not of the
 on the spread: with the spread fixed at its true 0.5 the error in that seed is still
 0.240, and a wider prior (median 0.3, log-scale sd 1.0, which moves the prior's 95%
 quantile from 0.75 to 1.55 and keeps its 5% quantile) gives 0.294 there, while R-hat
-rose to 1.013-1.017 in seeds 0-2 (the spread's longer right tail mixes slowly with 3
-segments). The default prior stays.
+rose to 1.013-1.017 in seeds 0-2 (probably the spread's longer right tail, which 3
+segments hardly constrain). The default prior stays.
 
 Posterior variables (in ``idata_.posterior``): ``r`` (dimension ``segment``) and so on for
 each parameter, per coordinate ``c`` its segments' average ``c_mu`` and the spread
