@@ -77,6 +77,14 @@ def test_report_renders_in_chromium(tmp_path):
             scroll = page.evaluate(
                 "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
             )
+            # row labels (segments such as "1997-01", method names) on one line each
+            wrapped = page.evaluate(
+                """() => Array.from(document.querySelectorAll('tbody th'), th => {
+                    const r = document.createRange(); r.selectNodeContents(th);
+                    return [th.innerText, new Set(Array.from(r.getClientRects(),
+                        c => Math.round(c.top))).size];
+                }).filter(([text, lines]) => lines > 1).map(([text]) => text)"""
+            )
             page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
             # a phone-sized window: wide tables scroll inside their box, not the page
             narrow = browser.new_page()
@@ -98,5 +106,6 @@ def test_report_renders_in_chromium(tmp_path):
     assert broken == []
     assert all(i["shown"] > 100 for i in images), images
     assert scroll[0] <= scroll[1], f"the page scrolls sideways: {scroll}"
+    assert wrapped == [], f"row labels wrap at 1280 px: {wrapped}"
     assert narrow_scroll[0] <= narrow_scroll[1], f"420 px wide: scrolls sideways {narrow_scroll}"
     assert (tmp_path / "desktop.png").stat().st_size > 0 < (tmp_path / "narrow.png").stat().st_size

@@ -74,6 +74,8 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 <style type="text/css">
 body { max-width: 1100px; margin: 0 auto; }
 .jp-RenderedHTMLCommon table { font-size: 12px; }
+/* row labels on one line where there is room ("1997-01" broke at its hyphen) */
+@media (min-width: 700px) { .jp-RenderedHTMLCommon tbody th { white-space: nowrap; } }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 </style>
 {%- endblock extra_css -%}
