@@ -337,24 +337,8 @@ class BayesModel:
         for name in ("idata_", "method_", "n_obs_", "diagnostics_", "n_divergent_",
                      "convergence_", "design_"):
             self.__dict__.pop(name, None)  # refitting discards the previous fit
-        rows = self._fit_rows(data)
-        w = MLEModel._weights(data, rows, weights)
-        codes, labels = self._fit_codes(data, rows)
-        design = cov.build_design(rows, self._covariate_spec(), self.covariate_links)
-        columns = self._data(rows)
-        n_data = len(columns)
-        if design is not None:
-            columns = [*columns, *design.standardised(design.raw_matrix(rows)).T]
-        unique, w = compress_rows([codes, *columns], w)
-        keep = w > 0
-        if not keep.any():
-            raise DataError(None, "no rows with positive weight to fit on", 0)
-        codes = unique[0][keep].astype(np.int64)
-        cols = [c[keep].astype(float) for c in unique[1 : 1 + n_data]]
-        z = None if design is None else np.column_stack(
-            [c[keep].astype(float) for c in unique[1 + n_data :]])
-        w = w[keep]
-        self.design_ = design
+        codes, labels, cols, z, w = self._fit_data(data, weights)
+        design = self.design_
         specs = self._prior_specs(cols, w)
         n_groups = 1 if labels is None else len(labels)
         with _sampling.gc_paused():
@@ -441,6 +425,29 @@ class BayesModel:
         if method == "nuts" and not self.convergence_.passed:
             warnings.warn(self.convergence_.message(), StatisticalWarning, stacklevel=2)
         return self
+
+    def _fit_data(self, data: pd.DataFrame, weights=None):
+        """The distinct fitted rows: (group codes, group labels, data columns, covariates
+        on the design's internal scale (rows x terms, None without), weights); sets
+        ``design_`` (None without covariates)."""
+        rows = self._fit_rows(data)
+        w = MLEModel._weights(data, rows, weights)
+        codes, labels = self._fit_codes(data, rows)
+        design = cov.build_design(rows, self._covariate_spec(), self.covariate_links)
+        columns = self._data(rows)
+        n_data = len(columns)
+        if design is not None:
+            columns = [*columns, *design.standardised(design.raw_matrix(rows)).T]
+        unique, w = compress_rows([codes, *columns], w)
+        keep = w > 0
+        if not keep.any():
+            raise DataError(None, "no rows with positive weight to fit on", 0)
+        codes = unique[0][keep].astype(np.int64)
+        cols = [c[keep].astype(float) for c in unique[1 : 1 + n_data]]
+        z = None if design is None else np.column_stack(
+            [c[keep].astype(float) for c in unique[1 + n_data :]])
+        self.design_ = design
+        return codes, labels, cols, z, w[keep]
 
     def _set_convergence(self) -> None:
         """``diagnostics_``, ``n_divergent_`` (NUTS) and the verdict ``convergence_``."""
