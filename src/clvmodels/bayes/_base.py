@@ -591,8 +591,10 @@ class BayesModel:
         One variable per parameter (``param_names``), with dimension ``sample`` (chains
         and draws stacked, chain by chain) and, in segment models, ``segment`` (labelled
         with the segment values; :meth:`segment_index` maps an RFM frame onto it).
-        ``n_draws`` picks that many evenly spaced samples (all by default). This is what
-        predictions, CLV and comparisons read; ``idata_`` holds the full posterior.
+        ``n_draws`` picks that many evenly spaced samples (all by default). With
+        covariates also ``coefficients`` (dimension ``covariate``); each customer's
+        parameters are in :meth:`customer_draws`. This is what predictions, CLV and
+        comparisons read; ``idata_`` holds the full posterior.
         """
         post = self._check_fitted().posterior
         names = list(self.param_names)
