@@ -268,10 +268,10 @@ def _within(fitted_summary, truth, names, n_sd=3.0):
 def test_bgnbd_recovers_known_coefficients_and_agrees_with_mle():
     """20,000 simulated customers: every coefficient within 3 posterior sd of the truth,
     posterior means within 0.3 posterior sd of the maximum-likelihood estimates, and the
-    fit converges (2 chains x 300 draws)."""
+    fit converges (2 chains x 500 draws)."""
     rfm = simulate_bg(20_000, 7)
     mle = cm.BGNBD(**BG_KW).fit(rfm)
-    m = bayes.BGNBD(**BG_KW).fit(rfm, draws=300, tune=300, chains=2, random_seed=1)
+    m = bayes.BGNBD(**BG_KW).fit(rfm, draws=500, tune=500, chains=2, random_seed=1)
     assert m.convergence_.passed, m.convergence_.message()
     table = m.covariate_summary()
     coefs = {k: v for k, v in TRUE_BG.items() if ":" in k}
@@ -331,7 +331,7 @@ def test_segments_with_covariates_recover_both():
     m = bayes.SegmentBGNBD(purchase_covariates=["age"], dropout_covariates=["loyal"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a non-converged fit would warn
-        m.fit(rfm, draws=300, tune=300, chains=2, random_seed=4)
+        m.fit(rfm, draws=500, tune=500, chains=2, random_seed=4)
     assert m.convergence_.passed, m.convergence_.message()
     _within(m.covariate_summary(), coefs, {})
     post = m.idata_.posterior

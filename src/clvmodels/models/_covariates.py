@@ -281,16 +281,20 @@ def log_offsets(coef, z, design: Design, k: int) -> list:
 
     ``coef`` holds the coefficients in :attr:`Design.names` order, (m,) or with leading
     dimensions (e.g. posterior draws, (draws, m)); ``z`` is (n, m). Each offset is then
-    (n,) or (draws, n). Only slicing, ``@``, ``.T`` and ``+`` are used, so numpy arrays
-    and pytensor tensors both work: the maximum-likelihood fit, the Bayesian model's
-    graph and the predictions at every posterior draw share this one mapping.
+    (n,) or (draws, n). Only indexing, ``*`` and ``+`` are used, so numpy arrays and
+    pytensor tensors both work: the maximum-likelihood fit, the Bayesian model's graph and
+    the predictions at every posterior draw share this one mapping. (A sum of products
+    rather than a matrix product: pytensor links a BLAS for ``dot``, and warns where it
+    finds none.)
     """
     out = [0.0] * k
     for p, role, sign in design.links:
         sl = design.slice(role, k)
-        part = slice(sl.start - k, sl.stop - k)
-        if part.stop > part.start:
-            out[p] = out[p] + sign * (z[:, part] @ coef[..., part].T).T
+        for j in range(sl.start - k, sl.stop - k):
+            c = coef[..., j]
+            if getattr(c, "ndim", 0):  # one coefficient per draw: a column against the rows
+                c = c[..., None]
+            out[p] = out[p] + sign * (c * z[:, j])
     return out
 
 
