@@ -327,7 +327,7 @@ def test_segments_with_covariates_recover_both():
     """Hierarchical BG/NBD with customer-level covariates on 3 segments: the segments'
     own parameters (log scale) and the coefficients within 3 posterior sd of the truth,
     and the convergence verdict passes."""
-    rfm, truth, coefs = simulate_segments_with_covariates([6_000, 4_000, 2_000])
+    rfm, truth, coefs = simulate_segments_with_covariates([3_000, 2_000, 1_500])
     m = bayes.SegmentBGNBD(purchase_covariates=["age"], dropout_covariates=["loyal"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a non-converged fit would warn
