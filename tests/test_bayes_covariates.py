@@ -331,7 +331,7 @@ def test_segments_with_covariates_recover_both():
     m = bayes.SegmentBGNBD(purchase_covariates=["age"], dropout_covariates=["loyal"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a non-converged fit would warn
-        m.fit(rfm, draws=500, tune=500, chains=2, random_seed=4)
+        m.fit(rfm, draws=1000, tune=1000, chains=2, random_seed=4)
     assert m.convergence_.passed, m.convergence_.message()
     _within(m.covariate_summary(), coefs, {})
     post = m.idata_.posterior
