@@ -329,10 +329,7 @@ def holdout_predictions(
 # ---- segment-level estimates with intervals (forest plots) -------------------------------
 def _bayes_segment_draws(model, frame: pd.DataFrame, t: float, n_draws: int) -> np.ndarray:
     """Posterior draws of the mean of E[Y(t)] over the customers of `frame`."""
-    from .bayes._base import draw_matrices
-
-    draws = draw_matrices(model.posterior_draws(n_draws), model.param_names)
-    codes = model.segment_index(frame)
+    draws, codes = model.customer_draws(frame, n_draws)  # segment and covariates
     arrays = rfm_arrays(frame)
     data = [arrays[c][None, :] for c in ("frequency", "recency", "T")]
     params = [(p[:, :1] if p.shape[1] == 1 else p[:, codes]) for p in draws]

@@ -33,7 +33,7 @@ import pandas as pd
 from .._validate import validate_rfm
 from ..models import _predictive, bgnbd
 from ..models.bgnbd import BGNBD as MLEBGNBD
-from ._base import BayesModel, _lognormal, draw_matrices
+from ._base import BayesModel, TransactionCovariates, _lognormal
 from ._predict import HDI_PROB, MEMORY_LIMIT
 
 PRIOR_SCALE = 2.0
@@ -52,7 +52,7 @@ def default_priors(x, t_x, T, w) -> dict:
     }
 
 
-class BGNBDMixin:
+class BGNBDMixin(TransactionCovariates):
     """Data handling and predictions shared by :class:`BGNBD`, ``SegmentBGNBD`` and the
     Bayesian MBG/NBD and Pareto/NBD (:mod:`clvmodels.bayes.mbgnbd`,
     :mod:`clvmodels.bayes.paretonbd`), which set their own ``param_names``, ``formulas``
@@ -60,6 +60,8 @@ class BGNBDMixin:
     prediction goes through ``self.formulas``."""
 
     param_names = bgnbd.PARAM_NAMES
+    # a_i = a exp(d'z_i), b_i = b exp(d'z_i), alpha_i = alpha exp(-g'z_i), as the MLE model
+    covariate_links = MLEBGNBD.covariate_links
     data_names = ("x", "t_x", "T")
     # the model's formulas: those of the maximum-likelihood BG/NBD (one record, not two)
     formulas = MLEBGNBD.formulas
@@ -164,8 +166,7 @@ class BGNBDMixin:
         return _predictive.interval_frame(
             self.formulas.conditional,
             self.formulas.probability_alive,
-            draw_matrices(self.posterior_draws(n_draws), self.param_names),
-            self.segment_index(rfm),
+            *self.customer_draws(rfm, n_draws),
             self._data(rfm),
             t,
             level,
@@ -187,8 +188,7 @@ class BGNBDMixin:
         y = _observed_counts(observed, len(rfm))
         u = _predictive.randomized_pit(
             self.formulas.conditional, self.formulas.probability_alive,
-            draw_matrices(self.posterior_draws(n_draws), self.param_names),
-            self.segment_index(rfm), *self._data(rfm), t, y, random_state,
+            *self.customer_draws(rfm, n_draws), *self._data(rfm), t, y, random_state,
         )
         return pd.Series(u, index=rfm.index, name="pit")
 
@@ -202,8 +202,7 @@ class BGNBDMixin:
         import xarray as xr
 
         x, t_x, T = self._data(rfm)
-        seg = self.segment_index(rfm)
-        draws = draw_matrices(self.posterior_draws(n_draws), self.param_names)
+        draws, seg = self.customer_draws(rfm, n_draws)
         rng = np.random.default_rng(random_seed)
         out = np.empty((draws[0].shape[0], x.size), dtype=np.int64)
         for d in range(out.shape[0]):
@@ -215,7 +214,7 @@ class BGNBDMixin:
 
 
 class BGNBD(BGNBDMixin, BayesModel):
-    """Bayesian BG/NBD model: posterior of (r, alpha, a, b) given an RFM frame.
+    r"""Bayesian BG/NBD model: posterior of (r, alpha, a, b) given an RFM frame.
 
     Parameters
     ----------
@@ -223,6 +222,14 @@ class BGNBD(BGNBDMixin, BayesModel):
         Replaces default priors by parameter name: ``{"r": ("Gamma", {"alpha": 1.0,
         "beta": 1.0})}`` (a PyMC distribution name and its arguments) or a callable
         ``f(name)`` creating the PyMC variable. Defaults: see :mod:`clvmodels.bayes.bgnbd`.
+    purchase_covariates, dropout_covariates : list of str, optional
+        Columns of the RFM frame that scale each customer's purchase process
+        (:math:`\alpha_i = \alpha e^{-\gamma_P^\top z_i}`) and drop-out process
+        (:math:`a_i, b_i = a, b \cdot e^{\gamma_D^\top z_i}`), the convention of
+        :class:`clvmodels.BGNBD` (:mod:`clvmodels.models._covariates`). Coefficients are
+        in ``idata_.posterior["coefficients"]`` (``purchase:<col>``, ``dropout:<col>``,
+        per unit of the column; :meth:`covariate_summary`); their prior and the user's
+        scale: :mod:`clvmodels.bayes._base`.
 
     Examples
     --------
@@ -230,3 +237,8 @@ class BGNBD(BGNBDMixin, BayesModel):
     >>> m = bayes.BGNBD().fit(rfm, draws=1000, tune=1000, chains=4, random_seed=0)  # doctest: +SKIP
     >>> m.probability_alive(rfm).head()  # doctest: +SKIP
     """
+
+    def __init__(self, *, priors=None, purchase_covariates=None, dropout_covariates=None):
+        self.priors = priors
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates

@@ -56,7 +56,8 @@ def customer_lifetime_value(
     spend_model : fitted bayes.GammaGamma or bayes.SegmentGammaGamma
     rfm : DataFrame
         ``frequency``, ``recency``, ``T``, ``monetary_value`` (and the segment columns of
-        segment models).
+        segment models and the covariate columns of covariate models: each customer at
+        the parameters of their segment and covariates).
     horizon, period : float
         In the RFM frame's time unit; the horizon is a whole number of periods. No unit
         conversion is done.
@@ -85,13 +86,22 @@ def customer_lifetime_value(
     pick_t, pick_s = _paired(draws_t[0].shape[0], draws_s[0].shape[0])
     draws_t = [p[pick_t] for p in draws_t]
     draws_s = [p[pick_s] for p in draws_s]
+    # covariate coefficients (None without), paired as the parameters
+    coef_t, coef_s = (None if c is None else c[pick]
+                      for c, pick in ((tm._coefficient_draws(), pick_t),
+                                      (sm._coefficient_draws(), pick_s)))
+    z_t, z_s = tm.covariate_matrix(rfm), sm.covariate_matrix(rfm)
+    m_t, m_s = z_t.shape[1], z_s.shape[1]
     cols_t = [arrays[c] for c in ("frequency", "recency", "T")]
     cols_s = [arrays[c] for c in ("frequency", "monetary_value")]
     uniq, inverse = _predict.unique_rows(
-        [tm.segment_index(rfm), sm.segment_index(rfm), *cols_t, *cols_s]
+        [tm.segment_index(rfm), sm.segment_index(rfm), *z_t.T, *z_s.T, *cols_t, *cols_s]
     )
     code_t, code_s = uniq[0].astype(np.int64), uniq[1].astype(np.int64)
-    data_t, data_s = uniq[2 : 2 + len(cols_t)], uniq[2 + len(cols_t) :]
+    z_t = np.column_stack(uniq[2 : 2 + m_t]) if m_t else np.zeros((code_t.size, 0))
+    z_s = np.column_stack(uniq[2 + m_t : 2 + m_t + m_s]) if m_s else np.zeros((code_t.size, 0))
+    start = 2 + m_t + m_s
+    data_t, data_s = uniq[start : start + len(cols_t)], uniq[start + len(cols_t) :]
     expected = tm.formulas.expected_purchases
     spend = sm.expected_spend_formula
 
@@ -99,8 +109,10 @@ def customer_lifetime_value(
         return p[:, :1] if p.shape[1] == 1 else p[:, codes]
 
     def evaluate(rows, sl):
-        p_t = [at_rows(p[sl], code_t[rows]) for p in draws_t]
-        p_s = [at_rows(p[sl], code_s[rows]) for p in draws_s]
+        p_t = tm._with_covariates([at_rows(p[sl], code_t[rows]) for p in draws_t],
+                                  None if coef_t is None else coef_t[sl], z_t[rows])
+        p_s = sm._with_covariates([at_rows(p[sl], code_s[rows]) for p in draws_s],
+                                  None if coef_s is None else coef_s[sl], z_s[rows])
         d_t = [d[rows][None, :] for d in data_t]
         d_s = [d[rows][None, :] for d in data_s]
         # all period ends in one call, (draws, rows, periods): a model whose P(alive)

@@ -31,6 +31,7 @@ import pandas as pd
 from .._validate import validate_rfm
 from ..errors import DataError
 from ..models import gammagamma
+from ..models.gammagamma import GammaGamma as MLEGammaGamma
 from ._base import BayesModel, _lognormal
 from ._predict import HDI_PROB, MEMORY_LIMIT
 
@@ -53,6 +54,9 @@ class GammaGammaMixin:
 
     param_names = gammagamma.PARAM_NAMES
     data_names = ("x", "m")
+    # v_i = v exp(c'z_i): the mean spend scales by exp(c'z_i), as the MLE model
+    covariate_links = MLEGammaGamma.covariate_links
+    covariate_arguments = {"spend": "covariates"}
     _ll = staticmethod(gammagamma.loglik)
 
     def _fit_rows(self, frame):
@@ -100,10 +104,18 @@ class GammaGammaMixin:
 
 
 class GammaGamma(GammaGammaMixin, BayesModel):
-    """Bayesian Gamma-Gamma model: posterior of (p, q, v) from the repeat buyers.
+    r"""Bayesian Gamma-Gamma model: posterior of (p, q, v) from the repeat buyers.
 
     Parameters
     ----------
     priors : dict, optional
         Replaces default priors by parameter name (see :class:`clvmodels.bayes.BGNBD`).
+    covariates : list of str, optional
+        Columns of the RFM frame that scale each customer's mean spend,
+        :math:`v_i = v e^{\gamma_S^\top z_i}` (coefficients ``spend:<col>``), as
+        :class:`clvmodels.GammaGamma`; see :class:`clvmodels.bayes.BGNBD`.
     """
+
+    def __init__(self, *, priors=None, covariates=None):
+        self.priors = priors
+        self.covariates = covariates

@@ -40,6 +40,7 @@ class MBGNBDMixin(BGNBDMixin):
 
     param_names = mbgnbd.PARAM_NAMES
     formulas = MLEMBGNBD.formulas
+    covariate_links = MLEMBGNBD.covariate_links
     _ll = staticmethod(mbgnbd.loglik)
     _count_terms = None
 
@@ -48,7 +49,13 @@ class MBGNBD(MBGNBDMixin, BayesModel):
     """Bayesian MBG/NBD model: posterior of (r, alpha, a, b) given an RFM frame.
 
     ``priors`` replaces default priors by parameter name, as in :class:`BGNBD` (a PyMC
-    distribution name and its arguments, or a callable ``f(name)``); the defaults are in
+    distribution name and its arguments, or a callable ``f(name)``), and
+    ``purchase_covariates=`` / ``dropout_covariates=`` as there; the defaults are in
     :mod:`clvmodels.bayes.mbgnbd`. Example: ``bayes.MBGNBD().fit(rfm, random_seed=0)``,
     then ``m.probability_alive(rfm)``.
     """
+
+    def __init__(self, *, priors=None, purchase_covariates=None, dropout_covariates=None):
+        self.priors = priors
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates

@@ -67,6 +67,7 @@ class ParetoNBDMixin(BGNBDMixin):
 
     param_names = paretonbd.PARAM_NAMES
     formulas = MLEParetoNBD.formulas
+    covariate_links = MLEParetoNBD.covariate_links
     _ll = staticmethod(paretonbd.loglik)
     _count_terms = None
     _numba_backend = False
@@ -79,8 +80,14 @@ class ParetoNBD(ParetoNBDMixin, BayesModel):
     """Bayesian Pareto/NBD model: posterior of (r, alpha, s, beta) given an RFM frame.
 
     ``priors`` replaces default priors by parameter name, as in :class:`BGNBD` (a PyMC
-    distribution name and its arguments, or a callable ``f(name)``); the defaults are in
+    distribution name and its arguments, or a callable ``f(name)``), and
+    ``purchase_covariates=`` / ``dropout_covariates=`` as there; the defaults are in
     :mod:`clvmodels.bayes.paretonbd`. Example: ``bayes.ParetoNBD().fit(rfm,
     random_seed=0)``, then ``m.probability_alive(rfm, ahead=13)``. nutpie always uses
     pytensor's C back-end here (``backend="numba"`` raises ``ValueError``).
     """
+
+    def __init__(self, *, priors=None, purchase_covariates=None, dropout_covariates=None):
+        self.priors = priors
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates

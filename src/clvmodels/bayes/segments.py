@@ -140,6 +140,13 @@ each parameter, per coordinate ``c`` its segments' average ``c_mu`` and the spre
 ``segment_sigma`` (``c_sigma`` per coordinate with ``spread="per_coordinate"``).
 Hyperpriors are overridden by these names, e.g.
 ``priors={"segment_sigma": ("HalfNormal", {"sigma": 0.5})}``.
+
+Customer-level covariates (``purchase_covariates=``, ``dropout_covariates=``;
+``covariates=`` for the spend) scale each customer's parameters around their segment's,
+:math:`\theta_{i,p} = \theta_{s(i),p} \exp(\pm\gamma^\top z_i)`, with one coefficient
+per covariate shared by the segments (:mod:`clvmodels.bayes._base`, which also gives the
+coefficients' prior). The segments' parameters and their averages ``c_mu`` are reported
+for a customer with all covariates 0 (reference levels), as in the one-segment model.
 """
 
 from __future__ import annotations
@@ -289,6 +296,7 @@ class SegmentMixin(BayesModel):
                 "LogNormal",
                 {"mu": float(np.log(SIGMA_MEDIAN)), "sigma": SIGMA_LOG_SD},
             )
+        specs.update(self._coefficient_prior())  # customer-level covariates, if any
         for name, spec in (self.priors or {}).items():
             if name not in specs:
                 raise ValueError(
@@ -412,6 +420,19 @@ class SegmentMixin(BayesModel):
             out[n] = pm.Deterministic(n, pt.exp(log_theta), dims="segment")
         return out
 
+    def _shift_hyperparameters(self, post, shift):
+        """With covariates: the segments' average of each coordinate moves with the
+        log-parameters (``shift``: chain, draw, parameter) as the segments' own values
+        do, so ``population_params`` describes customers with covariates 0 too."""
+        import xarray as xr
+
+        for row, (name, _, kind) in zip(self._rotation(), self._coordinates(), strict=True):
+            move = shift @ row
+            if np.any(move != 0):
+                mu = self._hyper_names(name, kind)[0]
+                post[mu] = post[mu] + xr.DataArray(move, dims=("chain", "draw"))
+        return post
+
     def _logs(self, value: dict) -> dict:
         """Each parameter's log from the population coordinates (arrays or tensors)."""
         logs = {}
@@ -489,7 +510,7 @@ class SegmentMixin(BayesModel):
 
 
 class SegmentBGNBD(BGNBDMixin, SegmentMixin):
-    """Hierarchical BG/NBD: (r, alpha, a, b) per segment, partially pooled.
+    r"""Hierarchical BG/NBD: (r, alpha, a, b) per segment, partially pooled.
 
     Parameters
     ----------
@@ -510,15 +531,29 @@ class SegmentBGNBD(BGNBDMixin, SegmentMixin):
         the four logs.
     spread : {"shared", "per_coordinate"}, default "shared"
         One spread of the segments for all coordinates, or one per coordinate.
+    purchase_covariates, dropout_covariates : list of str, optional
+        Customer-level covariates on top of the segments' partially pooled parameters:
+        customer i of segment s has :math:`\alpha_i = \alpha_s e^{-\gamma_P^\top z_i}`
+        and :math:`a_i, b_i = a_s, b_s \cdot e^{\gamma_D^\top z_i}`, one coefficient
+        per covariate for all segments (as :class:`clvmodels.bayes.BGNBD`). A covariate
+        that is constant within every segment is confounded with the segments.
     """
 
     pairs = (("r", "alpha"), ("a", "b"))
     _mle = MLEBGNBD
     _columns = ("frequency", "recency", "T")
 
+    def __init__(self, *, segment="segment", priors=None, parametrization="auto",
+                 population="pairs", spread="shared", purchase_covariates=None,
+                 dropout_covariates=None):
+        super().__init__(segment=segment, priors=priors, parametrization=parametrization,
+                         population=population, spread=spread)
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates
+
 
 class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
-    """Hierarchical Gamma-Gamma: (p, q, v) per segment, partially pooled.
+    r"""Hierarchical Gamma-Gamma: (p, q, v) per segment, partially pooled.
 
     Parameters
     ----------
@@ -532,12 +567,21 @@ class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
         Without pairs of parameters here, both are the model with independent logs.
     spread : {"shared", "per_coordinate"}, default "shared"
         One spread of the segments for all parameters, or one per parameter.
+    covariates : list of str, optional
+        Customer-level covariates of the spend, :math:`v_i = v_s e^{\gamma_S^\top z_i}`
+        (as :class:`clvmodels.bayes.GammaGamma`).
     """
 
     pairs = (("p", "v"),)
     _mle = MLEGammaGamma
     _columns = ("frequency", "monetary_value")
     _pilot_constants = {"recency": 1.0, "T": 1.0}  # validated by the MLE, not used
+
+    def __init__(self, *, segment="segment", priors=None, parametrization="auto",
+                 population="pairs", spread="shared", covariates=None):
+        super().__init__(segment=segment, priors=priors, parametrization=parametrization,
+                         population=population, spread=spread)
+        self.covariates = covariates
 
 
 def simulate_segments(

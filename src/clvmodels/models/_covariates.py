@@ -276,14 +276,38 @@ def design_from_names(names: Sequence[str], links) -> Design | None:
     return Design({r: tuple(t) for r, t in terms.items()}, tuple(links))
 
 
-def row_log_params(log_theta: np.ndarray, coef: np.ndarray, z: np.ndarray,
-                   design: Design) -> np.ndarray:
-    """(n, k) log-parameters of each row: ``log theta_p + sign_p coef_role' z_role``."""
-    k = log_theta.size
-    out = np.broadcast_to(log_theta, (z.shape[0], k)).copy()
+def log_offsets(coef, z, design: Design, k: int) -> list:
+    """Per parameter p of the model, ``sum over its links of sign * z_role @ coef_role``
+    (the log of the factor that scales it per row), 0.0 where no covariate scales it.
+
+    ``coef`` holds the coefficients in :attr:`Design.names` order, (m,) or with leading
+    dimensions (e.g. posterior draws, (draws, m)); ``z`` is (n, m). Each offset is then
+    (n,) or (draws, n). Only indexing, ``*`` and ``+`` are used, so numpy arrays and
+    pytensor tensors both work: the maximum-likelihood fit, the Bayesian model's graph and
+    the predictions at every posterior draw share this one mapping. (A sum of products
+    rather than a matrix product: pytensor links a BLAS for ``dot``, and warns where it
+    finds none.)
+    """
+    out = [0.0] * k
     for p, role, sign in design.links:
         sl = design.slice(role, k)
-        out[:, p] += sign * (z[:, sl.start - k : sl.stop - k] @ coef[sl.start - k : sl.stop - k])
+        for j in range(sl.start - k, sl.stop - k):
+            c = coef[..., j]
+            if getattr(c, "ndim", 0):  # one coefficient per draw: a column against the rows
+                c = c[..., None]
+            out[p] = out[p] + sign * (c * z[:, j])
+    return out
+
+
+def row_log_params(log_theta: np.ndarray, coef: np.ndarray, z: np.ndarray,
+                   design: Design) -> np.ndarray:
+    """(n, k) log-parameters of each row: ``log theta_p + sign_p coef_role' z_role``;
+    with coefficient draws (draws, m) and ``log_theta`` (k,) or (draws, k): (draws, n, k)."""
+    k = log_theta.shape[-1]
+    lead = np.broadcast_shapes(np.shape(log_theta)[:-1], np.shape(coef)[:-1])
+    out = np.broadcast_to(np.asarray(log_theta)[..., None, :], (*lead, z.shape[0], k)).copy()
+    for p, offset in enumerate(log_offsets(coef, z, design, k)):
+        out[..., p] += offset
     return out
 
 
