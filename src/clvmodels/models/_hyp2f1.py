@@ -16,7 +16,9 @@ where the integrand lives:
   path, taken by every row of the CDNOW data at the fitted parameters;
 * the other rows are split at the mode and at the points where :math:`\varphi` has
   dropped by 3, 8, 15, 24, 34 and 46 below its maximum (found by safeguarded Newton),
-  wide panels are split further (width <= 2), and each panel gets 12 nodes. The part of
+  wide panels are split further (width <= 2; intervals wider than 64 get a mesh graded
+  geometrically from both ends instead, see ``_split``, so the work stays bounded at
+  extreme parameters), and each panel gets 12 nodes. The part of
   the range beyond a drop of 46 (relative weight below 1e-20) is left out.
 
 In log-variables the integrands of the BTYD models are log-concave (a sum of linear and

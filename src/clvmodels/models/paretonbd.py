@@ -485,7 +485,7 @@ def probability_of_purchases(r, alpha, s, beta, n, t):
         + special.xlogy(n, t)
         - n * np.log(alpha + t)
     )
-    alive = log_nbd + s * (np.log(beta) - np.log(beta + t))
+    alive = log_nbd - s * np.log1p(t / beta)
     log_int = np.full(n.shape, -np.inf)
     pos = (t > 0) & (n > 0)
     zero = (t > 0) & (n == 0)
