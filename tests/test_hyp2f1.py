@@ -227,3 +227,21 @@ def test_bgnbd_still_matches_lifetimes_on_cdnow(cdnow_rfm, lifetimes):
         ref.expected_number_of_purchases_up_to_time(times),
         rtol=1e-6,
     )
+
+
+def test_log_integral_of_a_slow_power_law_on_a_huge_range():
+    # (1 + u)^-e on [0, W]: within one drop level over a range of width 1e12, where
+    # panels of width 2 would number 5e11 (the old rule allocated them and failed);
+    # the graded mesh needs about 2 log2(W) panels per interval and keeps 1e-13
+    e = np.array([0.05, 0.3, 0.9])
+    width = np.array([1e12, 1e8, 1e5])
+
+    def power(u, rows, order=2):
+        ee = e[rows][:, None]
+        f = -ee * np.log1p(u)
+        return f if order == 0 else (f, -ee / (1 + u), ee / (1 + u) ** 2)
+
+    out, blocks = log_integral(power, np.zeros(3), width, weights=True)
+    ref = np.log(np.expm1((1 - e) * np.log1p(width)) / (1 - e))
+    np.testing.assert_allclose(out, ref, rtol=1e-13)
+    assert sum(u.shape[0] for _, u, _, _ in blocks) < 3 * 13 * 100

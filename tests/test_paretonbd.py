@@ -312,3 +312,37 @@ def test_save_load_roundtrip(fitted, tmp_path):
     back = ParetoNBD.load(path)
     np.testing.assert_array_equal(back.params_, fitted.params_)
     assert back.loglik_ == fitted.loglik_
+
+
+def _exponential_lifetime_alive(r, alpha, mu, x, t_x, T):
+    """P(alive) when every lifetime is exponential of rate mu (s, beta -> inf, s/beta = mu)."""
+    with mp.workdps(30):
+        alive = mp.exp(-mu * T) * (alpha + T) ** (-(r + x))
+        dead = mu * mp.quad(lambda y: mp.exp(-mu * y) * (alpha + y) ** (-(r + x)), [t_x, T])
+        return float(alive / (alive + dead))
+
+
+@pytest.mark.parametrize("mu", [0.05, 0.5])
+def test_probability_alive_tends_to_the_exponential_lifetime_limit(mu):
+    # s = 1e14 once gave 0.18 and s = 1e20 gave 0.5 (s log(beta) rounding); the gap to
+    # the limit is O(1/s)
+    limit = _exponential_lifetime_alive(4.0, 4.0, mu, 3.0, 20.0, 39.0)
+    for s in (1e6, 1e10, 1e14, 1e20, 1e100):
+        got = paretonbd.probability_alive(4.0, 4.0, s, s / mu, 3.0, 20.0, 39.0)
+        assert got == pytest.approx(limit, rel=max(1e-12, 1e3 / s)), s
+    # and at a moderate s against mpmath's own integral of the Pareto/NBD
+    s, beta = mp.mpf(100), mp.mpf(100) / mu
+    with mp.workdps(30):
+        alive = mp.mpf(43) ** -7 * (1 + 39 / beta) ** -s
+        dead = s / beta * mp.quad(lambda y: (4 + y) ** -7 * (1 + y / beta) ** (-s - 1), [20, 39])
+        want = float(alive / (alive + dead))
+    assert paretonbd.probability_alive(4.0, 4.0, 100.0, 100.0 / mu, 3.0, 20.0, 39.0) == (
+        pytest.approx(want, rel=1e-12))
+
+
+@pytest.mark.parametrize("name", ["r", "alpha", "s", "beta"])
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_non_finite_parameters_are_named(name, value):
+    params = {"r": 4.0, "alpha": 4.0, "s": 2.0, "beta": 40.0, name: value}
+    with pytest.raises(ValueError, match=f"parameter {name} must be finite and positive"):
+        paretonbd.probability_alive(**params, x=3.0, t_x=20.0, T=39.0)

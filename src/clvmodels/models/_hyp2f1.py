@@ -16,7 +16,9 @@ where the integrand lives:
   path, taken by every row of the CDNOW data at the fitted parameters;
 * the other rows are split at the mode and at the points where :math:`\varphi` has
   dropped by 3, 8, 15, 24, 34 and 46 below its maximum (found by safeguarded Newton),
-  wide panels are split further (width <= 2), and each panel gets 12 nodes. The part of
+  wide panels are split further (width <= 2; intervals wider than 64 get a mesh graded
+  geometrically from both ends instead, see ``_split``, so the work stays bounded at
+  extreme parameters), and each panel gets 12 nodes. The part of
   the range beyond a drop of 46 (relative weight below 1e-20) is left out.
 
 In log-variables the integrands of the BTYD models are log-concave (a sum of linear and
@@ -91,6 +93,7 @@ _SLOW_NODES = 12
 _FAST_TIERS = ((12, 1.0, 10.0), (16, 2.0, 18.0), (24, 2.0, 40.0))
 _LEVELS = np.array([3.0, 8.0, 15.0, 24.0, 34.0, 46.0])
 _MAX_PANEL = 2.0
+_MAX_UNIFORM = 32  # wider intervals get a graded mesh (see _split)
 _CHUNK = 1 << 15
 
 LogIntegrand = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray] | np.ndarray]
@@ -170,12 +173,58 @@ def _panels_slow(fun: LogIntegrand, rows, lo, hi, f_end, d_end, cross):
     b = np.concatenate([bounds[1], bounds[0], bounds[2]], axis=1)
     b = np.sort(np.where(np.isnan(b), mode[:, None], b), axis=1)
     a, b = b[:, :-1].ravel(), b[:, 1:].ravel()
-    k = np.where(b > a, np.maximum(np.ceil((b - a) / _MAX_PANEL), 1), 0).astype(np.int64)
-    row = np.repeat(np.repeat(rows, n_lev * 2), k)
-    a, b, kk = np.repeat(a, k), np.repeat(b, k), np.repeat(k, k)
-    j = np.arange(kk.size) - np.repeat(np.cumsum(k) - k, k)
+    lo_p, hi_p, k = _split(a, b)
+    return lo_p, hi_p, np.repeat(np.repeat(rows, n_lev * 2), k), f_mode
+
+
+def _split(a, b):
+    r"""Panels of the intervals [a, b]: (panel ends, panels per interval).
+
+    Intervals up to :data:`_MAX_UNIFORM` panels of width :data:`_MAX_PANEL` are cut
+    into equal panels of at most that width. Wider ones (an integrand that stays
+    within one drop level over a range of width > 64, e.g. at the optimiser's extreme
+    trial parameters: 1.6e8 in the GGompertz/NBD's log D with a variation of 0.7) get a
+    geometrically graded mesh instead: panels of widths 2, 4, 8, ... from each end, two
+    panels in the middle, so 2 log2(width) + O(1) panels where the uniform cut needed
+    width / 2 (1e8 panels per row, a 146 GiB index array). Each graded panel is at most
+    as wide as its distance to the nearer end plus 2, which keeps Gauss-Legendre's
+    geometric convergence for integrands analytic in a neighbourhood that widens in
+    proportion to the distance from the interval's ends, as the logs of the BTYD
+    integrands are (terms like :math:`\log(c + e^u)` are linear up to :math:`e^{-|u|}`
+    away from their bend, and a bend inside a wide interval of small variation can only
+    have a small coefficient); ``tests/test_hyp2f1.py`` checks such a case against mpmath.
+    """
+    width = b - a
+    uniform = width <= _MAX_PANEL * _MAX_UNIFORM
+    with np.errstate(invalid="ignore"):
+        levels = np.floor(np.log2(np.where(uniform, 4.0, width) / (2 * _MAX_PANEL) + 1.0))
+    levels = levels.astype(np.int64)  # graded: panels 2 (2^j - 1) .. 2 (2^(j+1) - 1) per side
+    k = np.where(
+        uniform,
+        np.where(width > 0, np.maximum(np.ceil(width / _MAX_PANEL), 1), 0),
+        2 * levels + 2,
+    ).astype(np.int64)
+    ia = np.repeat(np.arange(a.size), k)
+    j = np.arange(ia.size) - np.repeat(np.cumsum(k) - k, k)
+    a, b, kk, lev, uni = a[ia], b[ia], k[ia], levels[ia], uniform[ia]
     h = (b - a) / np.maximum(kk, 1)
-    return a + j * h, a + (j + 1) * h, row, f_mode
+    lo_p, hi_p = a + j * h, a + (j + 1) * h
+    g = np.flatnonzero(~uni)
+    if g.size:
+        a, b, j, lev = a[g], b[g], j[g], lev[g]
+        reach = _MAX_PANEL * (np.exp2(lev) - 1.0)  # covered by the graded panels of a side
+        mid = 0.5 * (a + b)
+        left, right = j < lev, j > lev + 1
+        jr = np.where(right, 2 * lev + 1 - j, 0)  # index from the right end
+        jl = np.where(left, j, 0)
+        lo_g = np.where(left, a + _MAX_PANEL * (np.exp2(jl) - 1.0),
+                        np.where(right, b - _MAX_PANEL * (np.exp2(jr + 1) - 1.0),
+                                 np.where(j == lev, a + reach, mid)))
+        hi_g = np.where(left, a + _MAX_PANEL * (np.exp2(jl + 1) - 1.0),
+                        np.where(right, b - _MAX_PANEL * (np.exp2(jr) - 1.0),
+                                 np.where(j == lev, mid, b - reach)))
+        lo_p[g], hi_p[g] = lo_g, hi_g
+    return lo_p, hi_p, k
 
 
 def _rule01(m):

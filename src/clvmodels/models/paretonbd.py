@@ -65,8 +65,14 @@ def _flat(*values):
     return arrays[0].shape, [a.ravel() for a in arrays]
 
 
-def _log_pair_integral(alpha, beta, e_a, e_b, lo, hi, *, weights=False):
+def _log_pair_integral(alpha, beta, e_a, e_b, lo, hi, *, weights=False, scaled=False):
     r"""log of :math:`\int_{lo}^{hi} (\alpha+y)^{-e_a} (\beta+y)^{-e_b}\,dy`, per row (1-d).
+
+    With ``scaled=True`` the integrand is :math:`(1+y/\alpha)^{-e_a}(1+y/\beta)^{-e_b}`
+    instead (the same integral times :math:`\alpha^{e_a}\beta^{e_b}`): for huge exponents
+    and scales (:math:`s, \beta \to \infty` at fixed :math:`s/\beta`, the exponential
+    lifetime limit) the unscaled log is a huge number whose rounding (about
+    :math:`10^{-16} e_b \log\beta`) swamps the O(1) differences the model needs.
 
     Substituting :math:`\ell = \log(\mu + y)` with :math:`\mu = \min(\alpha, \beta)` and
     :math:`\Delta = |\alpha - \beta|` gives the log-integrand
@@ -89,7 +95,7 @@ def _log_pair_integral(alpha, beta, e_a, e_b, lo, hi, *, weights=False):
     width = np.log1p((hi - lo) / (mu + lo))
 
     g = l0 - log_d  # log((mu+t_x) / Delta)
-    h = lm0 - log_d  # log((M+t_x) / Delta)
+    h = np.logaddexp(0.0, g)  # log((M+t_x) / Delta) = log(1 + (mu+t_x)/Delta), not lm0 - log_d
     same = np.isneginf(log_d)  # alpha == beta: log(M+y) = log(mu+y)
     if same.any():
         g, h = np.where(same, 0.0, g), np.where(same, 0.0, h)
@@ -108,7 +114,11 @@ def _log_pair_integral(alpha, beta, e_a, e_b, lo, hi, *, weights=False):
             sg = np.where(same[rows][:, None], 1.0, sg)
         return f, c - e * sg, -e * sg * (1 - sg)
 
-    shift = c0 * l0 - e_big * lm0
+    if scaled:  # + e_mu log(mu) + e_big log(M), folded in without forming them
+        big = np.where(a_small, beta, alpha)
+        shift = l0 - e_mu * np.log1p(lo / mu) - e_big * np.log1p(lo / big)
+    else:
+        shift = c0 * l0 - e_big * lm0
     zeros = np.zeros_like(width)
     if not weights:
         return shift + log_integral(fun, zeros, width)
@@ -171,17 +181,42 @@ def _log_pair_integral(alpha, beta, e_a, e_b, lo, hi, *, weights=False):
     return shift + out, moments
 
 
+def _check_params(**params):
+    """ValueError naming the first parameter that is not finite and positive.
+
+    (inf in both ``s`` and ``beta`` has a limit, the exponential lifetime of rate
+    ``s / beta``, only when their ratio is given: pass large finite values instead.)
+    """
+    for name, value in params.items():
+        bad = ~(np.isfinite(value) & (value > 0))
+        if np.any(bad):
+            raise ValueError(
+                f"Pareto/NBD parameter {name} must be finite and positive; got "
+                f"{float(np.asarray(value)[bad].ravel()[0])} in {int(np.sum(bad))} row(s)"
+            )
+
+
 def _log_terms(r, alpha, s, beta, x, t_x, T, *, weights=False):
-    """log of the two terms of the likelihood bracket: alive at T, and died in (t_x, T]."""
-    log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    res = _log_pair_integral(alpha, beta, r + x, s + 1.0, t_x, T, weights=weights)
+    r"""log of the two terms of the likelihood bracket, alive at T and died in (t_x, T],
+    each times :math:`\alpha^{r+x}\beta^s` (the factor is in :func:`_log_const`).
+
+    Scaled so that no term is a huge number: :math:`-s\log(\beta+T)` and
+    :math:`s\log\beta` would cancel to :math:`-s\log(1+T/\beta)` with an absolute error
+    of :math:`10^{-16} s\log\beta` (0.5 at :math:`s = 10^{14}`), which drove P(alive)
+    to nonsense as :math:`s, \beta \to \infty` at fixed :math:`s/\beta`.
+    """
+    _check_params(r=r, alpha=alpha, s=s, beta=beta)
+    log_alive = -(r + x) * np.log1p(T / alpha) - s * np.log1p(T / beta)
+    res = _log_pair_integral(alpha, beta, r + x, s + 1.0, t_x, T, weights=weights, scaled=True)
+    log_s = np.log(s) - np.log(beta)
     if not weights:
-        return log_alive, np.log(s) + res
-    return log_alive, np.log(s) + res[0], res[1]
+        return log_alive, log_s + res
+    return log_alive, log_s + res[0], res[1]
 
 
 def _log_const(r, alpha, s, beta, x):
-    return special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    """log of the likelihood's constant divided by the scale of :func:`_log_terms`."""
+    return special.gammaln(r + x) - special.gammaln(r) - x * np.log(alpha)
 
 
 def loglik(r, alpha, s, beta, x, t_x, T, ops=NUMPY):
@@ -455,7 +490,7 @@ def probability_of_purchases(r, alpha, s, beta, n, t):
         + special.xlogy(n, t)
         - n * np.log(alpha + t)
     )
-    alive = log_nbd + s * (np.log(beta) - np.log(beta + t))
+    alive = log_nbd - s * np.log1p(t / beta)
     log_int = np.full(n.shape, -np.inf)
     pos = (t > 0) & (n > 0)
     zero = (t > 0) & (n == 0)
