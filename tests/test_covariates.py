@@ -165,7 +165,7 @@ def test_recovery_gamma_gamma():
         base * np.exp(m.params_["spend:loyal"]), rel=1e-12)
 
 
-TRUE_GG = {"r": 0.8, "alpha": 5.0, "b": 0.05, "s": 1.2, "beta": 3.0,
+TRUE_GGOM = {"r": 0.8, "alpha": 5.0, "b": 0.05, "s": 1.2, "beta": 3.0,
            "purchase:age": 0.02, "purchase:search": 0.3, "purchase:shop": -0.4,
            "dropout:loyal": -0.6}
 
@@ -175,7 +175,7 @@ def test_recovery_ggompertz_nbd():
     """GGompertz/NBD with CLVTools' convention (alpha and beta scaled), ageing b > 0:
     20,000 simulated customers, every parameter within 3 SE (L-BFGS-B on the chain-rule
     gradient, SEs from differences of that gradient)."""
-    m = _recovery(cm.GGomNBD, TRUE_GG, {"purchase_covariates": ["age", "channel"],
+    m = _recovery(cm.GGomNBD, TRUE_GGOM, {"purchase_covariates": ["age", "channel"],
                                          "dropout_covariates": ["loyal"], "lr_tests": False})
     assert m.summary().loc["dropout:loyal", "p_value"] < 1e-6
 
