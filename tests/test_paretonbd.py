@@ -346,3 +346,40 @@ def test_non_finite_parameters_are_named(name, value):
     params = {"r": 4.0, "alpha": 4.0, "s": 2.0, "beta": 40.0, name: value}
     with pytest.raises(ValueError, match=f"parameter {name} must be finite and positive"):
         paretonbd.probability_alive(**params, x=3.0, t_x=20.0, T=39.0)
+
+
+def _exponential_lifetime_pmf(r, alpha, mu, n, t):
+    """P(X(t) = n) when every lifetime is exponential of rate mu (s, beta -> inf)."""
+    with mp.workdps(30):
+        def nbd(tau):
+            return (mp.gamma(r + n) / (mp.gamma(r) * mp.factorial(n))
+                    * (alpha / (alpha + tau)) ** r * (tau / (alpha + tau)) ** n)
+        dead = mu * mp.quad(lambda tau: mp.exp(-mu * tau) * nbd(tau), [0, t])
+        return float(mp.exp(-mu * t) * nbd(t) + dead)
+
+
+@pytest.mark.parametrize("mu", [0.05, 0.5])
+def test_probability_of_purchases_tends_to_the_exponential_lifetime_limit(mu):
+    # the "dead" term carried s log(beta) - (s+1) log(beta + tau): s = 1e14 gave
+    # P(X=0) = 0.43 where the limit is 0.65, and s = 1e18 probabilities above 1
+    r, alpha, t = 0.55, 10.6, 39.0
+    n = np.arange(6)
+    limit = np.array([_exponential_lifetime_pmf(r, alpha, mu, int(k), t) for k in n])
+    for s in (1e6, 1e10, 1e14, 1e18, 1e100):
+        got = paretonbd.probability_of_purchases(r, alpha, s, s / mu, n, t)
+        np.testing.assert_allclose(got, limit, rtol=max(1e-10, 1e3 / s), err_msg=str(s))
+    # at a moderate s against mpmath's own integral of the Pareto/NBD, eq. (3-4) of [3]
+    s, beta = 100.0, 100.0 / mu
+    with mp.workdps(30):
+        want = []
+        for k in n:
+            k = int(k)
+            coef = mp.gamma(r + k) / (mp.gamma(r) * mp.factorial(k))
+            alive = coef * (alpha / (alpha + t)) ** r * (t / (alpha + t)) ** k * (
+                1 + t / beta) ** -s
+            dead = coef * alpha ** r * s / beta * mp.quad(
+                lambda tau, k=k: tau ** k * (alpha + tau) ** (-r - k) * (1 + tau / beta) ** (-s - 1),
+                [0, t])
+            want.append(float(alive + dead))
+    np.testing.assert_allclose(paretonbd.probability_of_purchases(r, alpha, s, beta, n, t),
+                               want, rtol=1e-10)

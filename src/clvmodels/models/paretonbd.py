@@ -431,7 +431,13 @@ def expected_purchases_new(r, alpha, s, beta, t):
 
 
 def _log_pmf_integral(r, alpha, s, beta, n, t):
-    r"""log of :math:`\int_0^t \tau^n (\alpha+\tau)^{-(r+n)}(\beta+\tau)^{-(s+1)} d\tau`, n >= 1.
+    r"""log of :math:`\int_0^t \tau^n (1+\tau/\alpha)^{-(r+n)}(1+\tau/\beta)^{-(s+1)}
+    d\tau`, n >= 1.
+
+    That is the integral of :func:`probability_of_purchases` times
+    :math:`\alpha^{r+n}\beta^{s+1}`: scaled, as :func:`_log_pair_integral` with
+    ``scaled=True``, because at huge s and beta (the exponential-lifetime limit) the
+    unscaled log is a huge number whose rounding swamps the probability.
 
     In :math:`u = \log\tau` the log-integrand :math:`(n+1)u - (r+n)\log(\alpha+e^u)
     - (s+1)\log(\beta+e^u)` is concave and grows like :math:`e^{(n+1)u}` to the left, so
@@ -456,11 +462,12 @@ def _log_pmf_integral(r, alpha, s, beta, n, t):
             la[rows][:, None],
             lb[rows][:, None],
         )
-        sa, sb = np.logaddexp(u, l_a), np.logaddexp(u, l_b)
+        # log(1 + tau/alpha), log(1 + tau/beta): exact for tau far below the scales
+        sa, sb = np.logaddexp(u - l_a, 0.0), np.logaddexp(u - l_b, 0.0)
         f = c * u - ea * sa - eb * sb
         if order == 0:
             return f
-        ga, gb = np.exp(u - sa), np.exp(u - sb)
+        ga, gb = np.exp(u - l_a - sa), np.exp(u - l_b - sb)
         return f, c - ea * ga - eb * gb, -ea * ga * (1 - ga) - eb * gb * (1 - gb)
 
     return log_integral(fun, lo, lt)
@@ -496,11 +503,15 @@ def probability_of_purchases(r, alpha, s, beta, n, t):
     zero = (t > 0) & (n == 0)
     if zero.any():
         k = np.flatnonzero(zero)
-        log_int[k] = _log_pair_integral(alpha[k], beta[k], r[k], s[k] + 1.0, np.zeros(k.size), t[k])
+        log_int[k] = _log_pair_integral(
+            alpha[k], beta[k], r[k], s[k] + 1.0, np.zeros(k.size), t[k], scaled=True
+        )
     if pos.any():
         k = np.flatnonzero(pos)
         log_int[k] = _log_pmf_integral(r[k], alpha[k], s[k], beta[k], n[k], t[k])
-    dead = log_coef + r * np.log(alpha) + np.log(s) + s * np.log(beta) + log_int
+    # both integrals are scaled by alpha^(r+n) beta^(s+1): the prefactor alpha^r s beta^s
+    # of the formula becomes s alpha^-n / beta, with no s log(beta) to cancel
+    dead = log_coef - n * np.log(alpha) + np.log(s) - np.log(beta) + log_int
     return np.exp(np.logaddexp(alive, dead)).reshape(shape)
 
 
