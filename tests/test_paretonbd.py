@@ -378,7 +378,7 @@ def test_probability_of_purchases_tends_to_the_exponential_lifetime_limit(mu):
             alive = coef * (alpha / (alpha + t)) ** r * (t / (alpha + t)) ** k * (
                 1 + t / beta) ** -s
             dead = coef * alpha ** r * s / beta * mp.quad(
-                lambda tau, k=k: tau ** k * (alpha + tau) ** (-r - k) * (1 + tau / beta) ** (-s - 1),
+                lambda tau, k=k: tau**k * (alpha + tau) ** (-r - k) * (1 + tau / beta) ** (-s - 1),
                 [0, t])
             want.append(float(alive + dead))
     np.testing.assert_allclose(paretonbd.probability_of_purchases(r, alpha, s, beta, n, t),
