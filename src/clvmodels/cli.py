@@ -199,6 +199,7 @@ def _report(args: argparse.Namespace) -> int:
             acquisition_cost=args.acquisition_cost,
             channel=args.channel,
             horizon_weeks=args.horizon,
+            pareto_ggg=args.pareto_ggg,
             caller="cli",
             **_read_kw(args),
         )
@@ -310,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hierarchical",
         action="store_true",
         help="fit the hierarchical model also on more than 30,000 customers (slow)",
+    )
+    r.add_argument(
+        "--pareto-ggg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the regular-buyer model Pareto/GGG (slow Gibbs sampling), or not with "
+        "--no-pareto-ggg; default: when purchase timing is regular (Wheat & Morrison "
+        "k >= 1.5), the Bayesian models are fitted and there are at most 5,000 customers",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument(
