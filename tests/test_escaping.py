@@ -53,6 +53,12 @@ def test_text_escapes_html_and_markdown():
     assert "&lt;script&gt;" in out
     assert r"\*bold\*" in out and r"\[x\]\(javascript:alert\(1\)\)" in out
     assert escaping.text("a<b", markdown=False) == "a&lt;b"
+    # an apostrophe renders as one in Markdown (the report's conclusions: "customer's");
+    # mistune is nbconvert's Markdown renderer
+    import mistune
+
+    shown = mistune.html(escaping.text("the customer's <b>x</b> #1"))
+    assert shown == "<p>the customer's &lt;b&gt;x&lt;/b&gt; #1</p>\n"
 
 
 def test_escaped_styler_escapes_index_columns_names_and_text_cells():
