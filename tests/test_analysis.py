@@ -516,3 +516,29 @@ def test_pareto_ggg_ranges_are_whole_purchases_times_the_value_per_purchase():
     draws = model.purchase_draws(10.0, rfm, 0)[:, :40]
     inside = ((draws >= counts["low"].to_numpy()) & (draws <= counts["high"].to_numpy())).mean(0)
     assert (inside >= 0.9).all() and (counts["low"] <= expected[rows]).all()
+
+
+@pytest.mark.slow
+def test_a_recommended_pareto_ggg_gives_the_forecast_and_the_ranges(monkeypatch):
+    """The path of a converged Pareto/GGG (its verdict forced to pass: a report-length run
+    does not pass on grocery) that wins by the rule: refitted on the whole history, its
+    CLV, P(alive) and 90% ranges are the package's own."""
+    from clvmodels.bayes import convergence, paretoggg
+
+    settings = dict(draws=10, tune=5, thin=1, chains=2)
+    monkeypatch.setattr(analysis, "PARETO_GGG_SETTINGS", settings)
+    ok = convergence.Convergence("ParetoGGG", "gibbs", 2, 10, 1.0, 500.0, 500.0, 0, True)
+    monkeypatch.setattr(paretoggg, "gibbs_verdict", lambda idata, chains, draws: ok)
+    log = cm.TransactionLog(grocery_with_amounts(), "cust", "date", "amount")
+    a = analysis.analyze(log, bayes=False, pareto_ggg=True)
+    assert a.recommended == a.range_model == analysis.PARETO_GGG
+    model = cm.bayes.ParetoGGG(**settings, random_state=0).fit(a.rfm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cm.StatisticalWarning)
+        clv = cm.customer_lifetime_value(model, a.gg_all, a.rfm, horizon=52, period=52 / 12,
+                                         discount_rate=1.1 ** (1 / 12) - 1)
+    assert a.forecast.loc["total", "model"] == pytest.approx(clv.sum(), rel=1e-12)
+    pd.testing.assert_series_equal(a.top["P(alive)"].sort_index(),
+                                   model.probability_alive(a.rfm).sort_index(), check_names=False)
+    shown = a.top.index[:analysis.TOP_N]
+    assert (a.top.loc[shown, analysis.RANGE_LOW] <= a.top.loc[shown, "CLV"]).all()
