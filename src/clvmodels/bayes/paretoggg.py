@@ -328,7 +328,7 @@ class ParetoGGG:
     The RFM frame needs ``frequency``, ``recency``, ``T`` and ``litt`` (the sum of the
     logs of each customer's inter-transaction times, in the frame's time unit).
     Customer-level draws belong to the customers of the frame given to ``fit``:
-    predictions take that frame (same index) again.
+    predictions take those customers again (any subset, any order, by the index).
     """
 
     def __init__(self, *, draws: int = 200, tune: int = 500, thin: int = 10, chains: int = 2,
@@ -399,11 +399,15 @@ class ParetoGGG:
         return self.idata_.posterior
 
     def _customer_draws(self, rfm):
+        """The draws of the customers of `rfm` (any subset of the fitted customers, in any
+        order: the holdout harness predicts groups of customers), (draws, customers)."""
         post = self._check_fitted()
-        if not np.array_equal(np.asarray(post["customer"]), np.asarray(rfm.index)):
-            raise DataError(None, "the frame's index must be the customers the model was "
-                            "fitted on, in the same order", len(rfm))
-        return {v: post[v].to_numpy().reshape(-1, len(rfm)) for v in CUSTOMER_NAMES}
+        fitted = pd.Index(np.asarray(post["customer"]))
+        pos = fitted.get_indexer(rfm.index)
+        if (pos < 0).any():
+            raise DataError(None, "the frame's index must be customers the model was fitted "
+                            "on (its draws are per customer)", int((pos < 0).sum()))
+        return {v: post[v].to_numpy().reshape(-1, len(fitted))[:, pos] for v in CUSTOMER_NAMES}
 
     def hyperparameters(self) -> pd.DataFrame:
         """Posterior mean, sd and 2.5% / 97.5% quantiles of the six hyperparameters."""
