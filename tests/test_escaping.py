@@ -53,6 +53,12 @@ def test_text_escapes_html_and_markdown():
     assert "&lt;script&gt;" in out
     assert r"\*bold\*" in out and r"\[x\]\(javascript:alert\(1\)\)" in out
     assert escaping.text("a<b", markdown=False) == "a&lt;b"
+    # an apostrophe renders as one in Markdown (the report's conclusions: "customer's");
+    # mistune is nbconvert's Markdown renderer
+    import mistune
+
+    shown = mistune.html(escaping.text("the customer's <b>x</b> #1"))
+    assert shown == "<p>the customer's &lt;b&gt;x&lt;/b&gt; #1</p>\n"
 
 
 def test_escaped_styler_escapes_index_columns_names_and_text_cells():
@@ -109,7 +115,8 @@ def hostile_log(n_customers: int = 240, seed: int = 3) -> pd.DataFrame:
 @pytest.mark.slow
 def test_hostile_file_through_clvmodels_report(tmp_path):
     """The whole page: no script element, no event handler, and the file's markup shown
-    as text where the values appear (segments, ids, column and file names)."""
+    as text where the values appear (segments, which are the channels here, ids, column
+    and file names, the conclusions)."""
     import subprocess
 
     path = tmp_path / "<svg onload=alert(3)>.csv"
@@ -117,7 +124,8 @@ def test_hostile_file_through_clvmodels_report(tmp_path):
     out = tmp_path / "report.html"
     result = subprocess.run(
         [sys.executable, "-m", "clvmodels.cli", "report", "--transactions", str(path),
-         "--customer", "<u>id</u>", "--segment", "seg<svg onload=x()>", "--no-bayes",
+         "--customer", "<u>id</u>", "--channel", "seg<svg onload=x()>", "--no-bayes",
+         "--acquisition-cost", "10",
          "--no-progress", "--out", str(out)],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )
@@ -131,3 +139,7 @@ def test_hostile_file_through_clvmodels_report(tmp_path):
     assert "&lt;img src=x onerror=alert(" in body  # the most valuable customers' ids
     assert "&lt;svg onload=alert(3)&gt;" in body  # the file name
     assert "seg&lt;svg onload=x()&gt;" in body  # the segment column's name
+    # the conclusions show a channel as the tables do: the escaped literal text
+    bullet = re.search(r"<li>A new customer from channel (.*?) is worth", body)
+    assert bullet is not None
+    assert "&lt;" in bullet.group(1) and "<" not in bullet.group(1)

@@ -95,8 +95,17 @@ def test_contract_errors_and_save_load(tmp_path):
     model.save(path)
     back = ParetoGGG.load(path)
     pd.testing.assert_series_equal(back.probability_alive(sim), model.probability_alive(sim))
+    # any subset of the fitted customers, in any order, by the index
+    part = sim.iloc[[5, 0, 3]]
+    pd.testing.assert_series_equal(model.probability_alive(part),
+                                   model.probability_alive(sim).iloc[[5, 0, 3]])
     with pytest.raises(DataError, match="customers the model was fitted on"):
-        model.probability_alive(sim.iloc[::-1])
+        model.probability_alive(sim.rename(index=lambda i: i + 1000))
+    # the holdout harness predicts each holdout length's customers apart (seeded)
+    cal = sim.assign(frequency_holdout=0, duration_holdout=np.where(sim.index % 2, 10.0, 20.0))
+    pred = cm.holdout_predictions(cal, {"Pareto/GGG": model})[("Pareto/GGG", "purchases")]
+    for h, part in cal.groupby("duration_holdout"):
+        np.testing.assert_array_equal(pred[part.index], model.expected_purchases(h, part))
 
 
 @pytest.mark.slow

@@ -17,9 +17,11 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ._aggregate import customer_segments
+from .compare import mae_difference
 from .errors import ConvergenceError, DataError, DataWarning, StatisticalWarning, option
 from .log import TransactionLog, _iso, as_log
 
@@ -28,6 +30,7 @@ __all__ = [
     "MIN_REPEAT_BUYERS",
     "MIN_SEGMENT_CUSTOMERS",
     "Analysis",
+    "Recommendation",
     "Split",
     "acquisition_costs",
     "analyze",
@@ -37,6 +40,7 @@ __all__ = [
     "cost_per_label",
     "open_log",
     "pooled_segments",
+    "recommend",
     "regularity_finding",
 ]
 
@@ -45,12 +49,17 @@ MIN_REPEAT_BUYERS = 10  # of them with a repeat purchase in the calibration peri
 MIN_SEGMENT_CUSTOMERS = 30  # smaller segments are pooled into "other" for per-segment fits
 OTHER = "other"
 NOT_CONVERGED = "did not converge"
-#: the rule that picks the recommended model (stated in the report)
+#: the rule that picks the recommended model (stated in the report; :func:`recommend`)
 RECOMMENDATION_RULE = (
-    "the model with the lowest mean absolute error of each customer's holdout revenue "
-    "(MAE / customer) among the models that converged; the formula and the naive "
-    "own-history method are benchmarks, not candidates"
+    "among the models that converged, the one with the lowest mean absolute error of each "
+    "customer's holdout revenue (MAE / customer); a model whose MAE is higher by less than "
+    "1.96 paired standard errors of the difference (not significantly worse at the 5% "
+    "level) is tied with it, and of the tied models the one whose holdout revenue total "
+    "is closest to the actual is recommended; the formula and the naive own-history "
+    "method are benchmarks, not candidates"
 )
+#: a larger MAE by fewer paired standard errors than this is a tie (:func:`recommend`)
+TIE_SE = 1.96
 CDNOW = "the CDNOW master data set (music CD purchases, Fader, Hardie & Lee 2005)"
 
 
@@ -255,6 +264,8 @@ class Analysis:
     regularity: object = None
     channels: pd.DataFrame | None = None
     channel: str | None = None
+    recommendation: Recommendation | None = None
+    range_model: str = "BG/NBD"
     cost_basis: str | None = None
     notes: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
@@ -320,6 +331,8 @@ class Analysis:
             "best_method": self.best,
             "recommended": self.recommended,
             "recommendation_rule": RECOMMENDATION_RULE,
+            "recommendation_reason": ("" if self.recommendation is None
+                                      else self.recommendation.reason),
             "unconverged": {k: v.message(self.caller) for k, v in self.unconverged.items()},
             "forecast": {"horizon_weeks": self.horizon_weeks, "model_name": self.recommended,
                          "formula": float(self.forecast.loc["total", "formula"]),
@@ -328,6 +341,7 @@ class Analysis:
                 "wheat_morrison_k": float(self.regularity.k),
                 "customers": int(self.regularity.n_customers)},
             "regular_model": regular_method(self),
+            "ggompertz": ggompertz_method(self),
             "channels": None if self.channels is None else {
                 str(k): {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                 for k, row in self.channels.iterrows()},
@@ -379,7 +393,9 @@ def _statistical_notes(caught) -> list[str]:
 def _without_verdicts(notes: list[str]) -> list[str]:
     """Notes without the fits' convergence warnings: the report states those itself
     (:attr:`Analysis.unconverged`), with the advice in the caller's language."""
-    return [n for n in notes if ": did not converge: " not in n]
+    return [n for n in notes if ": did not converge: " not in n
+            and not n.startswith(("GGomNBD: b = ", "GGomNBD: parameter(s) ['b', 'beta']"))]
+    # (the GGompertz/NBD at its Pareto/NBD limit: the page says it, ageing_finding)
 
 
 def _profile(g: pd.DataFrame) -> pd.Series:
@@ -425,6 +441,74 @@ def _fit_regular(cal: pd.DataFrame, skipped: list):
     except (ConvergenceError, ValueError) as err:
         skipped.append(f"The regular-buyer model {REGULAR} could not be fitted: {err}")
         return None
+
+
+GGOMPERTZ = "GGompertz/NBD"
+#: label suffix of a GGompertz/NBD fitted at b -> 0, the Pareto/NBD (not a candidate)
+AT_LIMIT = "(Pareto/NBD limit)"
+PARETO_GGG = "Pareto/GGG"
+#: the report's Gibbs chains of the Pareto/GGG: about 45 s on the 1,525 grocery customers
+PARETO_GGG_SETTINGS = dict(draws=200, tune=100, thin=1, chains=2)
+#: by default the Pareto/GGG is fitted up to this many calibration customers (its Gibbs
+#: sweeps grow with the customers: about 10 minutes on CDNOW's 23,570)
+PARETO_GGG_MAX_CUSTOMERS = 5_000
+
+
+@dataclass(frozen=True)
+class FitFailure:
+    """The verdict on a maximum-likelihood fit whose optimiser did not converge (the
+    counterpart of a Bayesian fit's :class:`~clvmodels.bayes.convergence.Convergence`)."""
+
+    model: str
+    reason: str
+    passed: bool = False
+
+    def message(self, caller: str = "python") -> str:
+        return f"{self.model}: {NOT_CONVERGED}: {self.reason}"
+
+
+def ggompertz_name(model) -> str:
+    """The report's label of a fitted GGompertz/NBD: "(Pareto/NBD limit)" added when its
+    ageing parameter b went to 0 (then it is the Pareto/NBD, not a candidate of its own)."""
+    return f"{GGOMPERTZ} {AT_LIMIT}" if getattr(model, "pareto_nbd_limit_", False) else GGOMPERTZ
+
+
+def _fit_ggompertz(cal: pd.DataFrame, unconverged: dict):
+    """GGompertz/NBD by maximum likelihood (None, its failure in `unconverged`, when the
+    optimiser does not converge)."""
+    from .models import GGomNBD
+
+    try:
+        return GGomNBD().fit(cal)
+    except (ConvergenceError, ValueError) as err:
+        unconverged[GGOMPERTZ] = FitFailure(GGOMPERTZ, str(err))
+        return None
+
+
+def wants_pareto_ggg(pareto_ggg: bool | None, bayes: bool, regularity, customers: int,
+                     skipped: list) -> bool:
+    """Is the Pareto/GGG fitted? `pareto_ggg` True or False decides; None (default): when
+    the Bayesian models are fitted, purchase timing is regular (Wheat & Morrison's k >=
+    :data:`REGULAR_K`) and the calibration period has at most
+    :data:`PARETO_GGG_MAX_CUSTOMERS` customers (a note says why it was left out)."""
+    if pareto_ggg is not None:
+        return bool(pareto_ggg)
+    regular = regularity is not None and regularity.k >= REGULAR_K
+    if not (bayes and regular):
+        return False
+    if customers > PARETO_GGG_MAX_CUSTOMERS:
+        skipped.append(f"The regular-buyer model {PARETO_GGG} was not fitted: with "
+                       f"{customers:,} customers its Gibbs sampler would take many minutes "
+                       f"({option('pareto_ggg', True)} fits it anyway).")  # fmt: skip
+        return False
+    return True
+
+
+def _fit_pareto_ggg(frame: pd.DataFrame, seed: int):
+    """The Pareto/GGG's Gibbs chains at :data:`PARETO_GGG_SETTINGS` (seeded)."""
+    from .bayes import ParetoGGG
+
+    return ParetoGGG(**PARETO_GGG_SETTINGS, random_state=seed).fit(frame)
 
 
 def _regularity(log, observation_end, skipped: list):
@@ -489,32 +573,109 @@ def _mark(name: str, unconverged: dict) -> str:
     return f"{name} ({NOT_CONVERGED})" if name in unconverged else name
 
 
-def _ranking(results: pd.DataFrame) -> list[str]:
-    """The candidates of :data:`RECOMMENDATION_RULE`, best first: converged models by
-    MAE / customer on the holdout."""
-    keep = [k for k in results.index if k not in BENCHMARKS and not k.endswith(
-        f"({NOT_CONVERGED})")]  # fmt: skip
+def _candidates(results: pd.DataFrame) -> list[str]:
+    """The candidates of :data:`RECOMMENDATION_RULE` by MAE / customer on the holdout: not
+    the benchmarks, not a fit that did not converge, not a GGompertz/NBD at its
+    Pareto/NBD limit (the same forecast as the Pareto/NBD, which is the candidate)."""
+    keep = [k for k in results.index if k not in BENCHMARKS
+            and not k.endswith((f"({NOT_CONVERGED})", AT_LIMIT))]  # fmt: skip
     return list(results.loc[keep, "revenue_mae"].dropna().sort_values().index)
 
 
-def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv, method):
-    """(CLV, P(alive), expected purchases, CLV posterior or None) per customer over the
-    horizon by the method `name` (`method` its calibration fit) refitted on the whole
-    history, or the failing convergence verdict of that Bayesian refit. MBG/CNBD-k is
-    refitted at the k it chose on the calibration period (the k of its name)."""
+@dataclass(frozen=True)
+class Recommendation:
+    """The result of :func:`recommend`: ``ranking`` (the candidates, the recommended
+    first, then by MAE / customer), ``lowest_mae`` (the candidate with the lowest MAE),
+    ``tied`` (candidate -> (MAE difference to ``lowest_mae``, its paired standard error)
+    for the candidates within one standard error of it) and ``reason`` (in words)."""
+
+    ranking: list
+    lowest_mae: str
+    tied: dict
+    reason: str
+
+    @property
+    def recommended(self) -> str:
+        return self.ranking[0] if self.ranking else ""
+
+
+def recommend(results: pd.DataFrame, predictions: pd.DataFrame) -> Recommendation:
+    """:data:`RECOMMENDATION_RULE` applied to the holdout scores `results`
+    (:func:`clvmodels.compare`) and the per-customer `predictions` they came from
+    (:func:`clvmodels.holdout_predictions`).
+
+    The candidate with the lowest MAE / customer wins unless another candidate's MAE is
+    higher by less than :data:`TIE_SE` = 1.96 paired standard errors of the difference
+    (:func:`clvmodels.mae_difference`; the two-sided 5% Diebold-Mariano test): such
+    models are tied (their difference is within the noise of which customers happened to
+    buy in the holdout), and of the tied models
+    the one whose holdout revenue total is closest to the actual is recommended (the
+    total is what a forecast of the period is read for; MAE alone rewards models that
+    predict little for everyone). One place for the rule: the report and its summary use
+    it.
+    """
+    by_mae = _candidates(results)
+    if not by_mae:
+        return Recommendation([], "", {}, "")
+    best = by_mae[0]
+    tied = {}
+    for name in by_mae[1:]:
+        diff, se = mae_difference(predictions, name, best)
+        if np.isfinite(se) and diff < TIE_SE * se:
+            tied[name] = (diff, se)
+    group = [best, *tied]
+    off = results["revenue_error_pct"].abs()
+    chosen = min(group, key=lambda k: (off[k] if np.isfinite(off[k]) else np.inf,
+                                       by_mae.index(k)))  # fmt: skip
+    mae = results["revenue_mae"]
+    if not tied:
+        reason = f"{best} has the lowest MAE / customer ({_money2(mae[best])})"
+        if len(by_mae) > 1:
+            diff, se = mae_difference(predictions, by_mae[1], best)
+            reason += (f", {_money2(diff)} below {by_mae[1]}: {diff / se:.1f} paired "
+                       f"standard errors ({_money2(se)}), a significant difference (the "
+                       f"rule ties differences below {TIE_SE} standard errors)")
+        reason += "."
+    else:
+        words = "; ".join(f"{k} {_money2(mae[k])} (+{_money2(d)}, standard error "
+                          f"{_money2(e)})" for k, (d, e) in tied.items())  # fmt: skip
+        totals = ", ".join(f"{k} {results.loc[k, 'revenue_error_pct']:+.1f}%" for k in group)
+        reason = (f"{best} has the lowest MAE / customer ({_money2(mae[best])}), but the "
+                  f"difference to {words} is below {TIE_SE} standard errors: tied. Of "
+                  f"the tied models, {chosen}'s holdout revenue total is closest to the "
+                  f"actual ({totals}).")
+    return Recommendation([chosen] + [k for k in by_mae if k != chosen], best, tied, reason)
+
+
+def _money2(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv, method, seed=0):
+    """(CLV, P(alive), expected purchases, CLV posterior or None, the refitted purchase
+    model or None) per customer over the horizon by the method `name` (`method` its
+    calibration fit) refitted on the whole history, or the failing convergence verdict of
+    that refit. MBG/CNBD-k is refitted at the k it chose on the calibration period (the k
+    of its name)."""
     from .clv import customer_lifetime_value
-    from .models import MBGCNBD, ParetoNBD
+    from .models import MBGCNBD, GGomNBD, ParetoNBD
 
     horizon = kw_clv["horizon"]
-    if name in ("BG/NBD", "Pareto/NBD") or name.startswith(REGULAR):
-        if name == "BG/NBD":
-            model = bg_all
-        elif name == "Pareto/NBD":
-            model = ParetoNBD().fit(rfm)
-        else:
-            model = MBGCNBD(k=int(method[0].params_["k"])).fit(rfm)
+    mle = {"BG/NBD": lambda: bg_all, "Pareto/NBD": lambda: ParetoNBD().fit(rfm),
+           GGOMPERTZ: lambda: GGomNBD().fit(rfm),
+           PARETO_GGG: lambda: _fit_pareto_ggg(rfm, seed)}  # fmt: skip
+    if name in mle or name.startswith(REGULAR):
+        try:
+            model = (MBGCNBD(k=int(method[0].params_["k"])).fit(rfm)
+                     if name.startswith(REGULAR) else mle[name]())  # fmt: skip
+        except ConvergenceError as err:
+            return FitFailure(name, str(err))
+        failed = _unconverged({name: model})
+        if failed:
+            return failed[name]
         clv = customer_lifetime_value(model, gg_all, rfm, **kw_clv)
-        return clv, model.probability_alive(rfm), model.expected_purchases(horizon, rfm), None
+        return (clv, model.probability_alive(rfm), model.expected_purchases(horizon, rfm),
+                None, model)  # fmt: skip
     if name == "BG/NBD per segment":
         fitted = _fit_separate(rfm, gg_all)
         parts = [(part, fitted[s][0]) for s, part in rfm.groupby("segment")]
@@ -522,7 +683,7 @@ def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv, method):
             lambda m, p: customer_lifetime_value(m, gg_all, p, **kw_clv),
             lambda m, p: m.probability_alive(p),
             lambda m, p: m.expected_purchases(horizon, p))]  # fmt: skip
-        return (*cols, None)
+        return (*cols, None, None)
     from . import bayes as bayesian
 
     purchases = (bayesian.SegmentBGNBD(segment="segment") if name == "hierarchical BG/NBD"
@@ -533,7 +694,39 @@ def _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv, method):
         return failed[name]
     post = bayesian.customer_lifetime_value(*pair, rfm, **kw_clv)
     return (post["mean"], purchases.probability_alive(rfm)["mean"],
-            purchases.expected_purchases(horizon, rfm)["mean"], post)  # fmt: skip
+            purchases.expected_purchases(horizon, rfm)["mean"], post, purchases)  # fmt: skip
+
+
+RANGE_LEVEL = 0.9  # the tables' range of outcomes
+RANGE_LOW, RANGE_HIGH = "90% range low", "90% range high"
+
+
+def outcome_ranges(model, rfm: pd.DataFrame, clv: pd.Series, expected: pd.Series,
+                   rows: pd.Index, horizon: float, seed: int = 0) -> pd.DataFrame | None:
+    """The 90% range of each customer's value over the horizon (columns low, high) by the
+    model behind `clv` (fitted on `rfm`; for the customers `rows`): its predictive interval of the
+    purchases (``prediction_interval``; for the Pareto/GGG the quantiles of its
+    posterior predictive draws) times the customer's expected discounted value per
+    purchase (:func:`clvmodels.clv.value_interval`). None when the model gives no
+    predictive distribution of a customer's purchases (one model per segment)."""
+    from .clv import value_interval
+
+    if model is None:
+        return None
+    part = clv.index.isin(rows)
+    sub = clv.index[part]
+    if hasattr(model, "purchase_draws"):  # Pareto/GGG: draws of the whole fitted frame
+        draws = model.purchase_draws(horizon, rfm, seed)[:, part]
+        q = np.quantile(draws, [(1 - RANGE_LEVEL) / 2, (1 + RANGE_LEVEL) / 2], axis=0,
+                        method="inverted_cdf")  # whole numbers of purchases
+        interval = pd.DataFrame({"low": q[0], "high": q[1]}, index=sub)
+    elif hasattr(model, "prediction_interval"):
+        kw = {} if hasattr(model, "idata_") else {"random_state": seed}
+        interval = model.prediction_interval(horizon, rfm.loc[sub], level=RANGE_LEVEL, **kw)
+    else:
+        return None
+    out = value_interval(clv[sub].to_numpy(), expected[sub].to_numpy(), interval, sub)
+    return out[["low", "high"]]
 
 
 COST_KEYS = ("segment", "channel")  # first column of a cost CSV
@@ -774,6 +967,7 @@ def analyze(
     acquisition_cost: object = None,
     channel: str | None = None,
     caller: str = "python",
+    pareto_ggg: bool | None = None,
 ) -> Analysis:
     """The report's analysis of a transaction log: the formula versus the models.
 
@@ -806,6 +1000,14 @@ def analyze(
         (:func:`channel_value`) against its CAC.
     caller : {"python", "cli"}
         The language of the convergence advice (keywords or ``clvmodels report`` flags).
+    pareto_ggg : bool, optional
+        Fit the regular-buyer model Pareto/GGG (Gibbs sampling,
+        :data:`PARETO_GGG_SETTINGS`; ``--pareto-ggg`` / ``--no-pareto-ggg`` on the
+        command line). Default (None): when `bayes`, purchase timing is regular (Wheat &
+        Morrison's k >= :data:`REGULAR_K`) and the calibration period has at most
+        :data:`PARETO_GGG_MAX_CUSTOMERS` customers (:func:`wants_pareto_ggg`).
+        GGompertz/NBD (maximum likelihood, a second or so) is always fitted; at its
+        Pareto/NBD limit (b -> 0) it is labelled so and is not a candidate.
 
     Returns
     -------
@@ -881,6 +1083,16 @@ def analyze(
         regular = _fit_regular(cal, skipped)
         if regular is not None:
             methods[regular_name(regular)] = (regular, gg)
+        failed: dict = {}  # maximum-likelihood fits that did not converge
+        ggom = _fit_ggompertz(cal, failed)
+        if ggom is not None:
+            methods[ggompertz_name(ggom)] = (ggom, gg)
+        if wants_pareto_ggg(pareto_ggg, bayes, regularity, len(cal), skipped):
+            if "litt" in cal.columns:
+                methods[PARETO_GGG] = (_fit_pareto_ggg(cal, seed), gg)
+            else:
+                skipped.append(f"{PARETO_GGG} was not fitted: it needs the sum of log "
+                               "inter-purchase times, which this engine does not give.")
         if n_segments > 1:
             methods["BG/NBD per segment"] = _fit_separate(cal, gg)
         if bayes:
@@ -901,14 +1113,15 @@ def analyze(
                     "anyway); notebook 03 shows it on CDNOW.")  # fmt: skip
             else:
                 skipped.append("The hierarchical BG/NBD was not fitted (hierarchical=False).")
-    unconverged = _unconverged(methods)
+    unconverged = _unconverged(methods) | failed
     notes = _without_verdicts(_statistical_notes(caught))
     methods = {_mark(k, unconverged): v for k, v in methods.items()}
     # each method's predictions once (posterior predictions are the slow part), then scored
     predictions = holdout_predictions(cal, methods, segment="segment")
     scored = {k: predictions[k] for k in methods}
     results = compare(cal, scored, segment="segment", by_segment=False)
-    ranking = _ranking(results)
+    recommendation = recommend(results, predictions)
+    ranking = recommendation.ranking
     by_segment = compare(cal, scored, segment="segment", reference=False)
     forest = {k: methods[k] for k in ("formula (per segment)", "BG/NBD per segment",
                                       _mark("hierarchical BG/NBD", unconverged))
@@ -932,25 +1145,25 @@ def analyze(
     # the recommended model refitted on the whole history; a Bayesian one only when it is
     # recommended (its posterior then gives the CLV intervals), else the next candidate
     clv_post, forecast_notes = None, []
-    recommended, clv, p_alive, expected = "", None, None, None
+    recommended, clv, p_alive, expected, model_all = "", None, None, None, None
     for name in ranking:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StatisticalWarning)
             out = _forecast_by(name, rfm, spend_all, bg_all, gg_all, fit, kw_clv,
-                               methods.get(name))
+                               methods.get(name), seed)
         forecast_notes += _without_verdicts(_statistical_notes(caught))
         if isinstance(out, tuple):
-            recommended, (clv, p_alive, expected, clv_post) = name, out
+            recommended, (clv, p_alive, expected, clv_post, model_all) = name, out
             break
         unconverged[f"{name} (whole history)"] = out
-        forecast_notes.append(f"{name} (the most accurate on the holdout) {NOT_CONVERGED} "
-                              f"when refitted on the whole history: {out.message(caller)} "
+        forecast_notes.append(f"{name} (the recommended model) {NOT_CONVERGED} when "
+                              f"refitted on the whole history: {out.message(caller)} "
                               "The next model is used.")  # fmt: skip
     if clv is None:  # no candidate converged: BG/NBD by maximum likelihood
         recommended = "BG/NBD"
-        clv, p_alive, expected, _ = _forecast_by("BG/NBD", rfm, spend_all, bg_all, gg_all,
-                                                 fit, kw_clv, None)  # fmt: skip
-    best = ranking[0] if ranking else recommended
+        clv, p_alive, expected, _, model_all = _forecast_by(
+            "BG/NBD", rfm, spend_all, bg_all, gg_all, fit, kw_clv, None)  # fmt: skip
+    best = recommendation.lowest_mae or recommended
     formula_year = rfm["segment"].map(formula["customer_value"]) * horizon / 52
     forecast = pd.DataFrame({
         "customers": rfm.groupby("segment").size(),
@@ -974,11 +1187,15 @@ def analyze(
     shown = top.index[:TOP_N].union(win_back.index[:TOP_N])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        ranges = customer_lifetime_value(bg_all, gg_all, rfm.loc[shown], **kw_clv, level=0.9,
-                                         random_state=seed)  # fmt: skip
+        ranges = outcome_ranges(model_all, rfm, clv, expected, shown, horizon, seed)
+        range_model = recommended
+        if ranges is None:  # one model per segment: BG/NBD's predictive distribution
+            range_model = "BG/NBD"
+            ranges = customer_lifetime_value(bg_all, gg_all, rfm.loc[shown], **kw_clv,
+                                             level=RANGE_LEVEL, random_state=seed)
     for frame in (top, win_back):
-        frame["90% range low (BG/NBD)"] = ranges["low"].reindex(frame.index)
-        frame["90% range high (BG/NBD)"] = ranges["high"].reindex(frame.index)
+        frame[RANGE_LOW] = ranges["low"].reindex(frame.index)
+        frame[RANGE_HIGH] = ranges["high"].reindex(frame.index)
     cac = None
     if cost is not None:
         cac = _clv_cac(cost, raw, segment_of, rfm, clv, formula)
@@ -1001,6 +1218,7 @@ def analyze(
         forecast_notes=forecast_notes, caller=caller, regularity=regularity,
         channels=channels, channel=channel,
         cost_basis=None if cost is None else cost_basis(cost),
+        recommendation=recommendation, range_model=range_model,
     )  # fmt: skip
     result.formula_numbers = _formula_numbers(result)
     result.conclusions = _conclusions(result)
@@ -1029,17 +1247,17 @@ def _conclusions(a: Analysis) -> list[str]:
             f"Per customer, {a.best} cut the mean absolute revenue error from "
             f"{_money(f_all['revenue_mae'])} to {_money(b['revenue_mae'])}.",
         ]
+    reason = "" if a.recommendation is None else " " + a.recommendation.reason
     out += [
-        f"Recommended model: {a.recommended} (lowest MAE / customer on the holdout among "
-        "the models that converged).",
+        f"Recommended model: {a.recommended}.{reason}",
         f"Next {a.horizon_weeks:g} weeks: the formula expects {_money(total['formula'])}, "
         f"{a.recommended} {_money(total['model'])} ({total['model / formula']:.2f} x).",
         f"The top 10% of customers hold {share10:.0%} of the expected value; "
         f"{dormant:.0%} of customers are probably gone (P(alive) < 20%, {a.recommended}).",
     ]
-    timing = regularity_finding(a)
-    if timing:
-        out.insert(0, timing)
+    for finding in (ageing_finding(a), regularity_finding(a)):
+        if finding:
+            out.insert(0, finding)
     if a.channels is not None and "value : cost" in a.channels.columns:
         ratio = a.channels["value : cost"].dropna()
         if len(ratio):
@@ -1054,6 +1272,32 @@ def _conclusions(a: Analysis) -> list[str]:
 def regular_method(a: Analysis) -> str | None:
     """The label of the MBG/CNBD-k among the compared methods (None if not fitted)."""
     return next((k for k in a.results.index if k.startswith(REGULAR)), None)
+
+
+def ggompertz_method(a: Analysis) -> str | None:
+    """The label of the GGompertz/NBD among the compared methods (None if not fitted)."""
+    return next((k for k in a.results.index if k.startswith(GGOMPERTZ)), None)
+
+
+def ageing_finding(a: Analysis) -> str:
+    """Does the drop-out rate change with a customer's age? One sentence from the
+    GGompertz/NBD's ageing parameter b ("" when it was not fitted)."""
+    name = ggompertz_method(a)
+    if name is None:
+        if GGOMPERTZ in a.unconverged:
+            return f"{GGOMPERTZ} (drop-out that changes with age) {NOT_CONVERGED}: not used."
+        return ""
+    model = a.methods[name][0]
+    b, r = model.params_["b"], a.results.loc[name]
+    if name.endswith(AT_LIMIT):
+        return (f"The drop-out rate does not change with a customer's age: {GGOMPERTZ} "
+                f"fitted its ageing parameter b = {b:.2g}, i.e. b -> 0, where it is the "
+                "Pareto/NBD (same likelihood, same forecasts); it is shown, but Pareto/NBD "
+                "is the candidate.")
+    return (f"{GGOMPERTZ} lets the drop-out rate change with a customer's age (b = {b:.3g} "
+            f"per week): it predicted {r['purchases_predicted']:,.0f} holdout purchases "
+            f"({_pct(r['purchases_error_pct'])}), MAE / customer "
+            f"{_money(r['revenue_mae'])}.")
 
 
 def regularity_finding(a: Analysis) -> str:
@@ -1078,6 +1322,13 @@ def regularity_finding(a: Analysis) -> str:
         parts.append(f"{name}{same} predicted {r['purchases_predicted']:,.0f} holdout "
                      f"purchases ({_pct(r['purchases_error_pct'])}), Pareto/NBD "
                      f"{p['purchases_predicted']:,.0f} ({_pct(p['purchases_error_pct'])}); "
-                     f"MAE / customer {_money(r['revenue_mae'])} against "
-                     f"{_money(p['revenue_mae'])}.")
+                     f"MAE / customer {_money2(r['revenue_mae'])} against "
+                     f"{_money2(p['revenue_mae'])}.")
+    if PARETO_GGG in a.results.index:
+        g = a.results.loc[PARETO_GGG]
+        parts.append(f"{PARETO_GGG} (a regularity per customer) predicted "
+                     f"{g['purchases_predicted']:,.0f} ({_pct(g['purchases_error_pct'])}).")
+    elif _mark(PARETO_GGG, a.unconverged) in a.results.index:
+        parts.append(f"{PARETO_GGG} {NOT_CONVERGED} (its Gibbs chains did not mix within "
+                     "the report's settings): not used.")
     return " ".join(parts)

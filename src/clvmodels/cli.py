@@ -115,13 +115,14 @@ def _print_report_summary(s: dict) -> None:
         f"({s['holdout_weeks']:.1f} weeks), {s['customers']:,} customers: actual "
         f"{a['purchases']:,.0f} purchases, revenue {_money(a['revenue'])}"
     )
+    w = max([28, *(len(name) + 1 for name in s["holdout"])])
     print(
-        f"  {'method':<28}{'purchases':>11}{'error':>9}{'revenue':>13}{'error':>9}"
+        f"  {'method':<{w}}{'purchases':>11}{'error':>9}{'revenue':>13}{'error':>9}"
         f"{'MAE/customer':>14}"
     )
     for name, m in s["holdout"].items():
         if name.endswith("(did not converge)"):
-            print(f"  {name:<28}  not a result: see below")
+            print(f"  {name:<{w}}  not a result: see below")
             continue
         rev = m.get("revenue_predicted")
         rev_txt = _money(rev) if rev is not None else "-"
@@ -130,14 +131,15 @@ def _print_report_summary(s: dict) -> None:
         )
         mae = f"{m['revenue_mae']:.2f}" if m.get("revenue_mae") is not None else "-"
         print(
-            f"  {name:<28}{m['purchases_predicted']:>11,.0f}"
+            f"  {name:<{w}}{m['purchases_predicted']:>11,.0f}"
             f"{m['purchases_error_pct']:>+8.1f}%{rev_txt:>13}{rev_err:>9}{mae:>14}"
         )
     if s.get("recommended"):
         f = s["forecast"]
         print(
             f"\nRecommended model: {s['recommended']} (rule: {s['recommendation_rule']})."
-            f"\n  Next {f['horizon_weeks']:g} weeks: {s['recommended']} "
+            + (f"\n  {s['recommendation_reason']}" if s.get("recommendation_reason") else "")
+            + f"\n  Next {f['horizon_weeks']:g} weeks: {s['recommended']} "
             f"{_money(f['model'])}, the formula {_money(f['formula'])}"
         )
     reg = s.get("regularity")
@@ -199,6 +201,7 @@ def _report(args: argparse.Namespace) -> int:
             acquisition_cost=args.acquisition_cost,
             channel=args.channel,
             horizon_weeks=args.horizon,
+            pareto_ggg=args.pareto_ggg,
             caller="cli",
             **_read_kw(args),
         )
@@ -310,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hierarchical",
         action="store_true",
         help="fit the hierarchical model also on more than 30,000 customers (slow)",
+    )
+    r.add_argument(
+        "--pareto-ggg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the regular-buyer model Pareto/GGG (slow Gibbs sampling), or not with "
+        "--no-pareto-ggg; default: when purchase timing is regular (Wheat & Morrison "
+        "k >= 1.5), the Bayesian models are fitted and there are at most 5,000 customers",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument(

@@ -20,6 +20,7 @@ from .metrics import (
     calibration_deciles,
     captured_share,
     compare,
+    mae_difference,
     normalised_gini,
     top_decile_lift,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "compare",
     "formula_holdout",
     "holdout_predictions",
+    "mae_difference",
     "naive_holdout",
     "normalised_gini",
     "repeat_purchases_over_time",

@@ -38,10 +38,12 @@ def text(value: object, *, markdown: bool = True) -> str:
     """``value`` as text that renders literally: HTML special characters escaped and,
     with ``markdown=True``, Markdown's punctuation backslash-escaped (a segment named
     ``*top*`` stays ``*top*``, ``[x](javascript:...)`` is no link)."""
-    out = html.escape(str(value), quote=True)
-    if markdown:
-        out = _MARKDOWN_SPECIAL.sub(r"\\\1", out)
-    return out
+    if not markdown:
+        return html.escape(str(value), quote=True)
+    # text content: an apostrophe stays one (html.escape's "&#x27;" would have its "#"
+    # backslash-escaped below and show as the literal "&#x27;"); quotes as "&quot;"
+    out = html.escape(str(value), quote=False).replace('"', "&quot;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", out)
 
 
 def escaped(styler):

@@ -280,6 +280,7 @@ def run_report(
     channel: str | None = None,
     caller: str = "python",
     horizon_weeks: float = 52.0,
+    pareto_ggg: bool | None = None,
     **read_kw,
 ) -> dict:
     """Run the report notebook on a transaction log and write a self-contained HTML file.
@@ -334,6 +335,10 @@ def run_report(
         customer per channel from the covariate models, against its CAC.
     horizon_weeks : float, default 52
         The forecast's horizon in weeks.
+    pareto_ggg : bool, optional
+        Fit the regular-buyer model Pareto/GGG (True) or not (False); default: when the
+        Bayesian models are fitted and purchase timing is regular (see
+        :func:`clvmodels.analysis.analyze`).
     caller : {"python", "cli"}
         Language of the convergence advice (keywords or ``clvmodels report`` flags).
     check_only : bool, default False
@@ -411,6 +416,7 @@ def run_report(
         "channel": channel,
         "caller": caller,
         "horizon_weeks": _plain_number(horizon_weeks),
+        "pareto_ggg": None if pareto_ggg is None else bool(pareto_ggg),
     }
     params.update(sampling_params(draws=draws, tune=tune, chains=chains))
     summary = render_notebook(NOTEBOOK, params, out, show_code=show_code, progress=progress,

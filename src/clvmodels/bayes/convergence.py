@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+SAMPLERS = ("nuts", "gibbs")  # methods that give chains to diagnose
 RHAT_MAX = 1.01
 ESS_MIN = 400
 DIVERGENCES_MAX = 0
@@ -51,7 +52,7 @@ class Convergence:
     model : str
         The model's class name.
     method : str
-        ``"nuts"``, ``"map"`` or ``"advi"``.
+        ``"nuts"``, ``"gibbs"`` (:class:`~clvmodels.bayes.ParetoGGG`), ``"map"`` or ``"advi"``.
     chains, draws : int
         Chains and draws kept per chain.
     rhat_max, ess_bulk_min, ess_tail_min : float
@@ -86,8 +87,11 @@ class Convergence:
         flag = _FLAGS[caller]
         if self.passed:
             return ""
-        if self.method != "nuts":
+        if self.method not in SAMPLERS:
             return "Sample the posterior with NUTS (method='nuts', the default) instead."
+        if self.method == "gibbs":  # ParetoGGG: its own settings, no report flag
+            return (f"Run longer chains: clvmodels.bayes.ParetoGGG(draws={2 * self.draws}, "
+                    "tune=..., thin=...) in Python; its Gibbs sampler mixes slowly.")
         more = max(2 * self.draws, 1000)
         steps = [f"draw more ({flag['draws'].format(more)}, {flag['tune'].format(more)})"]
         if self.chains < 2:
@@ -128,7 +132,7 @@ def verdict(
     """The :class:`Convergence` of a fit from its diagnostics table (columns r_hat,
     ess_bulk, ess_tail, one row per parameter element) and divergence count."""
     nan = float("nan")
-    if method != "nuts" or table is None:
+    if method not in SAMPLERS or table is None:
         return Convergence(
             model, method, chains, draws, nan, nan, nan, 0, False,
             (f"method={method!r} gives no convergence diagnostics (not a sampled posterior)",),

@@ -243,10 +243,19 @@ def future_purchases(k, lam, tau, t_x, T, horizon, rng):
     shape): none if tau <= T, else the renewal process continued from t_x with its first
     inter-transaction time conditioned on exceeding T - t_x ([2]_
     ``mcmc.DrawFutureTransactions``), stopped at min(tau, T + horizon)."""
+    return future_purchases_path(k, lam, tau, t_x, T, [horizon], rng)[0]
+
+
+def future_purchases_path(k, lam, tau, t_x, T, times, rng):
+    """As :func:`future_purchases` for several horizons `times` at once, from one simulated
+    path per draw: row j holds the purchases in (T, T + times[j]] (the counts of a path
+    are cumulative, so the discounted value of :func:`clvmodels.customer_lifetime_value`
+    has no negative period). Returns an array (len(times), size of the draws)."""
+    times = np.atleast_1d(np.asarray(times, dtype=float))
     k, lam, tau, t_x, T = (np.ravel(np.asarray(v, dtype=float)) for v in
                            np.broadcast_arrays(k, lam, tau, t_x, T))
-    end = np.minimum(tau, T + horizon)
-    count = np.zeros(k.size)
+    end = np.minimum(tau, T + times.max())
+    counts = np.zeros((times.size, k.size))
     active = np.flatnonzero(tau > T)
     # first gap: the upper tail beyond T - t_x, by inverting the survival function
     q = special.gammaincc(k[active], k[active] * lam[active] * (T - t_x)[active])
@@ -257,9 +266,21 @@ def future_purchases(k, lam, tau, t_x, T, horizon, rng):
     while active.size:
         ok = clock[active] < end[active]
         active = active[ok]
-        count[active] += 1
+        counts[:, active] += clock[active] < T[active] + times[:, None]
         clock[active] += rng.gamma(k[active], 1.0 / (k[active] * lam[active]))
-    return count
+    return counts
+
+
+def gibbs_verdict(idata, chains: int, draws: int):
+    """The :class:`~clvmodels.bayes.convergence.Convergence` of the Gibbs chains: rank
+    R-hat and bulk / tail ESS of the six hyperparameters (ArviZ), the thresholds of every
+    Bayesian fit (R-hat <= 1.01, ESS >= 400); a Gibbs sampler has no divergences."""
+    import arviz as az
+
+    from .convergence import verdict
+
+    table = az.summary(idata, var_names=list(HYPER_NAMES), kind="diagnostics")
+    return verdict("ParetoGGG", "gibbs", table, 0, chains, draws)
 
 
 def _pareto_nbd_start(rfm, x, T):
@@ -307,7 +328,7 @@ class ParetoGGG:
     The RFM frame needs ``frequency``, ``recency``, ``T`` and ``litt`` (the sum of the
     logs of each customer's inter-transaction times, in the frame's time unit).
     Customer-level draws belong to the customers of the frame given to ``fit``:
-    predictions take that frame (same index) again.
+    predictions take those customers again (any subset, any order, by the index).
     """
 
     def __init__(self, *, draws: int = 200, tune: int = 500, thin: int = 10, chains: int = 2,
@@ -364,6 +385,7 @@ class ParetoGGG:
                                    coords={"customer": np.asarray(rfm.index)})
         self.idata_.posterior.attrs["clvmodels"] = json.dumps(
             {"model": type(self).__name__, "settings": self._settings()})
+        self.convergence_ = gibbs_verdict(self.idata_, self.chains, self.draws)
         return self
 
     def _settings(self):
@@ -377,11 +399,15 @@ class ParetoGGG:
         return self.idata_.posterior
 
     def _customer_draws(self, rfm):
+        """The draws of the customers of `rfm` (any subset of the fitted customers, in any
+        order: the holdout harness predicts groups of customers), (draws, customers)."""
         post = self._check_fitted()
-        if not np.array_equal(np.asarray(post["customer"]), np.asarray(rfm.index)):
-            raise DataError(None, "the frame's index must be the customers the model was "
-                            "fitted on, in the same order", len(rfm))
-        return {v: post[v].to_numpy().reshape(-1, len(rfm)) for v in CUSTOMER_NAMES}
+        fitted = pd.Index(np.asarray(post["customer"]))
+        pos = fitted.get_indexer(rfm.index)
+        if (pos < 0).any():
+            raise DataError(None, "the frame's index must be customers the model was fitted "
+                            "on (its draws are per customer)", int((pos < 0).sum()))
+        return {v: post[v].to_numpy().reshape(-1, len(fitted))[:, pos] for v in CUSTOMER_NAMES}
 
     def hyperparameters(self) -> pd.DataFrame:
         """Posterior mean, sd and 2.5% / 97.5% quantiles of the six hyperparameters."""
@@ -400,20 +426,32 @@ class ParetoGGG:
         T = rfm["T"].to_numpy(dtype=float)
         return pd.Series((d["tau"] > T).mean(axis=0), index=rfm.index, name="probability_alive")
 
-    def purchase_draws(self, t: float, rfm: pd.DataFrame, random_state=None) -> np.ndarray:
-        """Posterior predictive draws of purchases in (T, T + t]: (draws, customers)."""
+    def purchase_draws(self, t, rfm: pd.DataFrame, random_state=None) -> np.ndarray:
+        """Posterior predictive draws of purchases in (T, T + t]: (draws, customers); for a
+        sequence of horizons `t`, (horizons, draws, customers) from one path per draw
+        (:func:`future_purchases_path`). `random_state` defaults to the model's own
+        (the same seed gives the same draws)."""
         d = self._customer_draws(rfm)
-        rng = np.random.default_rng(random_state)
+        seed = self.random_state if random_state is None else random_state
+        rng = np.random.default_rng(seed)
         t_x = rfm["recency"].to_numpy(dtype=float)
         T = rfm["T"].to_numpy(dtype=float)
-        out = future_purchases(d["k"], d["lambda"], d["tau"], t_x[None, :], T[None, :],
-                               float(t), rng)
-        return out.reshape(d["k"].shape)
+        times = np.atleast_1d(np.asarray(t, dtype=float))
+        out = future_purchases_path(d["k"], d["lambda"], d["tau"], t_x[None, :], T[None, :],
+                                    times, rng).reshape(times.size, *d["k"].shape)
+        return out if np.ndim(t) else out[0]
 
     def expected_purchases(self, t: float, rfm: pd.DataFrame, random_state=None) -> pd.Series:
         """Posterior mean of purchases in (T, T + t] per customer (simulated per draw)."""
-        draws = self.purchase_draws(t, rfm, random_state)
+        draws = self.purchase_draws(float(t), rfm, random_state)
         return pd.Series(draws.mean(axis=0), index=rfm.index, name="expected_purchases")
+
+    def expected_purchases_path(self, times, rfm: pd.DataFrame, random_state=None) -> np.ndarray:
+        """Posterior mean purchases in (T, T + t] for each t of `times`: (customers,
+        len(times)), cumulative along one simulated path per draw (what
+        :func:`clvmodels.customer_lifetime_value` discounts period by period)."""
+        draws = self.purchase_draws(np.asarray(times, dtype=float), rfm, random_state)
+        return draws.mean(axis=1).T
 
     def save(self, path: str | Path) -> None:
         """Write the posterior to a netCDF file (loading runs no code)."""

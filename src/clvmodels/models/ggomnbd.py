@@ -618,7 +618,9 @@ class GGomNBD(CovariateTransactionModel):
     def _after_fit(self, rows, weights) -> None:
         p = self.params_
         age = float(rows["T"].max()) if len(rows) else 0.0
-        if p["b"] * age < 1e-4:  # e^{bT} - 1 = bT to 1e-4: the Pareto/NBD limit
+        # e^{bT} - 1 = bT to 1e-4: the Pareto/NBD limit (True also tells the report)
+        self.pareto_nbd_limit_ = bool(p["b"] * age < 1e-4)
+        if self.pareto_nbd_limit_:
             warnings.warn(
                 f"GGomNBD: b = {p['b']:.3g} is at the Pareto/NBD limit (b -> 0): the data "
                 "show no ageing of the drop-out rate. b and beta are identified only "
