@@ -355,6 +355,15 @@ def initial_points(model, plan_: Plan, specs, chains: int, rng) -> np.ndarray:
     return z0 + rng.uniform(-1.0, 1.0, size=(chains, plan_.dim))
 
 
+def device_data(plan_: Plan):
+    """The plan's data as JAX arrays, in double precision."""
+    _configure_jax()
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(jnp.asarray, plan_.data)
+
+
 # ---- compilation cache -------------------------------------------------------------------
 def cache_dir() -> Path:
     """Where compiled programs are kept across processes: ``$CLVMODELS_CACHE_DIR/jax``,
@@ -524,7 +533,6 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
     from concurrent.futures import ThreadPoolExecutor
 
     import jax
-    import jax.numpy as jnp
 
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % (2**31))
@@ -536,7 +544,7 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
     z0 = initial_points(model, plan_, specs, chains, rng)
     root = jax.random.PRNGKey(random_seed)
     keys = np.asarray(jax.random.split(root, 2 * chains))
-    data = jax.tree.map(jnp.asarray, plan_.data)
+    data = device_data(plan_)
     shape = jax.ShapeDtypeStruct
     dense = plan_.dim <= DENSE_MAX_DIM
     spec_state = _state_spec(plan_.dim)
