@@ -19,7 +19,7 @@ QUICK = {"draws": 150, "tune": 150, "chains": 2, "cores": 2, "progressbar": Fals
 def quick(cdnow_rfm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)  # short chains: low ESS
-        return bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+        return bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
 
 
 def test_quick_nutpie_fit(quick, cdnow_rfm):
@@ -65,8 +65,8 @@ def test_converged_fit_passes_the_verdict(quick):
 def test_same_seed_same_draws(quick, cdnow_rfm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
-        other = bayes.BGNBD().fit(cdnow_rfm, random_seed=2, **QUICK)
+        again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
+        other = bayes.BGNBD().fit(cdnow_rfm, random_seed=2, sampler="nutpie", **QUICK)
     for k in BG_MLE:
         np.testing.assert_array_equal(
             again.idata_.posterior[k].values, quick.idata_.posterior[k].values
@@ -79,7 +79,7 @@ def test_same_seed_same_draws(quick, cdnow_rfm):
 def test_numba_backend_seed_and_cached_model(cdnow_rfm):
     """The numba back-end: same seed, same draws; a refit reuses the compiled model (cached
     by structure) and must use the new data."""
-    kw = {**QUICK, "backend": "numba"}
+    kw = {**QUICK, "sampler": "nutpie", "backend": "numba"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
         first = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **kw)
@@ -119,7 +119,7 @@ def test_c_backend_draws_do_not_depend_on_cores(quick, cdnow_rfm):
     (cores=1) get the same seeds, so the same draws and sampler statistics."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        kw = {**QUICK, "chains": 3}
+        kw = {**QUICK, "chains": 3, "sampler": "nutpie"}
         forked = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **kw)
         serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**kw, "cores": 1})
     a, b = _stats_and_draws(forked), _stats_and_draws(serial)

@@ -591,7 +591,12 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
             results = [run_chain(c) for c in range(chains)]
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="clvmodels-chain") as pool:
-                results = list(pool.map(run_chain, range(chains)))
+                futures = [pool.submit(run_chain, c) for c in range(chains)]
+                # the chains run without the GIL: import ArviZ meanwhile (about 1 s)
+                import arviz  # noqa: F401
+                import xarray  # noqa: F401
+
+                results = [f.result() for f in futures]
     finally:
         if bar is not None:
             bar.close()
