@@ -150,10 +150,11 @@ def test_failed_worker_falls_back_to_this_process(cdnow_rfm, monkeypatch):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **{**QUICK, "cores": 1})
+        kw = {**QUICK, "sampler": "nutpie"}
+        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **{**kw, "cores": 1})
         monkeypatch.setattr(_chains, "_one_chain", failing_in_workers)
         with pytest.warns(RuntimeWarning, match="parallel chains failed.*worker broke"):
-            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **QUICK)
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **kw)
     np.testing.assert_array_equal(
         again.idata_.posterior["b"].values, serial.idata_.posterior["b"].values
     )
@@ -172,18 +173,21 @@ def test_workers_that_cannot_start_fall_back_to_this_process(quick, cdnow_rfm, m
         with pytest.warns(
             RuntimeWarning, match="could not start worker processes.*daemonic"
         ) as record:
-            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
     assert [w.filename for w in record if w.category is RuntimeWarning] == [__file__]
     np.testing.assert_array_equal(
         again.idata_.posterior["a"].values, quick.idata_.posterior["a"].values
     )
 
 
-def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys):
+@pytest.mark.parametrize("sampler", ["nutpie", "blackjax"])
+def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys, sampler):
     monkeypatch.delenv("CI", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**QUICK, "progressbar": True})
+        bayes.BGNBD().fit(
+            cdnow_rfm, random_seed=1, sampler=sampler, **{**QUICK, "progressbar": True}
+        )
     err = capsys.readouterr().err
     assert "Sampling 2 chains" in err
     assert "600/600" in err  # 2 chains x (150 tuning + 150 kept) draws

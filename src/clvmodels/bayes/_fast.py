@@ -565,7 +565,7 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
     if progressbar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=chains * (tune + draws), desc=f"NUTS, {chains} chains", unit="step")
+        bar = tqdm(total=chains * (tune + draws), desc=f"Sampling {chains} chains", unit="draw")
 
     def advance(n):
         if bar is not None:
