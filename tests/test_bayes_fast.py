@@ -103,6 +103,12 @@ def test_models_and_settings_it_does_not_take(cdnow_rfm):
     assert _fast.plan(model, specs, cols, w, codes, n, {}) is not None
     assert _fast.plan(model, specs, cols, w, codes, n, {"target_accept": 0.9}) is not None
     assert _fast.plan(model, specs, cols, w, codes, n, {"init_mean": 1.0}) is None
+    seg = bayes.SegmentBGNBD()
+    rfm = _segment_rfm(cdnow_rfm)
+    s_cols, s_w, s_codes, s_n = _inputs(seg, rfm)
+    s_specs = seg._prior_specs(s_cols, s_w)
+    assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}, auto=True) is None
+    assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}) is not None
     for spec in (lambda name: None, ("Weibull", {"alpha": 1.0, "beta": 1.0}),
                  ("Gamma", {"mu": 1.0, "sigma": 1.0})):
         assert _fast.plan(model, {**specs, "r": spec}, cols, w, codes, n, {}) is None
@@ -173,7 +179,9 @@ def test_segment_fit_recovers_simulated_segments():
         [1500, 1500, 1500], {"r": 0.5, "alpha": 5.0, "a": 0.8, "b": 3.0}, spread=0.3,
         random_state=3,
     )
-    m = bayes.SegmentBGNBD().fit(rfm, draws=500, tune=500, random_seed=1, progressbar=False)
+    m = bayes.SegmentBGNBD().fit(
+        rfm, draws=500, tune=500, random_seed=1, progressbar=False, sampler="blackjax"
+    )
     assert '"sampler": "blackjax"' in m.idata_.posterior.attrs["clvmodels"]
     assert m.convergence_.passed
     draws = m.posterior_draws()

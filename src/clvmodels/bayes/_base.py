@@ -238,11 +238,12 @@ class BayesModel:
             Full posterior (NUTS), the posterior mode as a single draw, or mean-field ADVI.
         sampler : {"auto", "blackjax", "nutpie", "pymc"}
             NUTS implementation. ``"auto"``: blackjax on the fast path
-            (:mod:`clvmodels.bayes._fast`: all chains vectorised in one process, ``cores``
-            and ``backend`` unused) when the model's priors are all of its families and
-            the model has no custom build (covariates), else nutpie; ``"blackjax"`` asks
-            for the fast path (a warning and nutpie when it cannot be used); nutpie falls
-            back to PyMC's with a warning when it cannot be used.
+            (:mod:`clvmodels.bayes._fast`: chains in ``cores`` threads, ``backend``
+            unused) for the one-segment models whose priors are all of its families and
+            that have no custom build (covariates), else nutpie; ``"blackjax"`` asks for
+            the fast path (also for the segment models; a warning and nutpie when it
+            cannot be used); nutpie falls back to PyMC's with a warning when it cannot
+            be used.
         backend : {"auto", "numba", "c"}
             How nutpie gets the compiled log density (see
             :func:`clvmodels.bayes._sampling.sample_nutpie`): ``"numba"`` has the fastest
@@ -300,7 +301,14 @@ class BayesModel:
             from . import _fast
 
             fast = _fast.plan(
-                self, specs, cols, w, codes, n_groups, {**self._nuts_defaults, **sampler_kwargs}
+                self,
+                specs,
+                cols,
+                w,
+                codes,
+                n_groups,
+                {**self._nuts_defaults, **sampler_kwargs},
+                auto=sampler == "auto",
             )
             if fast is None and sampler == "blackjax":
                 warnings.warn(
