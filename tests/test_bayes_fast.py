@@ -4,6 +4,7 @@ gives the same draws; seeded fits agree with the MLE (slow)."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -12,16 +13,17 @@ import pytest
 from clvmodels import BGNBD as MLEBGNBD
 from clvmodels import bayes
 from clvmodels.bayes import _fast
+from clvmodels.bayes.sbg import COUNT
 from clvmodels.errors import StatisticalWarning
 from clvmodels.models._base import MLEModel, compress_rows
 
 QUICK = {"draws": 120, "tune": 150, "chains": 2, "cores": 2, "progressbar": False}
 
 
-def _inputs(model, data):
+def _inputs(model, data, weights=None):
     """The fitted rows as ``BayesModel.fit`` prepares them."""
     rows = model._fit_rows(data)
-    w = MLEModel._weights(data, rows, None)
+    w = MLEModel._weights(data, rows, weights)
     codes, labels = model._fit_codes(data, rows)
     unique, w = compress_rows([codes, *model._data(rows)], w)
     keep = w > 0
@@ -43,8 +45,20 @@ def _segment_rfm(cdnow_rfm):
     return cdnow_rfm.assign(segment=np.array(["a", "b", "c"])[codes])
 
 
+def _cohort(name):
+    """Fader & Hardie's (2007) cohort ``name`` as the retention models fit it: one row per
+    (renewals, churned) with its count."""
+    import clvmodels as cm
+    from clvmodels.bayes.sbg import retention_rows
+
+    return lambda rfm: retention_rows(cm.contractual.fader_hardie_2007().loc[:7][name])[0]
+
+
 CASES = {
     "BGNBD": (lambda: bayes.BGNBD(), lambda rfm: rfm),
+    "MBGNBD": (lambda: bayes.MBGNBD(), lambda rfm: rfm),
+    "SBG": (lambda: bayes.SBG(), _cohort("regular")),
+    "BDW": (lambda: bayes.BDW(), _cohort("highend")),
     "GammaGamma": (lambda: bayes.GammaGamma(), lambda rfm: rfm),
     "SegmentBGNBD": (
         lambda: bayes.SegmentBGNBD(parametrization={"r_alpha_u": 0.3, "a_b_v": 0.7}),
@@ -74,7 +88,8 @@ def test_log_density_equals_pymc(case, cdnow_rfm):
     make, data_of = CASES[case]
     model = make()
     rfm = data_of(cdnow_rfm)
-    cols, w, codes, n_groups = _inputs(model, rfm)
+    weights = COUNT if COUNT in rfm else None
+    cols, w, codes, n_groups = _inputs(model, rfm, weights)
     specs = model._prior_specs(cols, w)
     plan = _fast.plan(model, specs, cols, w, codes, n_groups, dict(model._nuts_defaults))
     assert plan is not None
@@ -189,3 +204,49 @@ def test_segment_fit_recovers_simulated_segments():
     for s, theta in truth.items():
         lo, hi = np.quantile(ratio[:, s], [0.03, 0.97])
         assert lo <= theta["r"] / theta["alpha"] <= hi
+
+
+def test_it_takes_models_by_their_likelihood(cdnow_rfm):
+    """The Pareto/NBD (numpy quadrature in a pytensor Op) and a BG/NBD subclass with
+    another likelihood keep the stock build but are not taken: the fast path would
+    otherwise fail on, or sample the wrong density of, a likelihood it was not tested on."""
+
+    class OtherLikelihood(bayes.BGNBD):
+        _ll = staticmethod(lambda r, alpha, a, b, x, t_x, T, ops, counts=None: 0.0 * x)
+
+    for model in (bayes.ParetoNBD(), OtherLikelihood()):
+        assert _fast._stock(model) is None
+        cols, w, codes, n = _inputs(model, cdnow_rfm)
+        specs = model._prior_specs(cols, w)
+        assert _fast.plan(model, specs, cols, w, codes, n, {}) is None
+    assert _fast._stock(bayes.MBGNBD()) == "flat"  # its density is tested equal above
+
+
+def _covariate_case(name):
+    from test_bayes_covariates import BG_KW, simulate_bg, simulate_segments_with_covariates
+
+    if name == "BGNBD":
+        return bayes.BGNBD(**BG_KW), simulate_bg(600, 5), 4  # age, loyal; channel: 2 levels
+    rfm, _, _ = simulate_segments_with_covariates([300, 200, 200])
+    return bayes.SegmentBGNBD(purchase_covariates=["age"], dropout_covariates=["loyal"]), rfm, 2
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "SegmentBGNBD"])
+def test_covariate_models_sample_with_nutpie(name):
+    """A model with covariates is not planned for the fast path (it does not know the
+    design): sampler="auto" samples it with nutpie, coefficients in the posterior;
+    sampler="blackjax" warns and falls back to the same nutpie draws."""
+    model, rfm, n_coef = _covariate_case(name)
+    settings = {"draws": 20, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains
+        auto = copy.deepcopy(model).fit(rfm, **settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StatisticalWarning)
+        asked = copy.deepcopy(model).fit(rfm, sampler="blackjax", **settings)
+    assert any("fast path" in str(c.message) for c in caught)
+    for fitted in (auto, asked):
+        assert '"sampler": "nutpie' in fitted.idata_.posterior.attrs["clvmodels"]
+        assert fitted.idata_.posterior["coefficients"].shape == (1, 20, n_coef)
+    np.testing.assert_array_equal(auto.idata_.posterior["coefficients"].values,
+                                  asked.idata_.posterior["coefficients"].values)

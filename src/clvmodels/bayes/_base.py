@@ -365,23 +365,23 @@ class BayesModel:
         progress = _sampling.show_progress(progressbar)
         fast = None
         if method == "nuts" and sampler in ("auto", "blackjax"):
-            if design is None:  # the fast path knows the models without covariates only
-                from . import _fast
+            from . import _fast  # not for covariates or likelihoods it does not know
 
-                fast = _fast.plan(
-                    self,
-                    specs,
-                    cols,
-                    w,
-                    codes,
-                    n_groups,
-                    {**self._nuts_defaults, **sampler_kwargs},
-                    auto=sampler == "auto",
-                )
+            fast = _fast.plan(
+                self,
+                specs,
+                cols,
+                w,
+                codes,
+                n_groups,
+                {**self._nuts_defaults, **sampler_kwargs},
+                auto=sampler == "auto",
+            )
             if fast is None and sampler == "blackjax":
                 warnings.warn(
                     "the fast path (blackjax) cannot sample this model (custom priors, "
-                    "covariates or sampler settings it does not know); sampling with nutpie.",
+                    "covariates, a likelihood or sampler settings it does not know); "
+                    "sampling with nutpie.",
                     StatisticalWarning,
                     stacklevel=2,
                 )

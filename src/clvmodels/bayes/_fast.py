@@ -26,9 +26,11 @@ dense mass matrix (Stan Reference Manual, "HMC algorithm parameters"), from blac
 ``(family, {argument: value})`` specifications of :data:`FAMILIES` with exactly those
 arguments, that builds its PyMC model with the stock ``_build`` and ``_parameters`` (one
 set of parameters, or the hierarchical segments of :mod:`clvmodels.bayes.segments`), and
-sampler settings this path knows (``target_accept``, ``max_treedepth``). Anything else
-(callable priors, other families, models that override the build, e.g. with covariates)
-goes to the PyMC path.
+sampler settings this path knows (``target_accept``, ``max_treedepth``), without
+covariates, and whose log-likelihood is one of :func:`_likelihoods` (pure ``ops`` code
+tested equal to PyMC's density). Anything else (callable priors, other families, models
+that override the build, covariates, the Pareto/NBD's numpy likelihood) goes to the PyMC
+path.
 """
 
 from __future__ import annotations
@@ -186,14 +188,33 @@ def _take_sorted_fn():
     return take
 
 
+@cache
+def _likelihoods() -> tuple[frozenset, frozenset]:
+    """The log-likelihood functions (``_ll``) and count terms (``_count_terms``) this path
+    evaluates with ``ops=jax_ops()``: pure ``ops`` code, each tested equal to PyMC's
+    density (tests/test_bayes_fast.py). Not the Pareto/NBD's (numpy quadrature in a
+    pytensor Op) nor any other: a model is taken by its likelihood function, not by the
+    class it inherits from."""
+    from ..models import bdw, bgnbd, gammagamma, mbgnbd, sbg
+
+    return (
+        frozenset({bgnbd.loglik, mbgnbd.loglik, gammagamma.loglik, sbg.loglik, bdw.loglik}),
+        frozenset({None, bgnbd.count_terms}),
+    )
+
+
 def _stock(model) -> str | None:
     """"flat" or "segments" when ``model`` builds its PyMC model with the stock code this
-    path reproduces, else None."""
+    path reproduces, has no covariates and a likelihood of :func:`_likelihoods`, else
+    None."""
     from ._base import BayesModel
     from .segments import SegmentMixin
 
     cls = type(model)
-    if cls._build is not BayesModel._build:
+    lls, terms = _likelihoods()
+    if cls._build is not BayesModel._build or getattr(model, "design_", None) is not None:
+        return None
+    if cls._ll not in lls or cls._count_terms not in terms:
         return None
     if cls._parameters is BayesModel._parameters and model.segment is None:
         return "flat"
