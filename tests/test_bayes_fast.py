@@ -169,8 +169,10 @@ def test_callable_prior_falls_back_to_pymc(cdnow_rfm):
 
 @pytest.mark.slow
 def test_fit_agrees_with_mle(cdnow_rfm):
-    """4 x 1000 draws on CDNOW: converged, every posterior mean within 3% of the MLE (the
-    weak priors move them by about 1%), the MLE inside each 94% HDI."""
+    """4 x 1000 draws on CDNOW: converged; the posterior means of r and alpha within 1% of
+    the MLE; a and b have right-skewed posteriors (skewness 1.0-1.5; their means are
+    5-8% above the MLE, more with flatter priors), so their medians within 3% and their
+    means above their medians; the MLE inside each 94% HDI."""
     import arviz as az
 
     m = bayes.BGNBD().fit(cdnow_rfm, random_seed=0, progressbar=False)
@@ -178,8 +180,12 @@ def test_fit_agrees_with_mle(cdnow_rfm):
     mle = MLEBGNBD().fit(cdnow_rfm).params_
     post = m.idata_.posterior
     hdi = az.hdi(post, hdi_prob=0.94)
+    for k in ("r", "alpha"):
+        assert float(post[k].mean()) == pytest.approx(float(mle[k]), rel=0.01)
+    for k in ("a", "b"):
+        assert float(post[k].median()) == pytest.approx(float(mle[k]), rel=0.03)
+        assert float(post[k].mean()) > float(post[k].median())
     for k in ("r", "alpha", "a", "b"):
-        assert float(post[k].mean()) == pytest.approx(float(mle[k]), rel=0.03)
         lo, hi = hdi[k].values
         assert lo <= mle[k] <= hi
 
