@@ -563,6 +563,10 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
 
     import jax
 
+    # ArviZ (for the InferenceData) takes 1-2 s to import, most of it numba compiling a
+    # ufunc of ArviZ's at import: done in a thread while the programs load and run
+    importer = threading.Thread(target=_import_arviz, name="clvmodels-import", daemon=True)
+    importer.start()
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % (2**31))
     draws, tune = int(draws), int(tune)
@@ -621,16 +625,22 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="clvmodels-chain") as pool:
                 futures = [pool.submit(run_chain, c) for c in range(chains)]
-                # the chains run without the GIL: import ArviZ meanwhile (about 1 s)
-                import arviz  # noqa: F401
-                import xarray  # noqa: F401
-
                 results = [f.result() for f in futures]
     finally:
         if bar is not None:
             bar.close()
+        importer.join()
     values, stats = jax.tree.map(lambda *a: np.stack(a), *results)
     return _inference_data(values, stats, plan_)
+
+
+def _import_arviz() -> None:
+    """Import ArviZ and xarray (errors surface again at the import in the main thread)."""
+    try:
+        import arviz  # noqa: F401
+        import xarray  # noqa: F401
+    except Exception:  # noqa: BLE001 - reported by the main thread's own import
+        pass
 
 
 def _state_spec(dim):
