@@ -306,8 +306,9 @@ class BayesModel:
         sampler : {"auto", "blackjax", "nutpie", "pymc"}
             NUTS implementation. ``"auto"``: blackjax on the fast path
             (:mod:`clvmodels.bayes._fast`: chains in ``cores`` threads, ``backend``
-            unused) for the one-segment models whose priors are all of its families and
-            that have no custom build (covariates), else nutpie; ``"blackjax"`` asks for
+            unused) for the one-segment models without covariates whose priors are all of
+            its families and whose likelihood it reproduces (BG/NBD, MBG/NBD,
+            Gamma-Gamma, sBG, BdW; not the Pareto/NBD), else nutpie; ``"blackjax"`` asks for
             the fast path (also for the segment models; a warning and nutpie when it
             cannot be used); nutpie falls back to PyMC's with a warning when it cannot
             be used.
