@@ -2,7 +2,9 @@
 
 1. ``bayes.BGNBD`` on the CDNOW sample (weekly RFM through 1997-09-30), 4 chains x 1,000
    draws after 1,000 tuning steps, end to end (model building, compilation, sampling),
-   against pymc-marketing's ``BetaGeoModel`` with the same draws. Each fit runs in a fresh
+   against pymc-marketing's ``BetaGeoModel`` with the same draws, sampled with nutpie
+   (``nuts_sampler="nutpie"``: its fastest sampler; until s3 this benchmark ran PyMC's
+   default NUTS for it). Each fit runs in a fresh
    Python process (no compiled model cached in memory; on-disk compiler caches of
    pytensor/numba may be warm after the first run on a machine). Outside the timing, the
    acceptance of the issue: the MLE inside each 94% HDI, posterior means and medians
@@ -14,7 +16,9 @@
    time to a converged posterior (R-hat <= 1.01, bulk ESS >= 400, no divergences).
 
 Run: ``make bench-bayes``, or ``uv run --group bench python benchmarks/bench_bayes.py
-[--skip-reference] [--repeat N] [--cold-repeat N]`` (pymc-marketing is in the ``bench``
+[--skip-reference] [--repeat N] [--cold-repeat N]`` (``--only reference-same-priors``: one
+pymc-marketing fit with clvmodels' default priors, whose posterior means should equal
+ours within Monte Carlo error) (pymc-marketing is in the ``bench``
 dependency group only). Chains run 2 at a time (``cores=2``) for both packages. The two
 BG/NBD cases run alternately ``--repeat`` times (default 5), each in a fresh process, and
 the medians are compared: the first process of a series pays for a cold page cache
@@ -110,7 +114,19 @@ def run_ours() -> dict:
     }
 
 
-def run_reference() -> dict:
+def _our_priors_for_pymc_marketing(rfm) -> dict:
+    """clvmodels' default BG/NBD priors as a pymc-marketing ``model_config`` (r, alpha, a,
+    b: the same LogNormal distributions), to compare the two samplers on one posterior."""
+    from pymc_extras.prior import Prior
+
+    from clvmodels.bayes.bgnbd import default_priors
+
+    cols = [rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
+    specs = default_priors(*cols, np.ones(len(rfm)))
+    return {k: Prior(dist, **args) for k, (dist, args) in specs.items()}
+
+
+def run_reference(same_priors: bool = False) -> dict:
     import warnings
 
     t0 = time.perf_counter()
@@ -121,9 +137,11 @@ def run_reference() -> dict:
         _, rfm = _cdnow_rfm(sample=True)
         data = rfm.reset_index()[["customer_id", "frequency", "recency", "T"]]
         t1 = time.perf_counter()
-        model = BetaGeoModel(data=data)
+        config = _our_priors_for_pymc_marketing(rfm) if same_priors else None
+        model = BetaGeoModel(data=data, model_config=config)
         idata = model.fit(
             method="mcmc",
+            nuts_sampler="nutpie",  # its fastest sampler (pm.sample's default is PyMC's)
             draws=DRAWS,
             tune=TUNE,
             chains=CHAINS,
@@ -216,7 +234,9 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["ours", "reference", "hierarchical"])
+    parser.add_argument(
+        "--only", choices=["ours", "reference", "reference-same-priors", "hierarchical"]
+    )
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-hierarchical", action="store_true")
     parser.add_argument("--repeat", type=int, default=5, help="warm runs of each BG/NBD case")
@@ -224,7 +244,13 @@ def main() -> None:
         "--cold-repeat", type=int, default=3, help="runs with empty compile caches (0: none)"
     )
     args = parser.parse_args()
-    runs = {"ours": run_ours, "reference": run_reference, "hierarchical": run_hierarchical}
+    runs = {
+        "ours": run_ours,
+        "reference": run_reference,
+        # pymc-marketing with clvmodels' priors: the same posterior, so the same means
+        "reference-same-priors": lambda: run_reference(same_priors=True),
+        "hierarchical": run_hierarchical,
+    }
     if args.only:
         print(json.dumps(runs[args.only]()))
         return
