@@ -19,7 +19,7 @@ QUICK = {"draws": 150, "tune": 150, "chains": 2, "cores": 2, "progressbar": Fals
 def quick(cdnow_rfm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)  # short chains: low ESS
-        return bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+        return bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
 
 
 def test_quick_nutpie_fit(quick, cdnow_rfm):
@@ -65,8 +65,8 @@ def test_converged_fit_passes_the_verdict(quick):
 def test_same_seed_same_draws(quick, cdnow_rfm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
-        other = bayes.BGNBD().fit(cdnow_rfm, random_seed=2, **QUICK)
+        again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
+        other = bayes.BGNBD().fit(cdnow_rfm, random_seed=2, sampler="nutpie", **QUICK)
     for k in BG_MLE:
         np.testing.assert_array_equal(
             again.idata_.posterior[k].values, quick.idata_.posterior[k].values
@@ -79,7 +79,7 @@ def test_same_seed_same_draws(quick, cdnow_rfm):
 def test_numba_backend_seed_and_cached_model(cdnow_rfm):
     """The numba back-end: same seed, same draws; a refit reuses the compiled model (cached
     by structure) and must use the new data."""
-    kw = {**QUICK, "backend": "numba"}
+    kw = {**QUICK, "sampler": "nutpie", "backend": "numba"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
         first = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **kw)
@@ -119,7 +119,7 @@ def test_c_backend_draws_do_not_depend_on_cores(quick, cdnow_rfm):
     (cores=1) get the same seeds, so the same draws and sampler statistics."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        kw = {**QUICK, "chains": 3}
+        kw = {**QUICK, "chains": 3, "sampler": "nutpie"}
         forked = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **kw)
         serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**kw, "cores": 1})
     a, b = _stats_and_draws(forked), _stats_and_draws(serial)
@@ -150,10 +150,11 @@ def test_failed_worker_falls_back_to_this_process(cdnow_rfm, monkeypatch):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **{**QUICK, "cores": 1})
+        kw = {**QUICK, "sampler": "nutpie"}
+        serial = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **{**kw, "cores": 1})
         monkeypatch.setattr(_chains, "_one_chain", failing_in_workers)
         with pytest.warns(RuntimeWarning, match="parallel chains failed.*worker broke"):
-            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **QUICK)
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=4, **kw)
     np.testing.assert_array_equal(
         again.idata_.posterior["b"].values, serial.idata_.posterior["b"].values
     )
@@ -172,18 +173,21 @@ def test_workers_that_cannot_start_fall_back_to_this_process(quick, cdnow_rfm, m
         with pytest.warns(
             RuntimeWarning, match="could not start worker processes.*daemonic"
         ) as record:
-            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **QUICK)
+            again = bayes.BGNBD().fit(cdnow_rfm, random_seed=1, sampler="nutpie", **QUICK)
     assert [w.filename for w in record if w.category is RuntimeWarning] == [__file__]
     np.testing.assert_array_equal(
         again.idata_.posterior["a"].values, quick.idata_.posterior["a"].values
     )
 
 
-def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys):
+@pytest.mark.parametrize("sampler", ["nutpie", "blackjax"])
+def test_progress_bar_counts_every_draw_of_every_chain(cdnow_rfm, monkeypatch, capsys, sampler):
     monkeypatch.delenv("CI", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        bayes.BGNBD().fit(cdnow_rfm, random_seed=1, **{**QUICK, "progressbar": True})
+        bayes.BGNBD().fit(
+            cdnow_rfm, random_seed=1, sampler=sampler, **{**QUICK, "progressbar": True}
+        )
     err = capsys.readouterr().err
     assert "Sampling 2 chains" in err
     assert "600/600" in err  # 2 chains x (150 tuning + 150 kept) draws

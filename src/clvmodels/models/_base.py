@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from ..errors import ConvergenceError, DataError, NotFittedError, StatisticalWarning
@@ -682,6 +682,8 @@ class MLEModel:
         stops on rounding noise. Such parameters are reported by a warning in ``fit``.
         """
         f = self._objective(cols, w, runs)
+        from scipy import optimize  # not at import (0.3 s; the Bayesian fits do not use it)
+
         bounds = [(-_LOG_BOUND, _LOG_BOUND)] * starts[0].size
         options = {"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8}
         tried = []
@@ -848,7 +850,8 @@ class MLEModel:
             "upper_95": pd.concat([est.iloc[:k] * np.exp(half), est[coef] + z95 * se[coef]]),
         })
         out["p_value"] = np.nan
-        out.loc[coef, "p_value"] = 2 * stats.norm.sf(np.abs(est[coef] / se[coef]))
+        # two-sided normal p-value, 2 * scipy.stats.norm.sf(|z|) = 2 * ndtr(-|z|)
+        out.loc[coef, "p_value"] = 2 * special.ndtr(-np.abs(est[coef] / se[coef]))
         refs = {f"{role}:{t.name}": f"{t.column}={t.reference}" for role in design.roles
                 for t in design.terms[role] if t.reference is not None}
         out["reference"] = [refs.get(n, "") for n in out.index]

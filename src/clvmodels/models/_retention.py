@@ -40,7 +40,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from ..errors import DataError
 from ._base import MLEModel
@@ -333,7 +333,9 @@ def likelihood_ratio_test(restricted: MLEModel, general: MLEModel, df: int = 1) 
         )
     stat = max(2.0 * (general.loglik_ - restricted.loglik_), 0.0)
     return pd.Series({"statistic": stat, "df": float(df),
-                      "p_value": float(stats.chi2.sf(stat, df))}, name="lr_test")
+                      # chi-square survival function (scipy.stats.chi2.sf) without importing
+                      # scipy.stats (0.6 s at ``import clvmodels``)
+                      "p_value": float(special.chdtrc(df, stat))}, name="lr_test")
 
 
 __all__ = ["RetentionModel", "discounted_sum", "likelihood_ratio_test", "retention_rows"]

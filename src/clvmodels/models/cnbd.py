@@ -55,7 +55,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from .._math import NUMPY
 from .._validate import _float_array, rfm_arrays
@@ -242,6 +242,8 @@ def _phase_sum(rp, k, j, a, b_post, z):
     z_max = float(z.max()) if z.size else 0.0
     if z_max <= 0:
         return out
+    from scipy import stats  # here, not at import: scipy.stats takes 0.6 s to import
+
     top = float(stats.nbinom.isf(1e-16, rp, 1.0 - z_max))
     top = min(top if np.isfinite(top) else 1e15, 1e15) + k + 1
     m_max = int(min(top, _GRID))

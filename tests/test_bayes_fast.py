@@ -1,0 +1,258 @@
+"""The fast sampling path (clvmodels.bayes._fast): the same posterior density as the PyMC
+model at random points, for each model it takes; which models it takes; the same seed
+gives the same draws; seeded fits agree with the MLE (slow)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+from clvmodels import BGNBD as MLEBGNBD
+from clvmodels import bayes
+from clvmodels.bayes import _fast
+from clvmodels.bayes.sbg import COUNT
+from clvmodels.errors import StatisticalWarning
+from clvmodels.models._base import MLEModel, compress_rows
+
+QUICK = {"draws": 120, "tune": 150, "chains": 2, "cores": 2, "progressbar": False}
+
+
+def _inputs(model, data, weights=None):
+    """The fitted rows as ``BayesModel.fit`` prepares them."""
+    rows = model._fit_rows(data)
+    w = MLEModel._weights(data, rows, weights)
+    codes, labels = model._fit_codes(data, rows)
+    unique, w = compress_rows([codes, *model._data(rows)], w)
+    keep = w > 0
+    codes = unique[0][keep].astype(np.int64)
+    cols = [c[keep].astype(float) for c in unique[1:]]
+    n_groups = 1 if labels is None else len(labels)
+    return cols, w[keep], codes, n_groups
+
+
+def _value_name(block, model):
+    """The PyMC value variable of a block of the unconstrained vector."""
+    if block.family == "ZeroSum":
+        return f"{block.name}_zerosum__"
+    return block.name if block.family == "Normal" else f"{block.name}_log__"
+
+
+def _segment_rfm(cdnow_rfm):
+    codes = np.arange(len(cdnow_rfm)) % 3
+    return cdnow_rfm.assign(segment=np.array(["a", "b", "c"])[codes])
+
+
+def _cohort(name):
+    """Fader & Hardie's (2007) cohort ``name`` as the retention models fit it: one row per
+    (renewals, churned) with its count."""
+    import clvmodels as cm
+    from clvmodels.bayes.sbg import retention_rows
+
+    return lambda rfm: retention_rows(cm.contractual.fader_hardie_2007().loc[:7][name])[0]
+
+
+CASES = {
+    "BGNBD": (lambda: bayes.BGNBD(), lambda rfm: rfm),
+    "MBGNBD": (lambda: bayes.MBGNBD(), lambda rfm: rfm),
+    "SBG": (lambda: bayes.SBG(), _cohort("regular")),
+    "BDW": (lambda: bayes.BDW(), _cohort("highend")),
+    "GammaGamma": (lambda: bayes.GammaGamma(), lambda rfm: rfm),
+    "SegmentBGNBD": (
+        lambda: bayes.SegmentBGNBD(parametrization={"r_alpha_u": 0.3, "a_b_v": 0.7}),
+        _segment_rfm,
+    ),
+    "SegmentGammaGamma": (lambda: bayes.SegmentGammaGamma(), _segment_rfm),
+    "BGNBD, Gamma and HalfNormal priors": (
+        lambda: bayes.BGNBD(
+            priors={
+                "r": ("Gamma", {"alpha": 2.0, "beta": 3.0}),
+                "a": ("HalfNormal", {"sigma": 2.0}),
+                "b": ("Exponential", {"lam": 0.5}),
+            }
+        ),
+        lambda rfm: rfm,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_log_density_equals_pymc(case, cdnow_rfm):
+    """At 5 random unconstrained points the fast path's log density equals PyMC's
+    (priors with Jacobians, zero-sum deviations, the weighted likelihood) to 1e-8."""
+    import jax
+    import jax.numpy as jnp
+
+    make, data_of = CASES[case]
+    model = make()
+    rfm = data_of(cdnow_rfm)
+    weights = COUNT if COUNT in rfm else None
+    cols, w, codes, n_groups = _inputs(model, rfm, weights)
+    specs = model._prior_specs(cols, w)
+    plan = _fast.plan(model, specs, cols, w, codes, n_groups, dict(model._nuts_defaults))
+    assert plan is not None
+    pm_model, _, _ = model._build(cols, w, codes, n_groups, specs)
+    logp = pm_model.compile_logp()
+    data = _fast.device_data(plan)
+    density = jax.jit(lambda z: _fast.log_density(model, plan, z, data))
+    rng = np.random.default_rng(7)
+    names = {v.name for v in pm_model.value_vars}
+    for _ in range(5):
+        z = _fast.initial_points(model, plan, specs, 1, rng)[0] + rng.normal(0, 0.3, plan.dim)
+        point = {_value_name(b, model): z[b.start : b.start + b.size] for b in plan.blocks}
+        point = {k: (v[0] if v.size == 1 and not k.endswith("zerosum__") else v)
+                 for k, v in point.items()}
+        assert set(point) == names
+        ours = float(density(jnp.asarray(z)))
+        assert ours == pytest.approx(float(logp(point)), rel=1e-10, abs=1e-8)
+
+
+def test_models_and_settings_it_does_not_take(cdnow_rfm):
+    """A callable prior, an unknown family or argument, or sampler settings of nutpie's
+    send the fit to the PyMC path (plan is None)."""
+    model = bayes.BGNBD()
+    cols, w, codes, n = _inputs(model, cdnow_rfm)
+    specs = model._prior_specs(cols, w)
+    assert _fast.plan(model, specs, cols, w, codes, n, {}) is not None
+    assert _fast.plan(model, specs, cols, w, codes, n, {"target_accept": 0.9}) is not None
+    assert _fast.plan(model, specs, cols, w, codes, n, {"init_mean": 1.0}) is None
+    seg = bayes.SegmentBGNBD()
+    rfm = _segment_rfm(cdnow_rfm)
+    s_cols, s_w, s_codes, s_n = _inputs(seg, rfm)
+    s_specs = seg._prior_specs(s_cols, s_w)
+    assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}, auto=True) is None
+    assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}) is not None
+    for spec in (lambda name: None, ("Weibull", {"alpha": 1.0, "beta": 1.0}),
+                 ("Gamma", {"mu": 1.0, "sigma": 1.0})):
+        assert _fast.plan(model, {**specs, "r": spec}, cols, w, codes, n, {}) is None
+
+
+def test_padded_size_classes():
+    sizes = [_fast.padded_size(n) for n in (1, 64, 65, 97, 1016, 9366)]
+    assert sizes == [64, 64, 96, 128, 1024, 12288]
+    assert all(_fast.padded_size(n) < 1.5 * n + 64 for n in range(1, 5000, 37))
+
+
+def test_same_seed_same_draws_and_cores_do_not_matter(cdnow_rfm, tmp_path, monkeypatch):
+    """The fast path is the default; a seed fixes the draws, whatever ``cores``; another
+    seed gives others. The second fit reads the programs from the on-disk cache."""
+    monkeypatch.setenv("CLVMODELS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fast, "_PROGRAMS", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains
+        m1 = bayes.BGNBD().fit(cdnow_rfm, random_seed=5, **QUICK)
+        assert list((tmp_path / "jax" / "programs").glob("BGNBD-*.bin"))
+        monkeypatch.setattr(_fast, "_PROGRAMS", {})  # as in a new process
+        m2 = bayes.BGNBD().fit(cdnow_rfm, random_seed=5, **{**QUICK, "cores": 1})
+        m3 = bayes.BGNBD().fit(cdnow_rfm, random_seed=6, **QUICK)
+    assert '"sampler": "blackjax"' in m1.idata_.posterior.attrs["clvmodels"]
+    for k in ("r", "alpha", "a", "b"):
+        np.testing.assert_array_equal(m1.idata_.posterior[k].values, m2.idata_.posterior[k].values)
+        assert not np.array_equal(m1.idata_.posterior[k].values, m3.idata_.posterior[k].values)
+    assert m1.idata_.posterior["r"].shape == (2, 120)
+    assert int(m1.idata_.sample_stats["diverging"].sum()) == m1.n_divergent_
+
+
+def test_callable_prior_falls_back_to_pymc(cdnow_rfm):
+    """sampler="blackjax" with a prior it cannot take warns and samples with nutpie."""
+    import pymc as pm
+
+    model = bayes.BGNBD(priors={"r": lambda name: pm.Gamma(name, alpha=1.0, beta=1.0)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StatisticalWarning)
+        model.fit(cdnow_rfm, sampler="blackjax", random_seed=1, **{**QUICK, "draws": 30})
+    assert any("fast path" in str(c.message) for c in caught)
+    assert '"sampler": "nutpie' in model.idata_.posterior.attrs["clvmodels"]
+
+
+@pytest.mark.slow
+def test_fit_agrees_with_mle(cdnow_rfm):
+    """4 x 1000 draws on CDNOW: converged; the posterior means of r and alpha within 1% of
+    the MLE; a and b have right-skewed posteriors (skewness 1.0-1.5; their means are
+    5-8% above the MLE, more with flatter priors), so their medians within 3% and their
+    means above their medians; the MLE inside each 94% HDI."""
+    import arviz as az
+
+    m = bayes.BGNBD().fit(cdnow_rfm, random_seed=0, progressbar=False)
+    assert m.convergence_.passed
+    mle = MLEBGNBD().fit(cdnow_rfm).params_
+    post = m.idata_.posterior
+    hdi = az.hdi(post, hdi_prob=0.94)
+    for k in ("r", "alpha"):
+        assert float(post[k].mean()) == pytest.approx(float(mle[k]), rel=0.01)
+    for k in ("a", "b"):
+        assert float(post[k].median()) == pytest.approx(float(mle[k]), rel=0.03)
+        assert float(post[k].mean()) > float(post[k].median())
+    for k in ("r", "alpha", "a", "b"):
+        lo, hi = hdi[k].values
+        assert lo <= mle[k] <= hi
+
+
+@pytest.mark.slow
+def test_segment_fit_recovers_simulated_segments():
+    """SegmentBGNBD on 3 simulated segments (seeded): converged on the fast path, and each
+    segment's true r/alpha inside its 94% interval."""
+    from clvmodels.bayes.segments import simulate_segments
+
+    rfm, truth = simulate_segments(
+        [1500, 1500, 1500], {"r": 0.5, "alpha": 5.0, "a": 0.8, "b": 3.0}, spread=0.3,
+        random_state=3,
+    )
+    m = bayes.SegmentBGNBD().fit(
+        rfm, draws=500, tune=500, random_seed=1, progressbar=False, sampler="blackjax"
+    )
+    assert '"sampler": "blackjax"' in m.idata_.posterior.attrs["clvmodels"]
+    assert m.convergence_.passed
+    draws = m.posterior_draws()
+    ratio = (draws["r"] / draws["alpha"]).values
+    for s, theta in truth.items():
+        lo, hi = np.quantile(ratio[:, s], [0.03, 0.97])
+        assert lo <= theta["r"] / theta["alpha"] <= hi
+
+
+def test_it_takes_models_by_their_likelihood(cdnow_rfm):
+    """The Pareto/NBD (numpy quadrature in a pytensor Op) and a BG/NBD subclass with
+    another likelihood keep the stock build but are not taken: the fast path would
+    otherwise fail on, or sample the wrong density of, a likelihood it was not tested on."""
+
+    class OtherLikelihood(bayes.BGNBD):
+        _ll = staticmethod(lambda r, alpha, a, b, x, t_x, T, ops, counts=None: 0.0 * x)
+
+    for model in (bayes.ParetoNBD(), OtherLikelihood()):
+        assert _fast._stock(model) is None
+        cols, w, codes, n = _inputs(model, cdnow_rfm)
+        specs = model._prior_specs(cols, w)
+        assert _fast.plan(model, specs, cols, w, codes, n, {}) is None
+    assert _fast._stock(bayes.MBGNBD()) == "flat"  # its density is tested equal above
+
+
+def _covariate_case(name):
+    from test_bayes_covariates import BG_KW, simulate_bg, simulate_segments_with_covariates
+
+    if name == "BGNBD":
+        return bayes.BGNBD(**BG_KW), simulate_bg(600, 5), 4  # age, loyal; channel: 2 levels
+    rfm, _, _ = simulate_segments_with_covariates([300, 200, 200])
+    return bayes.SegmentBGNBD(purchase_covariates=["age"], dropout_covariates=["loyal"]), rfm, 2
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "SegmentBGNBD"])
+def test_covariate_models_sample_with_nutpie(name):
+    """A model with covariates is not planned for the fast path (it does not know the
+    design): sampler="auto" samples it with nutpie, coefficients in the posterior;
+    sampler="blackjax" warns and falls back to the same nutpie draws."""
+    model, rfm, n_coef = _covariate_case(name)
+    settings = {"draws": 20, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains
+        auto = copy.deepcopy(model).fit(rfm, **settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StatisticalWarning)
+        asked = copy.deepcopy(model).fit(rfm, sampler="blackjax", **settings)
+    assert any("fast path" in str(c.message) for c in caught)
+    for fitted in (auto, asked):
+        assert '"sampler": "nutpie' in fitted.idata_.posterior.attrs["clvmodels"]
+        assert fitted.idata_.posterior["coefficients"].shape == (1, 20, n_coef)
+    np.testing.assert_array_equal(auto.idata_.posterior["coefficients"].values,
+                                  asked.idata_.posterior["coefficients"].values)
