@@ -14,7 +14,7 @@ the log scale).
 Cases (each in a fresh Python process; wall and CPU time, with the CPU of its chain
 worker processes, and peak memory: the largest resident set of any one of its processes
 (``wait4``) and the peak of the proportional set size summed over its process tree,
-sampled every 0.2 s, in which pages that forked chain workers share count once):
+sampled every 0.5 s, in which pages that forked chain workers share count once):
 
 * ``fit`` (one per ``--models`` name): the Bayesian model on ``--customers`` customers,
   4 chains x 1,000 draws after 1,000 tuning steps; convergence, and whether each true
@@ -141,7 +141,7 @@ def _fit_info(model) -> dict:
 
 def _fit_kwargs(args) -> dict:
     return {"draws": args.draws, "tune": args.tune, "chains": CHAINS, "cores": CORES,
-            "random_seed": SEED, "progressbar": False}  # fmt: skip
+            "random_seed": SEED, "progressbar": False, "backend": args.backend}  # fmt: skip
 
 
 # --- the cases (each in a fresh subprocess) -------------------------------------------------------
@@ -226,7 +226,8 @@ def case_reference(args) -> dict:
         data = rfm.reset_index()[["customer_id", "frequency", "recency", "T"]]
         t0 = time.perf_counter()
         idata = BetaGeoModel(data=data).fit(
-            method="mcmc", nuts_sampler=args.reference_sampler, **_fit_kwargs(args))
+            method="mcmc", nuts_sampler=args.reference_sampler,
+            **{k: v for k, v in _fit_kwargs(args).items() if k != "backend"})
         seconds = time.perf_counter() - t0
     return {"seconds_fit": seconds, "customers": len(rfm), "sampler": args.reference_sampler,
             "divergences": int(idata.sample_stats["diverging"].sum()),
@@ -277,7 +278,7 @@ def run(case: str, args) -> dict:
     stop = threading.Event()
 
     def poll():
-        while not stop.wait(0.2):
+        while not stop.wait(0.5):
             peak[0] = max(peak[0], _tree_pss_kb(proc.pid))
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -311,6 +312,8 @@ def main() -> None:
     parser.add_argument("--small-customers", type=int, default=100_000)
     parser.add_argument("--draws", type=int, default=DRAWS)
     parser.add_argument("--tune", type=int, default=TUNE)
+    parser.add_argument("--backend", default="auto", choices=["auto", "c", "numba"],
+                        help="nutpie back-end of our fits (bayes.BGNBD.fit's backend=)")
     parser.add_argument("--reference-sampler", default="nutpie", choices=["nutpie", "pymc"])
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--worker", help=argparse.SUPPRESS)

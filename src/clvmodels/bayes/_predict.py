@@ -42,11 +42,18 @@ def summarise(
     *,
     hdi_prob: float = HDI_PROB,
     memory_limit: int = MEMORY_LIMIT,
+    side: bool = False,
 ) -> dict[str, np.ndarray]:
     """Mean, sd, HDI per row of a quantity evaluated draw by draw.
 
     ``evaluate(rows, draws)`` returns the quantity for the unique rows ``rows`` (integer
-    array) and the draws ``draws`` (a slice) as an array of shape (draws, rows).
+    array) and the draws ``draws`` (a slice) as an array of shape (draws, rows). With
+    ``side=True`` it returns two such arrays, the quantity and a second one computed on
+    the way, of which only the mean is wanted (key ``side_mean``; a second buffer of the
+    chunk's size, so peak memory is about ``3 * memory_limit``). Rows are evaluated in
+    chunks of consecutive rows, so an ``evaluate`` that shares work between neighbouring
+    rows (e.g. rows sorted by the part of the data that a costly term depends on) does so
+    within each chunk. The results do not depend on ``memory_limit``.
     """
     if not 0 < hdi_prob < 1:
         raise ValueError(f"hdi_prob must be in (0, 1), got {hdi_prob}")
@@ -54,12 +61,21 @@ def summarise(
     draws_per_slice = int(max(1, memory_limit // (8 * _TEMPORARIES * rows_per_chunk)))
     out = {k: np.empty(n_rows) for k in ("mean", "sd", "hdi_low", "hdi_high")}
     buf = np.empty((rows_per_chunk, n_draws))
+    side_buf = np.empty((rows_per_chunk, n_draws)) if side else None
+    if side:
+        out["side_mean"] = np.empty(n_rows)
     for start in range(0, n_rows, rows_per_chunk):
         rows = np.arange(start, min(n_rows, start + rows_per_chunk))
         block = buf[: rows.size]
         for d0 in range(0, n_draws, draws_per_slice):
             d1 = min(n_draws, d0 + draws_per_slice)
-            block[:, d0:d1] = np.asarray(evaluate(rows, slice(d0, d1))).T
+            value = evaluate(rows, slice(d0, d1))
+            if side:
+                value, extra = value
+                side_buf[: rows.size, d0:d1] = np.asarray(extra).T
+            block[:, d0:d1] = np.asarray(value).T
+        if side:
+            out["side_mean"][rows] = side_buf[: rows.size].mean(axis=1)
         out["mean"][rows] = block.mean(axis=1)
         out["sd"][rows] = block.std(axis=1, ddof=1) if n_draws > 1 else 0.0
         block.sort(axis=1)

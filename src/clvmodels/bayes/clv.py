@@ -85,41 +85,48 @@ def customer_lifetime_value(
     pick_t, pick_s = _paired(draws_t[0].shape[0], draws_s[0].shape[0])
     draws_t = [p[pick_t] for p in draws_t]
     draws_s = [p[pick_s] for p in draws_s]
-    cols_t = [arrays[c] for c in ("frequency", "recency", "T")]
-    cols_s = [arrays[c] for c in ("frequency", "monetary_value")]
-    uniq, inverse = _predict.unique_rows(
-        [tm.segment_index(rfm), sm.segment_index(rfm), *cols_t, *cols_s]
+    x, t_x, T, m = (arrays[c] for c in ("frequency", "recency", "T", "monetary_value"))
+    # distinct customers, sorted so that those of one (segment, x, T) are neighbours
+    (code_t, ux, uT, ut, code_s, um), inverse = _predict.unique_rows(
+        [tm.segment_index(rfm), x, T, t_x, sm.segment_index(rfm), m]
     )
-    code_t, code_s = uniq[0].astype(np.int64), uniq[1].astype(np.int64)
-    data_t, data_s = uniq[2 : 2 + len(cols_t)], uniq[2 + len(cols_t) :]
-    expected = tm.formulas.expected_purchases
-    spend = sm.expected_spend_formula
+    code_t, code_s = code_t.astype(np.int64), code_s.astype(np.int64)
+    new = np.r_[True, (code_t[1:] != code_t[:-1]) | (ux[1:] != ux[:-1]) | (uT[1:] != uT[:-1])]
+    pair = np.cumsum(new) - 1  # each distinct customer's (segment, x, T)
+    first = np.flatnonzero(new)
+    formulas, spend = tm.formulas, sm.expected_spend_formula
 
     def at_rows(p, codes):  # each row's parameter draws: (draws, rows) or (draws, 1)
         return p[:, :1] if p.shape[1] == 1 else p[:, codes]
 
     def evaluate(rows, sl):
-        p_t = [at_rows(p[sl], code_t[rows]) for p in draws_t]
-        p_s = [at_rows(p[sl], code_s[rows]) for p in draws_s]
-        d_t = [d[rows][None, :] for d in data_t]
-        d_s = [d[rows][None, :] for d in data_s]
-        value = np.zeros((p_t[0].shape[0], rows.size))
-        previous = 0.0
+        # E[Y(t) | history] = P(alive) E[Y(t) | alive], the second a function of
+        # (segment, x, T) alone: the customer as a new one with updated parameters
+        pairs = first[pair[rows[0]] : pair[rows[-1]] + 1]
+        p_pairs = [at_rows(p[sl], code_t[pairs]) for p in draws_t]
+        updated = formulas.conditional.updated(*p_pairs, ux[None, pairs], uT[None, pairs])
+        value, previous = 0.0, 0.0
         for end, factor in zip(ends, factors, strict=True):
-            cumulative = expected(*p_t, end, *d_t)
-            value += factor * (cumulative - previous)
+            cumulative = formulas.expected_purchases_new(*updated, end)
+            value = value + factor * (cumulative - previous)
             previous = cumulative
-        return margin * spend(*p_s, *d_s) * value
+        local = pair[rows] - pair[rows[0]]
+        p_t = [at_rows(p[sl], code_t[rows]) for p in draws_t]
+        alive = formulas.probability_alive(*p_t, ux[None, rows], ut[None, rows], uT[None, rows])
+        p_s = [at_rows(p[sl], code_s[rows]) for p in draws_s]
+        value = margin * spend(*p_s, ux[None, rows], um[None, rows]) * alive * value[:, local]
+        return value, alive * previous[:, local]
 
     values = _predict.summarise(
-        evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob, memory_limit=memory_limit
+        evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob, memory_limit=memory_limit,
+        side=True,
     )
+    purchases = values.pop("side_mean")[inverse]  # posterior mean of E[Y(horizon)]
     out = _predict.summary_frame(values, inverse, rfm.index)
     if level is not None:
         interval = tm.prediction_interval(horizon, rfm, level=level, n_draws=n_draws,
                                           memory_limit=memory_limit)
-        mean_purchases = tm.expected_purchases(horizon, rfm, memory_limit=memory_limit)["mean"]
-        value = value_interval(out["mean"], mean_purchases, interval, rfm.index)
+        value = value_interval(out["mean"], purchases, interval, rfm.index)
         out["low"], out["high"] = value["low"], value["high"]
         out.attrs["level"] = float(level)
     out.columns.name = "clv"
