@@ -3,7 +3,8 @@
 Each model's log-likelihood is written once, as a function of an ``ops`` namespace that
 provides the elementary functions it needs. :data:`NUMPY` evaluates it with numpy/scipy
 (maximum likelihood, predictions); :func:`pytensor_ops` returns the same namespace built
-from pytensor, so that the PyMC models use the very same formula (no second derivation).
+from pytensor, so that the PyMC models use the very same formula (no second derivation), and
+:func:`jax_ops` from JAX, for the fast sampling path (:mod:`clvmodels.bayes._fast`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,33 @@ def pytensor_ops() -> SimpleNamespace:
         maximum=pt.maximum,
         minimum=pt.minimum,
         log1mexp=pt.log1mexp,
+    )
+
+
+@cache
+def jax_ops() -> SimpleNamespace:
+    """The ops namespace built from JAX (imported lazily), in double precision."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax.scipy.special import gammaln
+
+    def log1mexp_jax(x):
+        return jnp.where(x > -np.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
+
+    return SimpleNamespace(
+        gammaln=gammaln,
+        betaln=lambda a, b: gammaln(a) + gammaln(b) - gammaln(a + b),
+        log=jnp.log,
+        log1p=jnp.log1p,
+        exp=jnp.exp,
+        softplus=lambda x: jnp.logaddexp(0.0, x),
+        logaddexp=jnp.logaddexp,
+        where=jnp.where,
+        maximum=jnp.maximum,
+        minimum=jnp.minimum,
+        log1mexp=log1mexp_jax,
     )
 
 

@@ -16,8 +16,11 @@ each model.
 
 Sampling
 --------
-``method="nuts"`` (default) samples with nutpie and falls back to PyMC's NUTS when
-nutpie is missing (``sampler="pymc"`` asks for it directly). nutpie gets the compiled log
+``method="nuts"`` (default) samples on the fast path of :mod:`clvmodels.bayes._fast`
+(the same log density compiled by XLA, blackjax's NUTS, chains vectorised, compiled code
+cached on disk) when the model and its priors allow it (``sampler="auto"``), otherwise
+with nutpie, and falls back to PyMC's NUTS when nutpie is missing
+(``sampler="blackjax"``, ``"nutpie"`` or ``"pymc"`` ask for one). nutpie gets the compiled log
 density from pytensor's C back-end (cached on disk: no compilation wait after the first
 fit on a machine; chains in forked worker processes) for up to 10,000 distinct rows, and
 from numba (faster gradients, chains in threads, but 15-30 s of compilation per process)
@@ -213,7 +216,7 @@ class BayesModel:
         random_seed: int | None = 0,
         *,
         method: str = "nuts",
-        sampler: str = "nutpie",
+        sampler: str = "auto",
         backend: str = "auto",
         cores: int | None = None,
         progressbar: bool | None = None,
@@ -233,9 +236,13 @@ class BayesModel:
             The same seed gives identical draws.
         method : {"nuts", "map", "advi"}
             Full posterior (NUTS), the posterior mode as a single draw, or mean-field ADVI.
-        sampler : {"nutpie", "pymc"}
-            NUTS implementation; nutpie falls back to PyMC's with a warning when it
-            cannot be used.
+        sampler : {"auto", "blackjax", "nutpie", "pymc"}
+            NUTS implementation. ``"auto"``: blackjax on the fast path
+            (:mod:`clvmodels.bayes._fast`: all chains vectorised in one process, ``cores``
+            and ``backend`` unused) when the model's priors are all of its families and
+            the model has no custom build (covariates), else nutpie; ``"blackjax"`` asks
+            for the fast path (a warning and nutpie when it cannot be used); nutpie falls
+            back to PyMC's with a warning when it cannot be used.
         backend : {"auto", "numba", "c"}
             How nutpie gets the compiled log density (see
             :func:`clvmodels.bayes._sampling.sample_nutpie`): ``"numba"`` has the fastest
@@ -265,8 +272,10 @@ class BayesModel:
         """
         if method not in ("nuts", "map", "advi"):
             raise ValueError(f"method must be 'nuts', 'map' or 'advi', got {method!r}")
-        if sampler not in ("nutpie", "pymc"):
-            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
+        if sampler not in ("auto", "blackjax", "nutpie", "pymc"):
+            raise ValueError(
+                f"sampler must be 'auto', 'blackjax', 'nutpie' or 'pymc', got {sampler!r}"
+            )
         for name, value in (("draws", draws), ("chains", chains)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -284,10 +293,26 @@ class BayesModel:
         w = w[keep]
         specs = self._prior_specs(cols, w)
         n_groups = 1 if labels is None else len(labels)
-        with _sampling.gc_paused():
-            model, key, shared = self._build(cols, w, codes, n_groups, specs)
         var_names = self._var_names()
         progress = _sampling.show_progress(progressbar)
+        fast = None
+        if method == "nuts" and sampler in ("auto", "blackjax"):
+            from . import _fast
+
+            fast = _fast.plan(
+                self, specs, cols, w, codes, n_groups, {**self._nuts_defaults, **sampler_kwargs}
+            )
+            if fast is None and sampler == "blackjax":
+                warnings.warn(
+                    "the fast path (blackjax) cannot sample this model (custom priors, "
+                    "covariates or sampler settings it does not know); sampling with nutpie.",
+                    StatisticalWarning,
+                    stacklevel=2,
+                )
+            sampler = "nutpie"
+        if fast is None:
+            with _sampling.gc_paused():
+                model, key, shared = self._build(cols, w, codes, n_groups, specs)
         if cores is None:
             import os
 
@@ -305,7 +330,20 @@ class BayesModel:
                 **sampler_kwargs,
             }
             idata = None
-            if sampler == "nutpie":
+            if fast is not None:
+                idata = _fast.sample(
+                    self,
+                    fast,
+                    specs,
+                    draws=int(draws),
+                    tune=int(tune),
+                    chains=int(chains),
+                    cores=int(cores),
+                    random_seed=random_seed,
+                    progressbar=progress,
+                )
+                used = "blackjax"
+            elif sampler == "nutpie":
                 try:
                     if backend == "auto":
                         backend = "c" if w.size <= AUTO_C_MAX_ROWS else "numba"
