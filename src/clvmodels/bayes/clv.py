@@ -12,6 +12,18 @@ and we report its mean, sd and HDI over the draws. The two models are fitted sep
 so their posteriors are independent: draw :math:`j` of one is paired with draw :math:`j`
 of the other (when the numbers of draws differ, evenly spaced draws of the longer
 posterior are used), which is a draw from the joint posterior.
+
+Cost. For the BTYD models a customer alive at T is, from then on, a new customer whose
+parameters are updated by (x, T) (the model's ``formulas.conditional.updated``), so
+:math:`E^{(d)}[Y_i(t)] = P^{(d)}(\text{alive}_i)\, E^{(d)}_{\text{new}}[Y(t) \mid
+q^{(d)}(x_i, T_i)]` (Fader, Hardie & Lee 2005, derivation of eq. (10)): the costly
+discounted sum of expectations (a hypergeometric function per period for the BG/NBD)
+depends on the customer's (segment, x, T) alone, and only P(alive) and the expected spend
+are evaluated per distinct customer. Customers are sorted so that those sharing (segment,
+x, T) are neighbours and each chunk of :func:`clvmodels.bayes._predict.summarise`
+evaluates the sum once per pair it holds (ages in whole days: a million customers have
+tens of thousands of pairs). The same pass gives the posterior mean of
+:math:`E[Y_i(\text{horizon})]` that the interval (``level=``) needs.
 """
 
 from __future__ import annotations
