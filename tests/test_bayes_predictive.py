@@ -120,9 +120,10 @@ def _days_rfm(n: int, seed: int):
     return rfm.assign(monetary_value=spend.to_numpy())
 
 
-def test_clv_in_chunks_equals_clv_in_one_chunk():
+def test_clv_in_chunks_equals_clv_in_one_chunk(monkeypatch):
     """2,000 customers: 40 rows per chunk (customers of one (x, T) split between
-    chunks) and one chunk give identical numbers, intervals included."""
+    chunks) and one chunk, in threads or not, give identical numbers, intervals
+    included."""
     rfm = _days_rfm(2000, 5)
     m = fake(bayes.BGNBD, around(BG_DAYS, n_draws=50))
     gg = fake(bayes.GammaGamma, around(GG_MLE, n_draws=50, seed=2))
@@ -131,6 +132,9 @@ def test_clv_in_chunks_equals_clv_in_one_chunk():
     chunked = bayes.customer_lifetime_value(m, gg, rfm, memory_limit=8 * 100 * 40, **kw)
     pd.testing.assert_frame_equal(one, chunked, check_exact=True)
     assert one.notna().all().all() and len(one) == len(rfm)
+    monkeypatch.setattr(bayes._predict, "THREADS", 1)  # chunks one after another
+    alone = bayes.customer_lifetime_value(m, gg, rfm, memory_limit=8 * 100 * 40, **kw)
+    pd.testing.assert_frame_equal(alone, chunked, check_exact=True)
 
 
 def test_clv_per_draw_is_the_direct_formula():
