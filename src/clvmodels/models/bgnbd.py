@@ -390,5 +390,6 @@ class BGNBD(CovariateTransactionModel):
             pmf=probability_of_purchases,
             pmf_table=pmf_table,
             simulate_future=simulate_future,
+            mean=expected_purchases_new,
         ),
     )
