@@ -143,7 +143,7 @@ def _fit_info(model) -> dict:
 
 def _fit_kwargs(args) -> dict:
     return {"draws": args.draws, "tune": args.tune, "chains": CHAINS, "cores": CORES,
-            "random_seed": SEED, "progressbar": False, "backend": args.backend}  # fmt: skip
+            "random_seed": SEED, "progressbar": True, "backend": args.backend}  # fmt: skip
 
 
 # --- the cases (each in a fresh subprocess) -------------------------------------------------------
@@ -285,8 +285,16 @@ def run(case: str, args) -> dict:
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
-    reader = threading.Thread(target=lambda: setattr(proc, "err", proc.stderr.read()),
-                              daemon=True)  # fmt: skip
+    tail = []
+
+    def relay():  # the case's progress bars and messages, shown as they come
+        for chunk in iter(lambda: proc.stderr.read(256), ""):
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+            tail.append(chunk)
+        proc.err = "".join(tail)
+
+    reader = threading.Thread(target=relay, daemon=True)
     reader.start()
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
