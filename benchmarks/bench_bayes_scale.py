@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +237,52 @@ def case_reference(args) -> dict:
             "means": {k: float(idata.posterior[k].mean()) for k in ("r", "alpha", "a", "b")}}
 
 
-CASES = {"fit": case_fit, "gammagamma": case_gammagamma, "clv": case_clv,
+def _value_and_grad(g, data, z):
+    import jax
+
+    return jax.block_until_ready(g(z, data))
+
+
+def case_gradient(args) -> dict:
+    """Milliseconds per log density + gradient of ``bayes.BGNBD`` at each of
+    ``--gradient-sizes`` customers: the pytensor graph of ``loglik`` (C), the summed numpy
+    Op (``loglik_total_and_grad``, what nutpie's C back-end samples) and the fast path's
+    JAX program (blackjax); the last two decide ``AUTO_TOTAL_MIN_ROWS``."""
+    import jax
+
+    from clvmodels import bayes
+    from clvmodels.bayes import _fast
+
+    def per_call(f, x0, k=20):
+        f(x0)
+        t0 = time.perf_counter()
+        for i in range(k):
+            f(x0 + 1e-3 * i)
+        return 1e3 * (time.perf_counter() - t0) / k
+
+    out = {}
+    for n in (int(v) for v in args.gradient_sizes.split(",")):
+        rfm, _ = simulate("bgnbd", n, args.seed)
+        m = bayes.BGNBD()
+        codes, _, cols, z, w = m._fit_data(rfm)
+        specs = m._prior_specs(cols, w)
+        row = {"distinct_rows": int(w.size)}
+        for name, total in (("graph_c_ms", False), ("numpy_op_ms", True)):
+            model, _, _ = m._build(cols, w, codes, 1, specs, z, total=total)
+            f = model.logp_dlogp_function(ravel_inputs=True)
+            f.set_extra_values({})
+            x0 = np.concatenate([np.atleast_1d(v) for v in model.initial_point().values()])
+            row[name] = per_call(f, x0)
+        plan = _fast.plan(m, specs, cols, w, codes, 1, {}, auto=False)
+        data = _fast.device_data(plan)
+        g = jax.jit(jax.value_and_grad(partial(_fast.log_density, m, plan)))
+        row["jax_ms"] = per_call(partial(_value_and_grad, g, data), jax.numpy.zeros(plan.dim))
+        print(n, row, file=sys.stderr, flush=True)
+        out[str(n)] = row
+    return out
+
+
+CASES = {"fit": case_fit, "gradient": case_gradient, "gammagamma": case_gammagamma, "clv": case_clv,
          "segments": case_segments, "ours_small": case_ours_small,
          "reference": case_reference}  # fmt: skip
 
@@ -326,6 +372,7 @@ def main() -> None:
                         help="nutpie back-end of our fits (bayes.BGNBD.fit's backend=)")
     parser.add_argument("--reference-sampler", default="nutpie", choices=["nutpie", "pymc"])
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--gradient-sizes", default="3000,10000,30000,100000,1000000")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="bgnbd", help=argparse.SUPPRESS)
     args = parser.parse_args()

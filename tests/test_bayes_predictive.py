@@ -11,7 +11,7 @@ import pytest
 
 import clvmodels as cm
 from clvmodels import bayes
-from clvmodels.models import bgnbd, gammagamma
+from clvmodels.models import gammagamma
 from test_bayes import BG_MLE, GG_MLE, around, fake, seg_fake
 
 
@@ -141,20 +141,27 @@ def test_clv_in_chunks_equals_clv_in_one_chunk(monkeypatch):
     pd.testing.assert_frame_equal(alone, chunked, check_exact=True)
 
 
-def test_clv_per_draw_is_the_direct_formula():
-    """The CLV evaluates E[Y(t) | alive] once per (x, T) and P(alive) per customer; per
-    draw it equals eq. (10) of Fader, Hardie & Lee (2005) evaluated per customer."""
+PARETO_DAYS = {"r": 0.553, "alpha": 10.578 * 7, "s": 0.606, "beta": 11.669 * 7}
+
+
+@pytest.mark.parametrize("cls, params", [(bayes.BGNBD, BG_DAYS), (bayes.MBGNBD, BG_DAYS),
+                                         (bayes.ParetoNBD, PARETO_DAYS)])
+def test_clv_per_draw_is_the_direct_formula(cls, params):
+    """The CLV evaluates E[Y(t) | alive] once per (x, T) (``conditional.mean`` at the
+    updated parameters: for the MBG/NBD a BG/NBD's) and P(alive) per customer; per draw
+    it equals the model's E[Y(t) | history] per customer (BG/NBD: eq. (10) of Fader,
+    Hardie & Lee 2005)."""
     rfm = _days_rfm(2000, 6)
-    m = fake(bayes.BGNBD, around(BG_DAYS, n_chains=1, n_draws=8))
+    m = fake(cls, around(params, n_chains=1, n_draws=8))
     gg = fake(bayes.GammaGamma, around(GG_MLE, n_chains=1, n_draws=8, seed=2))
     got = bayes.customer_lifetime_value(m, gg, rfm, horizon=84, period=28, discount_rate=0.02)
     x, t_x, T, mv = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T",
                                                        "monetary_value"))  # fmt: skip
     per_draw = []
     for d in range(8):
-        p = [float(m.idata_.posterior[k][0, d]) for k in BG_DAYS]
+        p = [float(m.idata_.posterior[k][0, d]) for k in params]
         s = [float(gg.idata_.posterior[k][0, d]) for k in GG_MLE]
-        cum = [bgnbd.expected_purchases(*p, t, x, t_x, T) for t in (28.0, 56.0, 84.0)]
+        cum = [cls.formulas.expected_purchases(*p, t, x, t_x, T) for t in (28.0, 56.0, 84.0)]
         steps = np.diff(np.vstack([np.zeros_like(x), *cum]), axis=0)
         value = (steps / 1.02 ** np.arange(1, 4)[:, None]).sum(axis=0)
         per_draw.append(gammagamma.expected_spend(*s, x, mv) * value)

@@ -85,9 +85,10 @@ from . import _predict, _sampling
 from .convergence import verdict
 
 _FORMAT_VERSION = 1
-# SegmentBGNBD on the CDNOW master (9,366 distinct rows, 9 segments): 60 s with "c",
-# 65 s with "numba" (24 s of it compiling); with more rows numba's faster gradients win
-AUTO_C_MAX_ROWS = 10_000
+# backend="auto" is "c": numba was slower at every size measured, compile included --
+# SegmentBGNBD on the CDNOW master (9,366 rows): 60 s "c", 65 s "numba"; BG/NBD graph at
+# 327,068 rows: numba 2x slower per gradient, 77 s compiling; GammaGamma, 1 chain x 200
+# steps: 42,501 rows 32 s "c" / 75 s "numba", 423,732 rows 97 s / 207 s (s3-14b)
 # above this many distinct rows ``sampler="auto"`` samples a model with a summed
 # likelihood Op (``_loglik_total``) with nutpie rather than the fast path (measured in
 # benchmarks/bench_bayes_scale.py --cases gradient)
@@ -340,10 +341,14 @@ class BayesModel:
             gradients and truly parallel chains but compiles for 15-30 s in every new
             process; ``"c"`` uses pytensor's C back-end, compiled once per machine and
             cached on disk, its chains in forked worker processes (on Linux; see
-            :mod:`clvmodels.bayes._chains`). ``"auto"`` picks ``"c"`` for up to 10,000
-            distinct rows (compilation dominates there) and ``"numba"`` above.
-            The Pareto/NBD, whose likelihood is numpy code called from the graph, always
-            uses ``"c"``.
+            :mod:`clvmodels.bayes._chains`). ``"auto"`` is ``"c"`` (numba was slower
+            at every size measured, its compilation included). The Pareto/NBD, whose
+            likelihood is numpy code called from the graph, always uses ``"c"``; so do
+            the BG/NBD and Gamma-Gamma (and their segment models) without covariates,
+            whose likelihood is then one numpy Op summed by distinct values
+            (``loglik_total_and_grad`` of :mod:`clvmodels.models.bgnbd` and
+            :mod:`clvmodels.models.gammagamma`), unless ``"numba"`` is asked for (the
+            pytensor graph of ``loglik``).
         cores : int, optional
             Chains run in parallel, this many at a time (default:
             ``min(chains, os.cpu_count())``): threads with ``"numba"``, worker processes
@@ -450,8 +455,7 @@ class BayesModel:
             elif sampler == "nutpie":
                 try:
                     if backend == "auto":
-                        small = total or w.size <= AUTO_C_MAX_ROWS or not self._numba_backend
-                        backend = "c" if small else "numba"
+                        backend = "c"
                     idata = _sampling.sample_nutpie(
                         model,
                         key,
