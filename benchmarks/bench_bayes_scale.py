@@ -11,10 +11,11 @@ buyer's mean spend is drawn from the Gamma-Gamma model (CDNOW's published p, q, 
 2.5%), each with its own parameters, log-normal around the population's (spread 0.3 on
 the log scale).
 
-Cases (each in a fresh Python process; wall and CPU time, with the CPU of its chain
-worker processes, and peak memory: the largest resident set of any one of its processes
-(``wait4``) and the peak of the proportional set size summed over its process tree,
-sampled every 0.5 s, in which pages that forked chain workers share count once):
+Cases (each in a fresh Python process, its fits' progress bars shown; wall and CPU
+time, with the CPU of its chain worker processes, and peak memory: the largest resident
+set of any one of its processes (``wait4``) and the peak of the proportional set size
+summed over its process tree, sampled every 0.5 s, in which pages that forked chain
+workers share count once):
 
 * ``fit`` (one per ``--models`` name): the Bayesian model on ``--customers`` customers,
   4 chains x 1,000 draws after 1,000 tuning steps; convergence, and whether each true
@@ -24,6 +25,10 @@ sampled every 0.5 s, in which pages that forked chain workers share count once):
   period) CLV of every customer with its 94% HDI and 90% predictive interval
   (``bayes.customer_lifetime_value(..., level=0.9)``), in bounded memory.
 * ``segments``: the hierarchical ``SegmentBGNBD`` on the customers in 20 segments.
+* ``gradient``: milliseconds per log density and gradient of ``bayes.BGNBD`` at
+  ``--gradient-sizes`` customers: the ``loglik`` graph (pytensor C), the summed numpy Op
+  that nutpie's C back-end samples (``bgnbd.loglik_total_and_grad``) and the fast path's
+  JAX program.
 * ``reference`` and ``ours_small``: pymc-marketing's ``BetaGeoModel`` (``--reference-
   sampler``, nutpie by default) and ``bayes.BGNBD`` on the same ``--small-customers``
   (100,000) customers, for the ratio.
