@@ -102,3 +102,30 @@ def _reduce_to(d, v):
 def numpy_loglik(value_and_grad: Callable, n_params: int, *inputs):
     """The log-likelihood output of :class:`NumpyLoglik` applied to ``inputs``."""
     return NumpyLoglik(value_and_grad, n_params)(*inputs)[0]
+
+
+class NumpyTotal(NumpyLoglik):
+    """``value_and_grad(*params, *data) -> (total, (d_param_1, ..., d_param_n))`` as an
+    Op with outputs (total, d_param_1, ..., d_param_n): a log-likelihood summed over the
+    data (a scalar) and its gradient, each parameter a vector (one entry per group; e.g.
+    :func:`clvmodels.models.bgnbd.loglik_total_and_grad`). For a likelihood whose sum is
+    cheaper arranged by what its terms depend on than row by row; its ``grad`` is
+    :class:`NumpyLoglik`'s.
+    """
+
+    def make_node(self, *inputs):
+        inputs = [pt.as_tensor_variable(v) for v in inputs]
+        params = [pt.cast(v, "float64") for v in inputs[: self.n_params]]
+        if any(p.type.ndim != 1 for p in params):
+            raise TypeError(f"{self}: each parameter must be a vector (one entry per group)")
+        outputs = [pt.dscalar()] + [p.type() for p in params]
+        return Apply(self, params + inputs[self.n_params :], outputs)
+
+    def perform(self, node, inputs, output_storage):
+        # far from the data (the sampler's first steps) a parameter under- or overflows:
+        # the total is then -inf or NaN, which the sampler rejects, as pytensor's own ops
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+            total, grads = self.value_and_grad(*inputs)
+        output_storage[0][0] = np.asarray(total, dtype=np.float64)
+        for store, g in zip(output_storage[1:], grads, strict=True):
+            store[0] = np.asarray(g, dtype=np.float64)

@@ -85,9 +85,14 @@ from . import _predict, _sampling
 from .convergence import verdict
 
 _FORMAT_VERSION = 1
-# SegmentBGNBD on the CDNOW master (9,366 distinct rows, 9 segments): 60 s with "c",
-# 65 s with "numba" (24 s of it compiling); with more rows numba's faster gradients win
-AUTO_C_MAX_ROWS = 10_000
+# backend="auto" is "c": numba was slower at every size measured, compile included --
+# SegmentBGNBD on the CDNOW master (9,366 rows): 60 s "c", 65 s "numba"; BG/NBD graph at
+# 327,068 rows: numba 2x slower per gradient, 77 s compiling; GammaGamma, 1 chain x 200
+# steps: 42,501 rows 32 s "c" / 75 s "numba", 423,732 rows 97 s / 207 s (s3-14b)
+# above this many distinct rows ``sampler="auto"`` samples a model with a summed
+# likelihood Op (``_loglik_total``) with nutpie rather than the fast path (measured in
+# benchmarks/bench_bayes_scale.py --cases gradient)
+AUTO_TOTAL_MIN_ROWS = 20_000
 PriorSpec = tuple[str, dict[str, float]] | Callable[[str], Any]
 # prior sd of each covariate coefficient on the design's internal scale (module docstring)
 COEFFICIENT_PRIOR_SD = 1.0
@@ -138,6 +143,11 @@ class BayesModel:
     # optional: the likelihood's terms of (parameters, first data column) alone, passed
     # to ``_ll`` as ``counts=`` after evaluation once per distinct (segment, value)
     _count_terms: ClassVar[Callable | None] = None
+    # optional: (row arrangement, numpy total) -- ``_ll`` summed over the rows, arranged
+    # by what its terms depend on (e.g. :func:`clvmodels.models.bgnbd.loglik_total_and_grad`),
+    # sampled as one Op (clvmodels._numpy_op.NumpyTotal) on pytensor's C back-end when the
+    # model has no covariates; ``backend="numba"`` samples the ``_ll`` graph instead
+    _loglik_total: ClassVar[tuple[type, Callable] | None] = None
     segment: str | None = None
     # NUTS settings of the model (``fit(**sampler_kwargs)`` overrides them)
     _nuts_defaults: ClassVar[dict] = {}
@@ -207,9 +217,10 @@ class BayesModel:
         return {}
 
     # ---- the PyMC model -----------------------------------------------------------
-    def _build(self, cols, w, codes, n_groups, specs, z=None):
+    def _build(self, cols, w, codes, n_groups, specs, z=None, total=False):
         """The PyMC model, its cache key and the values of its shared variables (``z``:
-        the covariates on the design's internal scale, rows x terms)."""
+        the covariates on the design's internal scale, rows x terms; ``total``: the
+        likelihood as the model's ``_loglik_total`` Op)."""
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -250,6 +261,19 @@ class BayesModel:
                 return [par[n][at] for n in self.param_names]
 
             extra = {}
+            if total:  # the summed likelihood, one Op (see ``_loglik_total``)
+                from .._numpy_op import NumpyTotal
+
+                arrange, value_and_grad = type(self)._loglik_total
+                arrays = arrange(codes, *cols, w).arrays()
+                key.append(("total", value_and_grad.__qualname__))
+                params = [par[n] if self.segment is not None else pt.reshape(par[n], (1,))
+                          for n in self.param_names]
+                inputs = [data(f"data_total_{k}", v) for k, v in enumerate(arrays)]
+                ll_total = NumpyTotal(value_and_grad, len(params))(*params, *inputs)[0]
+                pm.Potential("loglik", ll_total)
+                cache_key = None if None in key else tuple(key)
+                return model, cache_key, shared
             # with covariates the parameters vary by customer: no terms per (segment, x)
             if self._count_terms is not None and design is None:
                 # terms of (parameters, x) alone: once per distinct (segment, x), indexed
@@ -318,10 +342,14 @@ class BayesModel:
             gradients and truly parallel chains but compiles for 15-30 s in every new
             process; ``"c"`` uses pytensor's C back-end, compiled once per machine and
             cached on disk, its chains in forked worker processes (on Linux; see
-            :mod:`clvmodels.bayes._chains`). ``"auto"`` picks ``"c"`` for up to 10,000
-            distinct rows (compilation dominates there) and ``"numba"`` above.
-            The Pareto/NBD, whose likelihood is numpy code called from the graph, always
-            uses ``"c"``.
+            :mod:`clvmodels.bayes._chains`). ``"auto"`` is ``"c"`` (numba was slower
+            at every size measured, its compilation included). The Pareto/NBD, whose
+            likelihood is numpy code called from the graph, always uses ``"c"``; so do
+            the BG/NBD and Gamma-Gamma (and their segment models) without covariates,
+            whose likelihood is then one numpy Op summed by distinct values
+            (``loglik_total_and_grad`` of :mod:`clvmodels.models.bgnbd` and
+            :mod:`clvmodels.models.gammagamma`), unless ``"numba"`` is asked for (the
+            pytensor graph of ``loglik``).
         cores : int, optional
             Chains run in parallel, this many at a time (default:
             ``min(chains, os.cpu_count())``): threads with ``"numba"``, worker processes
@@ -364,6 +392,10 @@ class BayesModel:
         n_groups = 1 if labels is None else len(labels)
         var_names = self._var_names() + ([] if design is None else [COEFFICIENTS])
         progress = _sampling.show_progress(progressbar)
+        # the summed likelihood Op (``_loglik_total``), unless numba is asked for
+        total = design is None and self._loglik_total is not None and backend != "numba"
+        if sampler == "auto" and total and w.size > AUTO_TOTAL_MIN_ROWS:
+            sampler = "nutpie"  # faster per gradient than the fast path there
         fast = None
         if method == "nuts" and sampler in ("auto", "blackjax"):
             from . import _fast  # not for covariates or likelihoods it does not know
@@ -389,7 +421,8 @@ class BayesModel:
             sampler = "nutpie"
         if fast is None:
             with _sampling.gc_paused():
-                model, key, shared = self._build(cols, w, codes, n_groups, specs, z)
+                model, key, shared = self._build(cols, w, codes, n_groups, specs, z,
+                                                 total=total)
         if cores is None:
             import os
 
@@ -423,8 +456,7 @@ class BayesModel:
             elif sampler == "nutpie":
                 try:
                     if backend == "auto":
-                        small = w.size <= AUTO_C_MAX_ROWS or not self._numba_backend
-                        backend = "c" if small else "numba"
+                        backend = "c"
                     idata = _sampling.sample_nutpie(
                         model,
                         key,

@@ -67,6 +67,7 @@ class BGNBDMixin(TransactionCovariates):
     formulas = MLEBGNBD.formulas
     _ll = staticmethod(bgnbd.loglik)
     _count_terms = staticmethod(bgnbd.count_terms)
+    _loglik_total = (bgnbd.GroupedRows, bgnbd.loglik_total_and_grad)
 
     def _data(self, frame):
         frame = validate_rfm(frame)

@@ -12,6 +12,21 @@ and we report its mean, sd and HDI over the draws. The two models are fitted sep
 so their posteriors are independent: draw :math:`j` of one is paired with draw :math:`j`
 of the other (when the numbers of draws differ, evenly spaced draws of the longer
 posterior are used), which is a draw from the joint posterior.
+
+Cost. For the BTYD models a customer alive at T is, from then on, a new customer whose
+parameters are updated by (x, T) (the model's ``formulas.conditional.updated``), so
+:math:`E^{(d)}[Y_i(t)] = P^{(d)}(\text{alive}_i)\, E^{(d)}_{\text{new}}[Y(t) \mid
+q^{(d)}(x_i, T_i)]` (Fader, Hardie & Lee 2005, derivation of eq. (10)): the costly
+discounted sum of expectations (a hypergeometric function per period for the BG/NBD)
+depends on the customer's (segment, x, T) alone, and only P(alive) and the expected spend
+are evaluated per distinct customer. Customers are sorted so that those sharing (segment,
+x, T) are neighbours and each chunk of :func:`clvmodels.bayes._predict.summarise`
+evaluates the sum once per pair it holds (ages in whole days: a million customers have
+tens of thousands of pairs). The same pass gives the posterior mean of
+:math:`E[Y_i(\text{horizon})]` that the interval (``level=``) needs. The shortcut
+needs the model's ``conditional.mean`` (BG/NBD, MBG/NBD, Pareto/NBD) and no purchase
+covariates (each customer's parameters differ); otherwise E[Y(t)] is evaluated per
+distinct customer at every period end (``formulas.expected_purchases``).
 """
 
 from __future__ import annotations
@@ -92,46 +107,71 @@ def customer_lifetime_value(
                                       (sm._coefficient_draws(), pick_s)))
     z_t, z_s = tm.covariate_matrix(rfm), sm.covariate_matrix(rfm)
     m_t, m_s = z_t.shape[1], z_s.shape[1]
-    cols_t = [arrays[c] for c in ("frequency", "recency", "T")]
-    cols_s = [arrays[c] for c in ("frequency", "monetary_value")]
+    cond = tm.formulas.conditional
+    # the shortcut of the module docstring: exact where the future of an alive customer
+    # depends on (segment, x, T) alone (no purchase covariates, no latent phase)
+    per_pair = (m_t == 0 and cond is not None and cond.mean is not None
+                and cond.phase_weights is None)
+    x, t_x, T, m = (arrays[c] for c in ("frequency", "recency", "T", "monetary_value"))
+    # distinct customers, sorted so that those of one (segment, x, T) are neighbours
     uniq, inverse = _predict.unique_rows(
-        [tm.segment_index(rfm), sm.segment_index(rfm), *z_t.T, *z_s.T, *cols_t, *cols_s]
+        [tm.segment_index(rfm), *z_t.T, x, T, t_x, sm.segment_index(rfm), *z_s.T, m]
     )
-    code_t, code_s = uniq[0].astype(np.int64), uniq[1].astype(np.int64)
-    z_t = np.column_stack(uniq[2 : 2 + m_t]) if m_t else np.zeros((code_t.size, 0))
-    z_s = np.column_stack(uniq[2 + m_t : 2 + m_t + m_s]) if m_s else np.zeros((code_t.size, 0))
-    start = 2 + m_t + m_s
-    data_t, data_s = uniq[start : start + len(cols_t)], uniq[start + len(cols_t) :]
-    expected = tm.formulas.expected_purchases
-    spend = sm.expected_spend_formula
+    code_t, code_s = uniq[0].astype(np.int64), uniq[4 + m_t].astype(np.int64)
+    ux, uT, ut, um = uniq[1 + m_t], uniq[2 + m_t], uniq[3 + m_t], uniq[-1]
+    z_t = np.column_stack(uniq[1 : 1 + m_t]) if m_t else np.zeros((code_t.size, 0))
+    z_s = np.column_stack(uniq[5 + m_t : -1]) if m_s else np.zeros((code_t.size, 0))
+    new = np.r_[True, (code_t[1:] != code_t[:-1]) | (ux[1:] != ux[:-1]) | (uT[1:] != uT[:-1])]
+    pair = np.cumsum(new) - 1  # each distinct customer's (segment, x, T)
+    first = np.flatnonzero(new)
+    formulas, spend = tm.formulas, sm.expected_spend_formula
+    times = np.asarray(ends, dtype=float)[None, None, :]
 
     def at_rows(p, codes):  # each row's parameter draws: (draws, rows) or (draws, 1)
         return p[:, :1] if p.shape[1] == 1 else p[:, codes]
 
-    def evaluate(rows, sl):
+    def per_pair_value(rows, sl):
+        # E[Y(t) | history] = P(alive) E[Y(t) | alive], the second a function of
+        # (segment, x, T) alone: the customer as a new one with updated parameters
+        pairs = first[pair[rows[0]] : pair[rows[-1]] + 1]
+        p_pairs = [at_rows(p[sl], code_t[pairs]) for p in draws_t]
+        updated = cond.updated(*p_pairs, ux[None, pairs], uT[None, pairs])
+        value, previous = 0.0, 0.0
+        for end, factor in zip(ends, factors, strict=True):
+            cumulative = cond.mean(*updated, end)
+            value = value + factor * (cumulative - previous)
+            previous = cumulative
+        local = pair[rows] - pair[rows[0]]
+        p_t = [at_rows(p[sl], code_t[rows]) for p in draws_t]
+        alive = formulas.probability_alive(*p_t, ux[None, rows], ut[None, rows], uT[None, rows])
+        return alive * value[:, local], alive * previous[:, local]
+
+    def per_row_value(rows, sl):
         p_t = tm._with_covariates([at_rows(p[sl], code_t[rows]) for p in draws_t],
                                   None if coef_t is None else coef_t[sl], z_t[rows])
-        p_s = sm._with_covariates([at_rows(p[sl], code_s[rows]) for p in draws_s],
-                                  None if coef_s is None else coef_s[sl], z_s[rows])
-        d_t = [d[rows][None, :] for d in data_t]
-        d_s = [d[rows][None, :] for d in data_s]
+        d_t = [d[rows][None, :, None] for d in (ux, ut, uT)]
         # all period ends in one call, (draws, rows, periods): a model whose P(alive)
         # does not depend on the horizon (the Pareto/NBD's quadrature) computes it once
-        cumulative = expected(*[p[..., None] for p in p_t], times, *[d[..., None] for d in d_t])
-        value = np.diff(cumulative, axis=-1, prepend=0.0) @ factors
-        return margin * spend(*p_s, *d_s) * value
+        cumulative = formulas.expected_purchases(*[p[..., None] for p in p_t], times, *d_t)
+        return np.diff(cumulative, axis=-1, prepend=0.0) @ factors, cumulative[..., -1]
 
-    times = np.asarray(ends, dtype=float)[None, None, :]
-    values = _predict.summarise(  # the (draws, rows, periods) array within the memory bound
+    def evaluate(rows, sl):
+        value, purchases = (per_pair_value if per_pair else per_row_value)(rows, sl)
+        p_s = sm._with_covariates([at_rows(p[sl], code_s[rows]) for p in draws_s],
+                                  None if coef_s is None else coef_s[sl], z_s[rows])
+        return margin * spend(*p_s, ux[None, rows], um[None, rows]) * value, purchases
+
+    values = _predict.summarise(  # per row: (draws, rows, periods) within the memory bound
         evaluate, len(code_t), len(pick_t), hdi_prob=hdi_prob,
-        memory_limit=max(memory_limit // (len(ends) + 1), 1),
+        memory_limit=memory_limit if per_pair else max(memory_limit // (len(ends) + 1), 1),
+        side=True,
     )
+    purchases = values.pop("side_mean")[inverse]  # posterior mean of E[Y(horizon)]
     out = _predict.summary_frame(values, inverse, rfm.index)
     if level is not None:
         interval = tm.prediction_interval(horizon, rfm, level=level, n_draws=n_draws,
                                           memory_limit=memory_limit)
-        mean_purchases = tm.expected_purchases(horizon, rfm, memory_limit=memory_limit)["mean"]
-        value = value_interval(out["mean"], mean_purchases, interval, rfm.index)
+        value = value_interval(out["mean"], purchases, interval, rfm.index)
         out["low"], out["high"] = value["low"], value["high"]
         out.attrs["level"] = float(level)
     out.columns.name = "clv"

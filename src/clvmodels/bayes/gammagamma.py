@@ -58,6 +58,7 @@ class GammaGammaMixin:
     covariate_links = MLEGammaGamma.covariate_links
     covariate_arguments = {"spend": "covariates"}
     _ll = staticmethod(gammagamma.loglik)
+    _loglik_total = (gammagamma.GroupedSpend, gammagamma.loglik_total_and_grad)
 
     def _fit_rows(self, frame):
         validate_rfm(frame, require_monetary=True)

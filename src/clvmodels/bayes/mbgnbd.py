@@ -43,6 +43,7 @@ class MBGNBDMixin(BGNBDMixin):
     covariate_links = MLEMBGNBD.covariate_links
     _ll = staticmethod(mbgnbd.loglik)
     _count_terms = None
+    _loglik_total = None
 
 
 class MBGNBD(MBGNBDMixin, BayesModel):

@@ -70,6 +70,7 @@ class ParetoNBDMixin(BGNBDMixin):
     covariate_links = MLEParetoNBD.covariate_links
     _ll = staticmethod(paretonbd.loglik)
     _count_terms = None
+    _loglik_total = None
     _numba_backend = False
 
     def _default_priors(self, cols, w):

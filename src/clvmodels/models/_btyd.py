@@ -66,6 +66,9 @@ class Conditional:
     * ``pmf_table(*q, t, n_max)``: the same for n = 0..n_max, array (..., n_max + 1)
       (fast recurrences where the model has them; what the intervals use);
     * ``simulate_future(*p, t, x, t_x, T, rng)``: draws of the purchases in (T, T+t];
+    * ``mean(*q, t)`` (optional): E[X(t)] of a new customer with parameters q (the
+      family of ``updated``), so that E[Y(t) | history] = P(alive) ``mean(updated, t)``
+      (the Bayesian CLV evaluates it once per (x, T));
     * ``phase_weights(*p, x, t_x, T)`` (optional): for a model whose future given alive
       at T is a mixture over a latent phase that depends on the recency too (the
       MBG/CNBD-k's Erlang clock), the phases' posterior weights, array (J, ...) summing
@@ -80,6 +83,7 @@ class Conditional:
     pmf_table: Callable
     simulate_future: Callable
     phase_weights: Callable | None = None
+    mean: Callable | None = None
 
     def given_alive(self, p, x, t_x, T, f, expand=()):
         """E[f(q) | alive at T]: ``f`` of the updated parameters ``q``, mixed over the

@@ -27,13 +27,15 @@ from ._hyp2f1 import log_hyp2f1
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
 
-def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY, log_c2=None):
+def _log_odds_dead(r, alpha, a, b, x, t_x, T, ops=NUMPY, log_c2=None, logs=None):
     """log of  a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x)  for x > 0 (0-safe for x = 0);
-    ``log_c2`` is log(a) - log(b + max(x, 1) - 1) when the caller has it
-    (:func:`count_terms`)."""
+    ``log_c2`` is log(a) - log(b + max(x, 1) - 1) and ``logs`` (log(alpha + T),
+    log(alpha + t_x)) when the caller has them (:func:`count_terms`,
+    :func:`loglik_total_and_grad`)."""
     if log_c2 is None:
         log_c2 = ops.log(a) - ops.log(b + ops.maximum(x, 1.0) - 1.0)
-    return log_c2 + (r + x) * (ops.log(alpha + T) - ops.log(alpha + t_x))
+    log_T, log_t = (ops.log(alpha + T), ops.log(alpha + t_x)) if logs is None else logs
+    return log_c2 + (r + x) * (log_T - log_t)
 
 
 def count_terms(r, alpha, a, b, x, ops=NUMPY):
@@ -69,6 +71,102 @@ def loglik(r, alpha, a, b, x, t_x, T, ops=NUMPY, counts=None):
     log_l1 = log_c1 - (r + x) * ops.log(alpha + T)
     d = _log_odds_dead(r, alpha, a, b, x, t_x, T, ops, log_c2=log_c2)
     return log_l1 + ops.where(x > 0, ops.softplus(d), 0.0)
+
+
+class GroupedRows:
+    """Distinct rows of a BG/NBD data set, arranged for :func:`loglik_total_and_grad`.
+
+    Built once from the fitted rows (group codes, x, t_x, T, weights): the distinct
+    (group, x) pairs, (group, T) and (group, t_x) values and, for each row with x > 0
+    (sorted by (group, T)), where its terms are. :meth:`arrays` gives them in
+    ``FIELDS`` order: the data inputs of :func:`loglik_total_and_grad` (and of the
+    pytensor Op of :mod:`clvmodels.bayes`).
+    """
+
+    FIELDS = ("pair_group", "pair_x", "pair_weight", "age_group", "age", "age_weight",
+              "age_weight_x", "last_group", "last", "row_pair", "row_last", "row_x",
+              "row_group", "row_weight", "run_age", "run_start")
+
+    def __init__(self, codes, x, t_x, T, w):
+        codes, x, t_x, T, w = (np.asarray(v, dtype=float).ravel()
+                               for v in np.broadcast_arrays(codes, x, t_x, T, w))
+        (self.pair_group, self.pair_x), pair, _, _ = unique_rows([codes, x])
+        (self.age_group, self.age), age, _, _ = unique_rows([codes, T])
+        self.pair_weight = np.bincount(pair, w, self.pair_x.size)
+        self.age_weight = np.bincount(age, w, self.age.size)
+        self.age_weight_x = np.bincount(age, w * x, self.age.size)
+        pos = np.flatnonzero(x > 0)
+        pos = pos[np.argsort(age[pos], kind="stable")]  # runs of one (group, T)
+        (self.last_group, self.last), last, _, _ = unique_rows([codes[pos], t_x[pos]])
+        self.row_pair, self.row_last = pair[pos], last
+        self.row_x, self.row_group, self.row_weight = x[pos], codes[pos], w[pos]
+        self.run_age, self.run_start = np.unique(age[pos], return_index=True)
+        for name in ("pair_group", "age_group", "last_group", "row_group"):
+            setattr(self, name, getattr(self, name).astype(np.int64))
+
+    def arrays(self) -> list[np.ndarray]:
+        return [getattr(self, f) for f in self.FIELDS]
+
+
+def loglik_total_and_grad(r, alpha, a, b, *arrays):
+    r"""``sum_i w_i`` :func:`loglik` and its gradient, over the rows of :class:`GroupedRows`.
+
+    The same [1]_ eq. (6), arranged by what each part depends on: with parameters per
+    group g (vectors, one entry per group code),
+
+    .. math::
+        \sum_i w_i \ell_i = \sum_{(g,x)} W_{gx} \log c_1 - \sum_{(g,T)} (r_g W_{gT} +
+        (Wx)_{gT}) \log(\alpha_g + T) + \sum_{i: x_i > 0} w_i\, \mathrm{softplus}(d_i),
+
+    :math:`\log c_1` from :func:`count_terms` per distinct (g, x), the logarithms per
+    distinct (g, T) and (g, t_x), and only the softplus of the log odds
+    :math:`d_i` (:func:`_log_odds_dead`) per row. The gradient is :func:`loglik_grad`
+    summed the same way (:math:`w_i \sigma(d_i)` per row, summed per (g, T), (g, t_x)
+    and (g, x)). Returns (total, (d_r, d_alpha, d_a, d_b)), each derivative a vector
+    over the groups. Exact: the same sum as ``weights @ loglik(...)``, ordered
+    differently (a million customers: about 10 ms a call instead of 30).
+    """
+    v = dict(zip(GroupedRows.FIELDS, arrays, strict=True))
+    r, alpha, a, b = (np.asarray(p, dtype=float).reshape(-1) for p in (r, alpha, a, b))
+    n = r.size
+    psi = special.digamma
+    pg, px, ag, lg = v["pair_group"], v["pair_x"], v["age_group"], v["last_group"]
+    rp, alp, ap, bp = r[pg], alpha[pg], a[pg], b[pg]
+    log_c1, log_c2 = count_terms(rp, alp, ap, bp, px)
+    inv_T, inv_t = 1.0 / (alpha[ag] + v["age"]), 1.0 / (alpha[lg] + v["last"])
+    log_T, log_t = -np.log(inv_T), -np.log(inv_t)
+    rows_T = np.repeat(log_T[v["run_age"]], np.diff(np.r_[v["run_start"], v["row_x"].size]))
+    rx = (r[0] if n == 1 else np.take(r, v["row_group"])) + v["row_x"]
+    d = _log_odds_dead(rx - v["row_x"], None, None, None, v["row_x"], None, None,
+                       log_c2=np.take(log_c2, v["row_pair"]),
+                       logs=(rows_T, np.take(log_t, v["row_last"])))
+    e = np.exp(-np.abs(d))
+    inv = 1.0 / (1.0 + e)
+    softplus = np.maximum(d, 0.0) - np.log(inv)
+    w_pair, w_age, wx_age = v["pair_weight"], v["age_weight"], v["age_weight_x"]
+    w_row = v["row_weight"]
+    l1_age = r[ag] * w_age + wx_age  # sum of w (r + x) per (g, T)
+    total = (w_pair * log_c1).sum() - (l1_age * log_T).sum() + (w_row * softplus).sum()
+    s = w_row * inv * np.exp(np.minimum(d, 0.0))  # w sigma(d): the second term's share
+    s_age, sx_age = np.zeros((2, log_T.size))
+    s_age[v["run_age"]], sx_age[v["run_age"]] = np.add.reduceat(
+        np.stack([s, s * rx]), v["run_start"], axis=1)
+    s_last = np.bincount(v["row_last"], s, log_t.size)
+    sx_last = np.bincount(v["row_last"], s * rx, log_t.size)
+    s_pair = np.bincount(v["row_pair"], s, px.size)
+    inv_b1 = 1.0 / (bp + np.maximum(px, 1.0) - 1.0)
+
+    def per_group(codes, values):
+        return np.bincount(codes, values, n)
+
+    psi_ab = psi(ap + bp) - psi(ap + bp + px)
+    d_r = (per_group(pg, w_pair * (psi(rp + px) - psi(rp) + np.log(alp)))
+           + per_group(ag, (s_age - w_age) * log_T) - per_group(lg, s_last * log_t))
+    d_alpha = (per_group(pg, w_pair * rp / alp) + per_group(ag, (sx_age - l1_age) * inv_T)
+               - per_group(lg, sx_last * inv_t))
+    d_a = per_group(pg, w_pair * psi_ab + s_pair / ap)
+    d_b = per_group(pg, w_pair * (psi_ab + psi(bp + px) - psi(bp)) - s_pair * inv_b1)
+    return total, (d_r, d_alpha, d_a, d_b)
 
 
 def loglik_grad(r, alpha, a, b, x, t_x, T):
@@ -390,5 +488,6 @@ class BGNBD(CovariateTransactionModel):
             pmf=probability_of_purchases,
             pmf_table=pmf_table,
             simulate_future=simulate_future,
+            mean=expected_purchases_new,
         ),
     )

@@ -226,5 +226,6 @@ class MBGNBD(CovariateTransactionModel):
             pmf=bgnbd.probability_of_purchases,
             pmf_table=bgnbd.pmf_table,
             simulate_future=simulate_future,
+            mean=bgnbd.expected_purchases_new,
         ),
     )

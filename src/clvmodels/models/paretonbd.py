@@ -629,6 +629,7 @@ class ParetoNBD(CovariateTransactionModel):
             pmf=probability_of_purchases,
             pmf_table=pmf_table,
             simulate_future=simulate_future,
+            mean=expected_purchases_new,
         ),
     )
 
