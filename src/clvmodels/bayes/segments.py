@@ -173,6 +173,9 @@ AUTO_SPREAD_FRACTION = 0.5  # "auto" balances the forms at half the pilot spread
 # ... but not below the 5% quantile of the spread's default prior (about 0.054)
 AUTO_SPREAD_FLOOR = float(SIGMA_MEDIAN * np.exp(-1.645 * SIGMA_LOG_SD))
 _SQRT_HALF = np.sqrt(0.5)
+# a fit failing its verdict is refitted once with 2x the draws and tuning, >= 4 chains
+RETRY_DRAWS = 2
+RETRY_CHAINS = 4
 
 
 class SegmentMixin(BayesModel):
@@ -185,6 +188,8 @@ class SegmentMixin(BayesModel):
     _mle: type
     _columns: tuple[str, ...] = ()
     _pilot_constants: dict = {}
+    #: "auto" with one shared spread samples the deviations along the pilot's directions
+    _rotate = True
 
     def __init__(
         self,
@@ -204,6 +209,36 @@ class SegmentMixin(BayesModel):
         self.parametrization = parametrization
         self.population = population
         self.spread = spread
+
+    def fit(self, data, draws=1000, tune=1000, chains=4, random_seed=0, *, retry=True,
+            **kwargs):
+        """Draw from the posterior (see :meth:`clvmodels.bayes.BGNBD.fit`); with `retry`
+        (default) a NUTS fit that fails its convergence verdict is refitted once with
+        :data:`RETRY_DRAWS` times the draws and tuning steps and at least
+        :data:`RETRY_CHAINS` chains (the first verdict is kept in
+        ``first_convergence_``, None when the first fit was kept; see the module
+        docstring). Returns ``self``."""
+        import warnings
+
+        from ..errors import StatisticalWarning
+
+        run = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            super().fit(data, **run)
+        self.first_convergence_ = None
+        first = self.convergence_
+        again = retry and first.method == "nuts" and not first.passed and int(chains) > 1
+        for w in caught:  # the first fit's warnings, but its verdict only when it is kept
+            if not (again and issubclass(w.category, StatisticalWarning)
+                    and str(w.message) == first.message()):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if again:
+            run.update(draws=RETRY_DRAWS * int(draws), tune=RETRY_DRAWS * int(tune),
+                       chains=max(int(chains), RETRY_CHAINS))
+            super().fit(data, **run)
+            self.first_convergence_ = first
+        return self
 
     def _coordinates(self) -> list[tuple[str, tuple[str, ...], str]]:
         """The population coordinates: (name, parameters, kind) with kind "log" (one
@@ -309,16 +344,17 @@ class SegmentMixin(BayesModel):
     def _coords(self, n_groups):
         return {"segment": np.arange(n_groups)}
 
-    def _pilot(self, codes, w, n_groups, cols) -> tuple[np.ndarray, np.ndarray]:
-        """Each segment's maximum-likelihood population coordinates and their standard
-        errors (segments x coordinates; NaN where a segment is too small or its fit fails)."""
+    def _pilot(self, codes, w, n_groups, cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each segment's maximum-likelihood population coordinates, their standard errors
+        (segments x coordinates) and covariance matrices (segments x coordinates x
+        coordinates); NaN where a segment is too small or its fit fails."""
         import warnings
 
         from ..errors import ConvergenceError
 
         rot = self._rotation()
         est = np.full((n_groups, rot.shape[0]), np.nan)
-        se = np.full_like(est, np.nan)
+        cov = np.full((n_groups, rot.shape[0], rot.shape[0]), np.nan)
         for s in range(n_groups):
             rows = codes == s
             if w[rows].sum() < AUTO_MIN_CUSTOMERS:
@@ -333,19 +369,23 @@ class SegmentMixin(BayesModel):
                     theta = mle.params_.to_numpy()
                     cov_log = mle.cov_.to_numpy() / np.outer(theta, theta)
                     est[s] = rot @ np.log(theta)
-                    se[s] = np.sqrt(np.diag(rot @ cov_log @ rot.T))
+                    cov[s] = rot @ cov_log @ rot.T
             except (ValueError, ConvergenceError, ArithmeticError, np.linalg.LinAlgError):
                 continue
-        return est, se
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        return est, se, cov
 
-    def _auto_centering(self, codes, w, n_groups, cols) -> pd.Series:
+    def _auto_centering(self, codes, w, n_groups, cols, rotate=False) -> pd.Series:
         """``parametrization="auto"``: each coordinate's weight of the centred form (see
-        the module docstring), from maximum-likelihood fits of the segments."""
+        the module docstring), from maximum-likelihood fits of the segments; with
+        `rotate` (one shared spread) each direction's of ``basis_`` when the pilot gives
+        one (indexed by direction then)."""
         names = [name for name, _, _ in self._coordinates()]
         if cols is None or codes is None or n_groups < 2:
             return pd.Series(0.0, index=names)
         weights = np.ones(len(codes)) if w is None else np.asarray(w, dtype=float)
-        est, se = self._pilot(np.asarray(codes), weights, n_groups, cols)
+        est, se, cov = self._pilot(np.asarray(codes), weights, n_groups, cols)
         with np.errstate(invalid="ignore"):
             usable = np.isfinite(est) & np.isfinite(se) & (se < AUTO_MAX_SE)
         excess = np.zeros(len(names))
@@ -359,9 +399,31 @@ class SegmentMixin(BayesModel):
         spread = np.sqrt(excess.mean() if self.spread == "shared" else excess)
         self.pilot_spread_ = pd.Series(np.broadcast_to(spread, len(names)), index=names)
         target = np.maximum(AUTO_SPREAD_FRACTION * spread, AUTO_SPREAD_FLOOR)
+        basis = self._pilot_basis(cov, usable) if rotate else None
+        if basis is not None:  # the directions' standard errors, as the coordinates' above
+            with np.errstate(invalid="ignore"):
+                se_dir = np.sqrt(np.einsum("kc,scd,kd->sk", basis, cov, basis))
+            ok = usable.all(axis=1)
+            se_typical = np.median(se_dir[ok], axis=0)
+            self.basis_ = pd.DataFrame(basis, index=[f"direction_{k + 1}" for k in
+                                                     range(len(names))], columns=names)
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(target > 0, target**2 / (target**2 + se_typical**2), 0.0)
-        return pd.Series(np.round(lam, 2), index=names)
+        index = names if basis is None else self.basis_.index
+        return pd.Series(np.round(lam, 2), index=index)
+
+    @staticmethod
+    def _pilot_basis(cov, usable) -> np.ndarray | None:
+        """The directions (rows, orthonormal) along which the segments' pilot estimates are
+        uncorrelated: eigenvectors of their covariance matrices each scaled to trace 1 and
+        summed over the segments with a usable fit (None with fewer than 2 of them)."""
+        ok = usable.all(axis=1)
+        if ok.sum() < 2:
+            return None
+        shape = sum(c / np.trace(c) for c in cov[ok])
+        _, vectors = np.linalg.eigh(shape)  # columns, ascending variance
+        vectors = vectors * np.where(vectors.sum(axis=0) < 0, -1.0, 1.0)  # a fixed sign
+        return np.round(vectors.T, 6)
 
     def _set_groups(self, codes, w, n_groups, cols=None):
         names = [name for name, _, _ in self._coordinates()]
@@ -373,6 +435,14 @@ class SegmentMixin(BayesModel):
                 f"parametrization: unknown parameter(s) or coordinate(s) {sorted(unknown)}; "
                 f"the population coordinates are {names}"
             )
+        self.__dict__.pop("basis_", None)
+        if par == "auto" and self.spread == "shared" and self._rotate:
+            lam = self._auto_centering(codes, w, n_groups, cols, rotate=True)
+            if hasattr(self, "basis_"):
+                self.population_coords_ = names
+                self.centering_ = lam.rename("centering")
+                basis = tuple(map(tuple, self.basis_.to_numpy()))
+                return (n_groups, self.population, self.spread, tuple(lam), basis)
         auto = None
         centering = {}
         for name in names:
@@ -403,18 +473,26 @@ class SegmentMixin(BayesModel):
         import pymc as pm
         import pytensor.tensor as pt
 
-        value, spreads = {}, {}
+        value, spreads, centres, sigmas = {}, {}, {}, {}
         for name, _, kind in self._coordinates():
             mu_name, sigma_name = self._hyper_names(name, kind)
-            centre = prior(mu_name, specs[mu_name])
-            if sigma_name not in spreads:  # one variable for a shared spread
-                spreads[sigma_name] = prior(sigma_name, specs[sigma_name])
-            sigma = spreads[sigma_name]
+            centres[name] = prior(mu_name, specs[mu_name])
+            if sigma_name not in sigmas:  # one variable for a shared spread
+                sigmas[sigma_name] = prior(sigma_name, specs[sigma_name])
+            spreads[name] = sigmas[sigma_name]
+        basis = getattr(self, "basis_", None)  # only with one shared spread
+        for name in self.centering_.index:  # coordinates, or directions of ``basis_``
+            sigma = sigmas[SHARED_SIGMA] if basis is not None else spreads[name]
             lam = float(self.centering_[name])
             # deviations from the segments' average, summing to zero: sigma^(1 - lam) * t
             # with t ~ ZeroSumNormal(sigma^lam) (lam = 1: centred, 0: non-centred)
             t = pm.ZeroSumNormal(f"{name}_t", sigma=sigma**lam, dims="segment")
-            value[name] = centre + sigma ** (1.0 - lam) * t
+            value[name] = sigma ** (1.0 - lam) * t
+        if basis is not None:  # directions -> coordinates (orthonormal: the same model)
+            dirs = list(basis.index)
+            value = {c: sum(float(basis.loc[d, c]) * value[d] for d in dirs)
+                     for c in basis.columns}
+        value = {c: centres[c] + value[c] for c in centres}
         out = {}
         for n, log_theta in self._logs(value).items():
             out[n] = pm.Deterministic(n, pt.exp(log_theta), dims="segment")
