@@ -25,7 +25,7 @@ Each fit's convergence verdict (``convergence_``): R-hat <= 1.01, bulk and tail 
 standard error over seeds. Run (about 2 minutes per seed and spread on 2 free cores):
 
     .venv/bin/python benchmarks/bayes_segments_few.py [--seeds 10] [--gg-seeds 5]
-        [--parts cdnow,bgnbd,gg] [--out results.json]
+        [--parts cdnow,bgnbd,gg] [--spreads 0.5,0.1] [--out results.json]
 """
 
 from __future__ import annotations
@@ -172,13 +172,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="BG/NBD sets per spread")
     parser.add_argument("--gg-seeds", type=int, default=5, help="Gamma-Gamma sets per spread")
     parser.add_argument("--parts", default="cdnow,bgnbd,gg")
+    parser.add_argument("--spreads", default=",".join(map(str, SPREADS)),
+                        help="spreads of the simulated sets, comma-separated")
     parser.add_argument("--out", default=None, help="write all rows as JSON here")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    spreads = [float(s) for s in args.spreads.split(",")]
     rows = cdnow_part() if "cdnow" in parts else []
     for spend, flag, seeds in ((False, "bgnbd", args.seeds), (True, "gg", args.gg_seeds)):
         if flag in parts:
-            rows += [simulated_set(s, seed, spend) for s in SPREADS for seed in range(seeds)]
+            rows += [simulated_set(s, seed, spend) for s in spreads for seed in range(seeds)]
     frame = pd.DataFrame(rows)
     cols = ["data", "model", "seconds", "divergences", "rhat_max", "ess_bulk_min",
             "ess_tail_min", "passed"]
