@@ -441,7 +441,7 @@ class SegmentMixin(BayesModel):
         shape = sum(c / np.trace(c) for c in cov[ok])
         _, vectors = np.linalg.eigh(shape)  # columns, ascending variance
         vectors = vectors * np.where(vectors.sum(axis=0) < 0, -1.0, 1.0)  # a fixed sign
-        return np.round(vectors.T, 6)
+        return vectors.T
 
     def _set_groups(self, codes, w, n_groups, cols=None):
         names = [name for name, _, _ in self._coordinates()]
@@ -459,7 +459,7 @@ class SegmentMixin(BayesModel):
             if hasattr(self, "basis_"):
                 self.population_coords_ = names
                 self.centering_ = lam.rename("centering")
-                basis = tuple(map(tuple, self.basis_.to_numpy()))
+                basis = tuple(map(tuple, np.round(self.basis_.to_numpy(), 9)))  # cache key
                 return (n_groups, self.population, self.spread, tuple(lam), basis)
         auto = None
         centering = {}
