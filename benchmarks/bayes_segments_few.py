@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="BG/NBD sets per spread")
     parser.add_argument("--gg-seeds", type=int, default=5, help="Gamma-Gamma sets per spread")
     parser.add_argument("--parts", default="cdnow,bgnbd,gg")
+    parser.add_argument("--seed-list", default=None,
+                        help="these seeds (comma-separated) instead of 0 .. --seeds - 1")
     parser.add_argument("--spreads", default=",".join(map(str, SPREADS)),
                         help="spreads of the simulated sets, comma-separated")
     parser.add_argument("--out", default=None, help="write all rows as JSON here")
@@ -181,7 +183,9 @@ def main() -> None:
     rows = cdnow_part() if "cdnow" in parts else []
     for spend, flag, seeds in ((False, "bgnbd", args.seeds), (True, "gg", args.gg_seeds)):
         if flag in parts:
-            rows += [simulated_set(s, seed, spend) for s in spreads for seed in range(seeds)]
+            chosen = (range(seeds) if args.seed_list is None
+                      else [int(k) for k in args.seed_list.split(",")])
+            rows += [simulated_set(s, seed, spend) for s in spreads for seed in chosen]
     frame = pd.DataFrame(rows)
     cols = ["data", "model", "seconds", "divergences", "rhat_max", "ess_bulk_min",
             "ess_tail_min", "passed"]

@@ -194,6 +194,7 @@ _SQRT_HALF = np.sqrt(0.5)
 # a fit failing its verdict is refitted once with 2x the draws and tuning, >= 4 chains
 RETRY_DRAWS = 2
 RETRY_CHAINS = 4
+RETRY_TARGET_ACCEPT = 0.95  # ... and smaller steps (divergences of the Gamma-Gamma twin)
 
 
 class SegmentMixin(BayesModel):
@@ -207,7 +208,8 @@ class SegmentMixin(BayesModel):
     _columns: tuple[str, ...] = ()
     _pilot_constants: dict = {}
     #: "auto" with one shared spread samples the deviations along the pilot's directions
-    _rotate = True
+    #: (the Gamma-Gamma twin only: measured, see the module docstring)
+    _rotate = False
 
     def __init__(
         self,
@@ -253,7 +255,8 @@ class SegmentMixin(BayesModel):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if again:
             run.update(draws=RETRY_DRAWS * int(draws), tune=RETRY_DRAWS * int(tune),
-                       chains=max(int(chains), RETRY_CHAINS))
+                       chains=max(int(chains), RETRY_CHAINS),
+                       target_accept=max(run.get("target_accept", 0.0), RETRY_TARGET_ACCEPT))
             super().fit(data, **run)
             self.first_convergence_ = first
         return self
@@ -669,6 +672,7 @@ class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
     """
 
     pairs = (("p", "v"),)
+    _rotate = True  # the q / p v ridge (module docstring)
     _mle = MLEGammaGamma
     _columns = ("frequency", "monetary_value")
     _pilot_constants = {"recency": 1.0, "T": 1.0}  # validated by the MLE, not used
