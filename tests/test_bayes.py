@@ -231,12 +231,15 @@ def test_segment_model_log_density_independent_logs(rfm, parametrization):
 
 @pytest.mark.parametrize(
     "parametrization",
-    ["auto", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": 0.3}],
+    ["auto", "rotated", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": 0.3}],
 )
 def test_segment_model_log_density_pairs(rfm, parametrization):
     """Pairs population: log r = (v + u)/sqrt 2, log alpha = (v - u)/sqrt 2 (and a, b);
-    the centre's prior is the rotated prior of the two logs."""
-    m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
+    the centre's prior is the rotated prior of the two logs. "rotated": "auto" along the
+    pilot's directions (the Gamma-Gamma twin's default), the same density."""
+    rotated = parametrization == "rotated"
+    m = bayes.SegmentBGNBD(segment="seg", parametrization="auto" if rotated else parametrization)
+    m._rotate = rotated or m._rotate
     dev = {"r_alpha_u": [0.3, -0.3], "r_alpha_v": [0.2, -0.2], "a_b_u": [-0.5, 0.5],
            "a_b_v": [0.05, -0.05]}
 
@@ -247,7 +250,7 @@ def test_segment_model_log_density_pairs(rfm, parametrization):
                 "a": h * (v["a_b_v"] + v["a_b_u"]), "b": h * (v["a_b_v"] - v["a_b_u"])}
 
     specs = _segment_logp_check(rfm, m, dev, logs_of)
-    if parametrization == "auto":  # the pilot's directions: orthonormal, coordinates'
+    if rotated:  # the pilot's directions: orthonormal, coordinates'
         assert list(m.basis_.columns) == list(dev) and list(m.centering_.index) == list(
             m.basis_.index)
         np.testing.assert_allclose(m.basis_ @ m.basis_.T, np.eye(4), atol=1e-5)
@@ -274,7 +277,9 @@ def test_auto_centering_from_pilot_fits():
     alike, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.0, random_state=1)
     coords = ["r_alpha_u", "r_alpha_v", "a_b_u", "a_b_v"]
     m = bayes.SegmentBGNBD(segment="segment", parametrization=dict.fromkeys(coords, "auto"))
-    rotated = bayes.SegmentBGNBD(segment="segment")  # "auto": along the pilot's directions
+    rotated = bayes.SegmentBGNBD(segment="segment")  # along the pilot's directions
+    rotated._rotate = True  # (the Gamma-Gamma twin's default; the mechanism is the same)
+    assert bayes.SegmentGammaGamma._rotate and not bayes.SegmentBGNBD._rotate
     lam = {}
     for name, rfm in (("differ", differ), ("alike", alike)):
         cols = m._data(rfm)
@@ -709,7 +714,8 @@ def test_compiler_probe_thread_imports_nothing():
 @pytest.mark.parametrize("second_passes", [True, False])
 def test_failing_segment_fit_is_refitted_once(monkeypatch, second_passes):
     """A segment model whose fit fails its verdict is refitted once with 2x the draws and
-    tuning steps in 4 chains; the first verdict is kept, its warning only when it stands."""
+    tuning steps in 4 chains at target_accept 0.95; the first verdict is kept, its warning
+    only when it stands."""
     import warnings
 
     from clvmodels.bayes._base import BayesModel
@@ -719,7 +725,7 @@ def test_failing_segment_fit_is_refitted_once(monkeypatch, second_passes):
     calls = []
 
     def fake_fit(self, data, draws, tune, chains, random_seed, **kwargs):
-        calls.append((draws, tune, chains))
+        calls.append((draws, tune, chains, kwargs.get("target_accept")))
         ok = len(calls) > 1 and second_passes
         self.convergence_ = Convergence(type(self).__name__, "nuts", chains, draws, 1.02,
                                         900.0, 900.0, 0, ok, () if ok else ("R-hat",))
@@ -732,7 +738,7 @@ def test_failing_segment_fit_is_refitted_once(monkeypatch, second_passes):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.fit(None, draws=500, tune=300, chains=2, random_seed=1)
-    assert calls == [(500, 300, 2), (1000, 600, 4)]
+    assert calls == [(500, 300, 2, None), (1000, 600, 4, 0.95)]  # and smaller steps
     assert m.first_convergence_.chains == 2 and not m.first_convergence_.passed
     assert m.convergence_.passed == second_passes
     assert len(caught) == (0 if second_passes else 1)
@@ -740,4 +746,4 @@ def test_failing_segment_fit_is_refitted_once(monkeypatch, second_passes):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.fit(None, draws=500, tune=300, chains=2, random_seed=1, retry=False)
-    assert calls == [(500, 300, 2)] and m.first_convergence_ is None and len(caught) == 1
+    assert calls == [(500, 300, 2, None)] and m.first_convergence_ is None and len(caught) == 1

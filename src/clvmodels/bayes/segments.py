@@ -86,8 +86,9 @@ number in [0, 1], or a dict of these by coordinate (``{"a_b_v": "non_centered"}`
 it; the weights are kept in ``centering_``, the pilot spread in ``pilot_spread_``. The
 posterior is the same; only the sampler's efficiency differs.
 
-Directions (``parametrization="auto"`` with ``spread="shared"``, the default). The
-coordinates' estimates are correlated within a segment: in the Gamma-Gamma the data pin
+Directions (:class:`SegmentGammaGamma` with ``parametrization="auto"`` and
+``spread="shared"``, the defaults). The coordinates' estimates can be correlated within a
+segment: in the Gamma-Gamma the data pin
 down the mean spend :math:`pv/(q-1)`, so ``q`` and ``p_v_v`` (the log of ``p v``) move
 together (posterior correlation 0.82-0.97 per segment in the simulated sets) and neither
 alone is well determined. A weight per coordinate then has to choose between a centred
@@ -104,9 +105,12 @@ and :math:`\lambda_k` as above with the median standard error along :math:`e_k`
 deviations' prior :math:`\sigma^2 I` is isotropic and the :math:`e_k` orthonormal, this
 is the same model (same prior and posterior of every variable); only the sampler's
 coordinates change. The same sets' ``segment_sigma`` then has a bulk ESS of 1,173-1,250
-(seeds 0 and 2); on CDNOW's cohorts the BG/NBD's sampling is unchanged (ESS per
-gradient evaluation 0.117 against 0.126) and the Gamma-Gamma's improves (0.192 against
-0.132). With one spread per coordinate the prior is not isotropic, and a
+(seeds 0 and 2), and on CDNOW's cohorts the bulk ESS per gradient evaluation rises from
+0.132 to 0.192. :class:`SegmentBGNBD` (and :class:`~clvmodels.bayes.SegmentSBG`) keep
+the weights by coordinate: on CDNOW's cohorts the directions changed nothing (0.117
+against 0.126), and on the simulated sets the first fit's R-hat exceeded 1.01 in 3 of 3
+sets tried (1.012-1.017), two of which pass by coordinate (1.008, 1.009).
+``_rotate`` (a class attribute) says which model rotates. With one spread per coordinate the prior is not isotropic, and a
 ``parametrization`` other than the string "auto" (a dict, even of "auto", included)
 gives weights by coordinate, so neither rotates (nor does a pilot without two segments
 of at least 50 customers with usable fits).
@@ -117,11 +121,13 @@ verdict's thresholds (R-hat <= 1.01, ESS >= 400) are close to what R-hat's own s
 noise gives: the worst of about 20 quantities has a bulk ESS of 350-1,800, and which one
 fails changes from set to set. So ``fit`` (with ``retry=True``, the default) refits a
 NUTS fit that fails its verdict once, with 2x the draws and tuning steps in at least 4
-chains (2 x 500 becomes 4 x 1,000 after 1,000, about 4 times as long), and keeps the
+chains and ``target_accept=0.95`` (2 x 500 becomes 4 x 1,000 after 1,000, about 4-5
+times as long; the higher target because 2 of 7 Gamma-Gamma refits at 0.9 had 3
+divergent transitions), and keeps the
 first verdict in ``first_convergence_`` (None when the first fit stands); the report
 says when it refitted. Only the second fit is the result, judged by the same verdict;
-when it fails too it is marked "did not converge". ``target_accept=0.95`` instead passed
-two failing sets but raised CDNOW's R-hat to 1.017.
+when it fails too it is marked "did not converge". ``target_accept=0.95`` for the first
+fit instead passed two failing sets but raised CDNOW's R-hat to 1.017 at 2 x 500.
 
 The study (``benchmarks/bayes_segments_few.py``, the report's 500 draws after 500
 tuning steps in 2 chains): the CDNOW master's 3 acquisition cohorts (the report's default
