@@ -112,8 +112,9 @@ against 0.126), and on the simulated sets the first fit's R-hat exceeded 1.01 in
 sets tried (1.012-1.017), two of which pass by coordinate (1.008, 1.009).
 ``_rotate`` (a class attribute) says which model rotates. With one spread per
 coordinate the prior is not isotropic, and a ``parametrization`` other than the string
-"auto" (a dict, even of "auto", included) gives weights by coordinate, so neither rotates (nor does a pilot without two segments
-of at least 50 customers with usable fits).
+"auto" (a dict, even of "auto", included) gives weights by coordinate, so neither
+rotates (nor does a pilot without two segments of at least 50 customers with usable
+fits).
 
 Draws. NUTS runs with ``target_accept=0.9`` (nutpie's default 0.8 left R-hat up to 1.011
 on CDNOW's cohorts). At the report's 500 draws after 500 tuning steps in 2 chains the
