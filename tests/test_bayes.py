@@ -188,11 +188,15 @@ def _segment_logp_check(rfm, m, dev, logs_of):
     stem = {c: f"{c}_log" if c in BG_MLE else c for c in dev}
     value, point, jacobian = {}, {}, 0.0
     model_logp, specs, key, shared, model = _model_logp(m, frame, {}, return_model=True)
+    # "auto" with a shared spread samples along the rows of ``basis_`` (orthonormal)
+    basis = getattr(m, "basis_", pd.DataFrame(np.eye(len(dev)), index=list(dev), columns=list(dev)))
+    sampled = {k: sum(basis.loc[k, c] * np.array(dev[c]) for c in dev) for k in basis.index}
     for c in dev:
         point[f"{stem[c]}_mu"] = centre[c]
-        lam = float(m.centering_[c])
         value[c] = centre[c] + np.array(dev[c])
-        t = np.array(dev[c]) / sig ** (1 - lam)
+    for c in sampled:
+        lam = float(m.centering_[c])
+        t = sampled[c] / sig ** (1 - lam)
         rv = model[f"{c}_t"]
         point[f"{c}_t_zerosum__"] = model.rvs_to_transforms[rv].forward(pt.as_tensor(t)).eval()
         jacobian -= np.log(sig ** (1 - lam))  # one free dimension (two segments)
@@ -227,12 +231,15 @@ def test_segment_model_log_density_independent_logs(rfm, parametrization):
 
 @pytest.mark.parametrize(
     "parametrization",
-    ["auto", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": 0.3}],
+    ["auto", "rotated", "non_centered", "centered", {"a_b_u": "centered", "r_alpha_v": 0.3}],
 )
 def test_segment_model_log_density_pairs(rfm, parametrization):
     """Pairs population: log r = (v + u)/sqrt 2, log alpha = (v - u)/sqrt 2 (and a, b);
-    the centre's prior is the rotated prior of the two logs."""
-    m = bayes.SegmentBGNBD(segment="seg", parametrization=parametrization)
+    the centre's prior is the rotated prior of the two logs. "rotated": "auto" along the
+    pilot's directions (the Gamma-Gamma twin's default), the same density."""
+    rotated = parametrization == "rotated"
+    m = bayes.SegmentBGNBD(segment="seg", parametrization="auto" if rotated else parametrization)
+    m._rotate = rotated or m._rotate
     dev = {"r_alpha_u": [0.3, -0.3], "r_alpha_v": [0.2, -0.2], "a_b_u": [-0.5, 0.5],
            "a_b_v": [0.05, -0.05]}
 
@@ -243,6 +250,12 @@ def test_segment_model_log_density_pairs(rfm, parametrization):
                 "a": h * (v["a_b_v"] + v["a_b_u"]), "b": h * (v["a_b_v"] - v["a_b_u"])}
 
     specs = _segment_logp_check(rfm, m, dev, logs_of)
+    if rotated:  # the pilot's directions: orthonormal, coordinates'
+        assert list(m.basis_.columns) == list(dev) and list(m.centering_.index) == list(
+            m.basis_.index)
+        np.testing.assert_allclose(m.basis_ @ m.basis_.T, np.eye(4), atol=1e-5)
+    else:
+        assert not hasattr(m, "basis_") and list(m.centering_.index) == list(dev)
     base = bayes.BGNBD()._prior_specs(list(m._data(rfm)), np.ones(len(rfm)))
     m_r, m_alpha = base["r"][1]["mu"], base["alpha"][1]["mu"]
     assert specs["r_alpha_u_mu"][1]["mu"] == pytest.approx((m_r - m_alpha) * np.sqrt(0.5))
@@ -262,15 +275,32 @@ def test_auto_centering_from_pilot_fits():
     pop = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
     differ, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.7, random_state=1)
     alike, _ = bayes.simulate_segments([3000, 3000, 3000], pop, spread=0.0, random_state=1)
-    m = bayes.SegmentBGNBD(segment="segment")
+    coords = ["r_alpha_u", "r_alpha_v", "a_b_u", "a_b_v"]
+    m = bayes.SegmentBGNBD(segment="segment", parametrization=dict.fromkeys(coords, "auto"))
+    rotated = bayes.SegmentBGNBD(segment="segment")  # along the pilot's directions
+    rotated._rotate = True  # (the Gamma-Gamma twin's default; the mechanism is the same)
+    assert bayes.SegmentGammaGamma._rotate and not bayes.SegmentBGNBD._rotate
     lam = {}
     for name, rfm in (("differ", differ), ("alike", alike)):
         cols = m._data(rfm)
         codes = rfm["segment"].to_numpy()
         m._set_groups(codes, np.ones(len(codes)), 3, cols)
         lam[name] = m.centering_.copy()
+        assert not hasattr(m, "basis_")
+        rotated._set_groups(codes, np.ones(len(codes)), 3, cols)
+        basis = rotated.basis_.to_numpy()
+        np.testing.assert_allclose(basis @ basis.T, np.eye(4), atol=1e-5)
+        _, _, cov = m._pilot(codes, np.ones(len(codes)), 3, cols)
+        shape = sum(c / np.trace(c) for c in cov)
+        inner = basis @ shape @ basis.T  # diagonal: uncorrelated directions
+        assert np.abs(inner - np.diag(np.diag(inner))).max() < 1e-5
+        se_dir = np.sqrt(np.einsum("kc,scd,kd->sk", basis, cov, basis))
+        target = max(rotated.pilot_spread_.iloc[0] / 2, segments.AUTO_SPREAD_FLOOR) ** 2
+        np.testing.assert_allclose(
+            rotated.centering_, np.round(target / (target + np.median(se_dir, axis=0) ** 2), 2)
+        )
         spread = m.pilot_spread_.iloc[0]
-        est, se = m._pilot(codes, np.ones(len(codes)), 3, cols)
+        est, se, _ = m._pilot(codes, np.ones(len(codes)), 3, cols)
         excess = np.clip(est.var(axis=0, ddof=1) - (se**2).mean(axis=0), 0, None)
         assert spread == pytest.approx(np.sqrt(excess.mean()))
         target = max(spread / 2, segments.AUTO_SPREAD_FLOOR) ** 2  # the prior's 5% quantile
@@ -679,3 +709,41 @@ def test_compiler_probe_thread_imports_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("second_passes", [True, False])
+def test_failing_segment_fit_is_refitted_once(monkeypatch, second_passes):
+    """A segment model whose fit fails its verdict is refitted once with 2x the draws and
+    tuning steps in 4 chains at target_accept 0.95; the first verdict is kept, its warning
+    only when it stands."""
+    import warnings
+
+    from clvmodels.bayes._base import BayesModel
+    from clvmodels.bayes.convergence import Convergence
+    from clvmodels.errors import StatisticalWarning
+
+    calls = []
+
+    def fake_fit(self, data, draws, tune, chains, random_seed, **kwargs):
+        calls.append((draws, tune, chains, kwargs.get("target_accept")))
+        ok = len(calls) > 1 and second_passes
+        self.convergence_ = Convergence(type(self).__name__, "nuts", chains, draws, 1.02,
+                                        900.0, 900.0, 0, ok, () if ok else ("R-hat",))
+        if not ok:
+            warnings.warn(self.convergence_.message(), StatisticalWarning, stacklevel=2)
+        return self
+
+    monkeypatch.setattr(BayesModel, "fit", fake_fit)
+    m = bayes.SegmentGammaGamma()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(None, draws=500, tune=300, chains=2, random_seed=1)
+    assert calls == [(500, 300, 2, None), (1000, 600, 4, 0.95)]  # and smaller steps
+    assert m.first_convergence_.chains == 2 and not m.first_convergence_.passed
+    assert m.convergence_.passed == second_passes
+    assert len(caught) == (0 if second_passes else 1)
+    calls.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(None, draws=500, tune=300, chains=2, random_seed=1, retry=False)
+    assert calls == [(500, 300, 2, None)] and m.first_convergence_ is None and len(caught) == 1

@@ -1106,6 +1106,12 @@ def analyze(
             elif fit_h:
                 h_bg = bayesian.SegmentBGNBD(segment="segment").fit(cal, **fit)
                 methods["hierarchical BG/NBD"] = (h_bg, gg)
+                if h_bg.first_convergence_ is not None:  # refitted with more draws
+                    c = h_bg.convergence_
+                    skipped.append(
+                        f"The hierarchical BG/NBD failed its convergence check at {chains} "
+                        f"chains x {draws} draws and was refitted with {c.chains} x "
+                        f"{c.draws} draws: {'converged' if c.passed else NOT_CONVERGED}.")
             elif hierarchical is None:
                 skipped.append(
                     f"The hierarchical BG/NBD was not fitted: with {len(cal):,} customers it "

@@ -86,44 +86,74 @@ number in [0, 1], or a dict of these by coordinate (``{"a_b_v": "non_centered"}`
 it; the weights are kept in ``centering_``, the pilot spread in ``pilot_spread_``. The
 posterior is the same; only the sampler's efficiency differs.
 
-NUTS runs with ``target_accept=0.9`` (nutpie's default 0.8 left R-hat up to 1.011 on
-CDNOW's cohorts). At the report's 500 draws after 500 tuning steps in 2 chains the
-convergence verdict is met on CDNOW's cohorts (R-hat 1.0074, bulk ESS 1,005; the
-Gamma-Gamma twin 1.0059, 1,247) but not on every simulated set of 3 segments:
+Directions (:class:`SegmentGammaGamma` with ``parametrization="auto"`` and
+``spread="shared"``, the defaults). The coordinates' estimates can be correlated within a
+segment: in the Gamma-Gamma the data pin
+down the mean spend :math:`pv/(q-1)`, so ``q`` and ``p_v_v`` (the log of ``p v``) move
+together (posterior correlation 0.82-0.97 per segment in the simulated sets) and neither
+alone is well determined. A weight per coordinate then has to choose between a centred
+form for the well-determined combination and a non-centred one for the ridge along which
+it is not, and gets both wrong: at a spread of 0.1 the spread ``segment_sigma`` had a
+bulk ESS of 234-386 at 2 x 500 draws in 3 of 5 sets. So "auto" samples the deviations
+along the directions in which the segments' pilot estimates are uncorrelated: the
+eigenvectors :math:`e_k` (rows of ``basis_``, coordinates in columns) of the sum over the
+segments of their pilot covariance matrices, each scaled to trace 1;
+:math:`(d_{s,c})_c = \sum_k e_{k,c}\, \delta_{s,k}` with :math:`\delta_{\cdot,k} =
+\sigma^{1-\lambda_k} t_k`, :math:`t_k \sim \text{ZeroSumNormal}(\sigma^{\lambda_k})`,
+and :math:`\lambda_k` as above with the median standard error along :math:`e_k`
+(``centering_`` is then indexed by direction, ``direction_1``, ...). Since the
+deviations' prior :math:`\sigma^2 I` is isotropic and the :math:`e_k` orthonormal, this
+is the same model (same prior and posterior of every variable); only the sampler's
+coordinates change. The same sets' ``segment_sigma`` then has a bulk ESS of 1,173-1,250
+(seeds 0 and 2), and on CDNOW's cohorts the bulk ESS per gradient evaluation rises from
+0.132 to 0.192. :class:`SegmentBGNBD` (and :class:`~clvmodels.bayes.SegmentSBG`) keep
+the weights by coordinate: on CDNOW's cohorts the directions changed nothing (0.117
+against 0.126), and on the simulated sets the first fit's R-hat exceeded 1.01 in 3 of 3
+sets tried (1.012-1.017), two of which pass by coordinate (1.008, 1.009).
+``_rotate`` (a class attribute) says which model rotates. With one spread per
+coordinate the prior is not isotropic, and a ``parametrization`` other than the string
+"auto" (a dict, even of "auto", included) gives weights by coordinate, so neither
+rotates (nor does a pilot without two segments of at least 50 customers with usable
+fits).
 
-* :class:`SegmentBGNBD` fails 5 of 20 sets (10 seeds at spreads 0.5 and 0.1): 4 by
-  R-hat 1.010-1.016 (one of them also with a bulk ESS of 350), one by a single
-  divergent transition and a tail ESS of 268. The worst of about 20 quantities has a
-  bulk ESS of 350-1,800, where R-hat's own sampling noise reaches 1.01, and it is a
-  different quantity each time. 1,000 draws passed such a set (R-hat 1.0036);
-  ``target_accept=0.95`` passed two but raised CDNOW's R-hat to 1.017.
-* :class:`SegmentGammaGamma` fails 5 of 10 sets (5 seeds per spread). At a spread of 0.5,
-  2 fail by R-hat 1.012 and 1.018 (still 1.0103 at 1,000 draws, for ``q`` of a segment).
-  At 0.1 (segments that hardly differ), 3 fail. There the spread ``segment_sigma`` is
-  the bottleneck, with a bulk ESS of 234-386 and once one divergence. The fully centred
-  form gives 274 and 573 in two of those sets, the non-centred one is far worse (92
-  divergences, ESS 5): with 3 segments and 3 coordinates the spread itself mixes
-  slowly, whichever form the deviations take.
+Draws. NUTS runs with ``target_accept=0.9`` (nutpie's default 0.8 left R-hat up to 1.011
+on CDNOW's cohorts). At the report's 500 draws after 500 tuning steps in 2 chains the
+verdict's thresholds (R-hat <= 1.01, ESS >= 400) are close to what R-hat's own sampling
+noise gives: the worst of about 20 quantities has a bulk ESS of 350-1,800, and which one
+fails changes from set to set. So ``fit`` (with ``retry=True``, the default) refits a
+NUTS fit that fails its verdict once, with 2x the draws and tuning steps in at least 4
+chains and ``target_accept=0.95`` (2 x 500 becomes 4 x 1,000 after 1,000, about 4-5
+times as long; the higher target because 2 of 7 Gamma-Gamma refits at 0.9 had 3
+divergent transitions), and keeps the
+first verdict in ``first_convergence_`` (None when the first fit stands); the report
+says when it refitted. Only the second fit is the result, judged by the same verdict;
+when it fails too it is marked "did not converge". ``target_accept=0.95`` for the first
+fit instead passed two failing sets but raised CDNOW's R-hat to 1.017 at 2 x 500.
 
 The study (``benchmarks/bayes_segments_few.py``, the report's 500 draws after 500
-tuning steps in 2 chains): the CDNOW master's 3 acquisition cohorts (the report's default
-segments) and simulated sets of 3 segments of 300, 1,500 and 8,000 customers with a
-spread of 0.5 and of 0.1; every fit's verdict, and the small segment's RMSE of
-E[Y(39) | history] (of E[mean spend | x, m] for the Gamma-Gamma twin) against its value
-at the true parameters, for the hierarchical model, a pooled fit and a separate fit.
+tuning steps in 2 chains, with the refit above): the CDNOW master's 3 acquisition
+cohorts (the report's default segments) and simulated sets of 3 segments of 300, 1,500
+and 8,000 customers with a spread of 0.5 and of 0.1; every fit's verdict, and the small
+segment's RMSE of E[Y(39) | history] (of E[mean spend | x, m] for the Gamma-Gamma twin)
+against its value at the true parameters, for the hierarchical model, a pooled fit and a
+separate fit. Verdict: all 40 simulated sets (10 seeds x 2 spreads x 2 models) pass, 0
+divergences, R-hat <= 1.0097, bulk ESS >= 499, tail ESS >= 481; 12 of them after the
+refit (the first fit: R-hat 1.0104-1.0160 in 5; one divergence or a tail ESS of 268-398
+in 7). CDNOW's cohorts pass at the first fit.
 
 Small segments: what partial pooling buys, and when it costs. At a spread of 0.1 the
-hierarchical model is about as good as the pooled fit (RMSE 0.089 against 0.108 over 10
-seeds, paired difference -0.018, standard error 0.017, lower in 6 of 10) and far better
-than separate fits (0.206; -0.117, se 0.040, lower in 8 of 10). The Gamma-Gamma twin's
+hierarchical model is about as good as the pooled fit (RMSE 0.091 against 0.108 over 10
+seeds, paired difference -0.016, standard error 0.017, lower in 6 of 10) and far better
+than separate fits (0.206; -0.115, se 0.040, lower in 8 of 10). The Gamma-Gamma twin's
 gain is larger, as the spend of a segment's few repeat buyers says little about its
-(p, q, v): over 5 seeds per spread its small-segment RMSE is 0.88 against 1.31 separate
-and 6.20 pooled at 0.5 (lower than separate in 4 of 5, than pooled in 5 of 5), and 0.43
-against 1.91 separate and 1.79 pooled at 0.1 (lower than both in 5 of 5).
+(p, q, v): over 10 seeds per spread its small-segment RMSE is 0.86 against 1.21 separate
+and 21.5 pooled at 0.5 (paired difference with separate -0.35, se 0.22, lower in 6 of 10;
+lower than pooled in 10 of 10), and 0.61 against 2.56 separate and 1.93 pooled at 0.1
+(-1.95, se 0.38, and -1.31, se 0.26: lower than both in 10 of 10).
 
-At a spread of 0.5, over 10 seeds, the hierarchical BG/NBD's RMSE is 0.130 against 0.165
-for separate fits and 0.271 pooled (paired differences -0.035, standard error 0.036,
-lower in 7 of 10 seeds; and -0.140, se 0.034, lower in 9 of 10). Over the first 5 seeds
+At a spread of 0.5, over 10 seeds, the hierarchical BG/NBD's RMSE is 0.129 against 0.165
+for separate fits and 0.271 pooled (paired differences -0.036, standard error 0.036,
+lower in 7 of 10 seeds; and -0.142, se 0.034, lower in 9 of 10). Over the first 5 seeds
 it looked like a tie with separate fits (0.170 against 0.165): one draw (seed 2) gives
 the small segment a ``b`` 2.4 population standard deviations below the centre, a
 coordinate (the product :math:`ab`) that 300 customers hardly pin down, so partial
@@ -173,6 +203,10 @@ AUTO_SPREAD_FRACTION = 0.5  # "auto" balances the forms at half the pilot spread
 # ... but not below the 5% quantile of the spread's default prior (about 0.054)
 AUTO_SPREAD_FLOOR = float(SIGMA_MEDIAN * np.exp(-1.645 * SIGMA_LOG_SD))
 _SQRT_HALF = np.sqrt(0.5)
+# a fit failing its verdict is refitted once with 2x the draws and tuning, >= 4 chains
+RETRY_DRAWS = 2
+RETRY_CHAINS = 4
+RETRY_TARGET_ACCEPT = 0.95  # ... and smaller steps (divergences of the Gamma-Gamma twin)
 
 
 class SegmentMixin(BayesModel):
@@ -185,6 +219,9 @@ class SegmentMixin(BayesModel):
     _mle: type
     _columns: tuple[str, ...] = ()
     _pilot_constants: dict = {}
+    #: "auto" with one shared spread samples the deviations along the pilot's directions
+    #: (the Gamma-Gamma twin only: measured, see the module docstring)
+    _rotate = False
 
     def __init__(
         self,
@@ -204,6 +241,37 @@ class SegmentMixin(BayesModel):
         self.parametrization = parametrization
         self.population = population
         self.spread = spread
+
+    def fit(self, data, draws=1000, tune=1000, chains=4, random_seed=0, *, retry=True,
+            **kwargs):
+        """Draw from the posterior (see :meth:`clvmodels.bayes.BGNBD.fit`); with `retry`
+        (default) a NUTS fit that fails its convergence verdict is refitted once with
+        :data:`RETRY_DRAWS` times the draws and tuning steps and at least
+        :data:`RETRY_CHAINS` chains (the first verdict is kept in
+        ``first_convergence_``, None when the first fit was kept; see the module
+        docstring). Returns ``self``."""
+        import warnings
+
+        from ..errors import StatisticalWarning
+
+        run = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            super().fit(data, **run)
+        self.first_convergence_ = None
+        first = self.convergence_
+        again = retry and first.method == "nuts" and not first.passed and int(chains) > 1
+        for w in caught:  # the first fit's warnings, but its verdict only when it is kept
+            if not (again and issubclass(w.category, StatisticalWarning)
+                    and str(w.message) == first.message()):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if again:
+            run.update(draws=RETRY_DRAWS * int(draws), tune=RETRY_DRAWS * int(tune),
+                       chains=max(int(chains), RETRY_CHAINS),
+                       target_accept=max(run.get("target_accept", 0.0), RETRY_TARGET_ACCEPT))
+            super().fit(data, **run)
+            self.first_convergence_ = first
+        return self
 
     def _coordinates(self) -> list[tuple[str, tuple[str, ...], str]]:
         """The population coordinates: (name, parameters, kind) with kind "log" (one
@@ -309,16 +377,17 @@ class SegmentMixin(BayesModel):
     def _coords(self, n_groups):
         return {"segment": np.arange(n_groups)}
 
-    def _pilot(self, codes, w, n_groups, cols) -> tuple[np.ndarray, np.ndarray]:
-        """Each segment's maximum-likelihood population coordinates and their standard
-        errors (segments x coordinates; NaN where a segment is too small or its fit fails)."""
+    def _pilot(self, codes, w, n_groups, cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each segment's maximum-likelihood population coordinates, their standard errors
+        (segments x coordinates) and covariance matrices (segments x coordinates x
+        coordinates); NaN where a segment is too small or its fit fails."""
         import warnings
 
         from ..errors import ConvergenceError
 
         rot = self._rotation()
         est = np.full((n_groups, rot.shape[0]), np.nan)
-        se = np.full_like(est, np.nan)
+        cov = np.full((n_groups, rot.shape[0], rot.shape[0]), np.nan)
         for s in range(n_groups):
             rows = codes == s
             if w[rows].sum() < AUTO_MIN_CUSTOMERS:
@@ -333,19 +402,23 @@ class SegmentMixin(BayesModel):
                     theta = mle.params_.to_numpy()
                     cov_log = mle.cov_.to_numpy() / np.outer(theta, theta)
                     est[s] = rot @ np.log(theta)
-                    se[s] = np.sqrt(np.diag(rot @ cov_log @ rot.T))
+                    cov[s] = rot @ cov_log @ rot.T
             except (ValueError, ConvergenceError, ArithmeticError, np.linalg.LinAlgError):
                 continue
-        return est, se
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        return est, se, cov
 
-    def _auto_centering(self, codes, w, n_groups, cols) -> pd.Series:
+    def _auto_centering(self, codes, w, n_groups, cols, rotate=False) -> pd.Series:
         """``parametrization="auto"``: each coordinate's weight of the centred form (see
-        the module docstring), from maximum-likelihood fits of the segments."""
+        the module docstring), from maximum-likelihood fits of the segments; with
+        `rotate` (one shared spread) each direction's of ``basis_`` when the pilot gives
+        one (indexed by direction then)."""
         names = [name for name, _, _ in self._coordinates()]
         if cols is None or codes is None or n_groups < 2:
             return pd.Series(0.0, index=names)
         weights = np.ones(len(codes)) if w is None else np.asarray(w, dtype=float)
-        est, se = self._pilot(np.asarray(codes), weights, n_groups, cols)
+        est, se, cov = self._pilot(np.asarray(codes), weights, n_groups, cols)
         with np.errstate(invalid="ignore"):
             usable = np.isfinite(est) & np.isfinite(se) & (se < AUTO_MAX_SE)
         excess = np.zeros(len(names))
@@ -359,9 +432,31 @@ class SegmentMixin(BayesModel):
         spread = np.sqrt(excess.mean() if self.spread == "shared" else excess)
         self.pilot_spread_ = pd.Series(np.broadcast_to(spread, len(names)), index=names)
         target = np.maximum(AUTO_SPREAD_FRACTION * spread, AUTO_SPREAD_FLOOR)
+        basis = self._pilot_basis(cov, usable) if rotate else None
+        if basis is not None:  # the directions' standard errors, as the coordinates' above
+            with np.errstate(invalid="ignore"):
+                se_dir = np.sqrt(np.einsum("kc,scd,kd->sk", basis, cov, basis))
+            ok = usable.all(axis=1)
+            se_typical = np.median(se_dir[ok], axis=0)
+            self.basis_ = pd.DataFrame(basis, index=[f"direction_{k + 1}" for k in
+                                                     range(len(names))], columns=names)
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(target > 0, target**2 / (target**2 + se_typical**2), 0.0)
-        return pd.Series(np.round(lam, 2), index=names)
+        index = names if basis is None else self.basis_.index
+        return pd.Series(np.round(lam, 2), index=index)
+
+    @staticmethod
+    def _pilot_basis(cov, usable) -> np.ndarray | None:
+        """The directions (rows, orthonormal) along which the segments' pilot estimates are
+        uncorrelated: eigenvectors of their covariance matrices each scaled to trace 1 and
+        summed over the segments with a usable fit (None with fewer than 2 of them)."""
+        ok = usable.all(axis=1)
+        if ok.sum() < 2:
+            return None
+        shape = sum(c / np.trace(c) for c in cov[ok])
+        _, vectors = np.linalg.eigh(shape)  # columns, ascending variance
+        vectors = vectors * np.where(vectors.sum(axis=0) < 0, -1.0, 1.0)  # a fixed sign
+        return vectors.T
 
     def _set_groups(self, codes, w, n_groups, cols=None):
         names = [name for name, _, _ in self._coordinates()]
@@ -373,6 +468,14 @@ class SegmentMixin(BayesModel):
                 f"parametrization: unknown parameter(s) or coordinate(s) {sorted(unknown)}; "
                 f"the population coordinates are {names}"
             )
+        self.__dict__.pop("basis_", None)
+        if par == "auto" and self.spread == "shared" and self._rotate:
+            lam = self._auto_centering(codes, w, n_groups, cols, rotate=True)
+            if hasattr(self, "basis_"):
+                self.population_coords_ = names
+                self.centering_ = lam.rename("centering")
+                basis = tuple(map(tuple, np.round(self.basis_.to_numpy(), 9)))  # cache key
+                return (n_groups, self.population, self.spread, tuple(lam), basis)
         auto = None
         centering = {}
         for name in names:
@@ -403,18 +506,26 @@ class SegmentMixin(BayesModel):
         import pymc as pm
         import pytensor.tensor as pt
 
-        value, spreads = {}, {}
+        value, spreads, centres, sigmas = {}, {}, {}, {}
         for name, _, kind in self._coordinates():
             mu_name, sigma_name = self._hyper_names(name, kind)
-            centre = prior(mu_name, specs[mu_name])
-            if sigma_name not in spreads:  # one variable for a shared spread
-                spreads[sigma_name] = prior(sigma_name, specs[sigma_name])
-            sigma = spreads[sigma_name]
+            centres[name] = prior(mu_name, specs[mu_name])
+            if sigma_name not in sigmas:  # one variable for a shared spread
+                sigmas[sigma_name] = prior(sigma_name, specs[sigma_name])
+            spreads[name] = sigmas[sigma_name]
+        basis = getattr(self, "basis_", None)  # only with one shared spread
+        for name in self.centering_.index:  # coordinates, or directions of ``basis_``
+            sigma = sigmas[SHARED_SIGMA] if basis is not None else spreads[name]
             lam = float(self.centering_[name])
             # deviations from the segments' average, summing to zero: sigma^(1 - lam) * t
             # with t ~ ZeroSumNormal(sigma^lam) (lam = 1: centred, 0: non-centred)
             t = pm.ZeroSumNormal(f"{name}_t", sigma=sigma**lam, dims="segment")
-            value[name] = centre + sigma ** (1.0 - lam) * t
+            value[name] = sigma ** (1.0 - lam) * t
+        if basis is not None:  # directions -> coordinates (orthonormal: the same model)
+            dirs = list(basis.index)
+            value = {c: sum(float(basis.loc[d, c]) * value[d] for d in dirs)
+                     for c in basis.columns}
+        value = {c: centres[c] + value[c] for c in centres}
         out = {}
         for n, log_theta in self._logs(value).items():
             out[n] = pm.Deterministic(n, pt.exp(log_theta), dims="segment")
@@ -573,6 +684,7 @@ class SegmentGammaGamma(GammaGammaMixin, SegmentMixin):
     """
 
     pairs = (("p", "v"),)
+    _rotate = True  # the q / p v ridge (module docstring)
     _mle = MLEGammaGamma
     _columns = ("frequency", "monetary_value")
     _pilot_constants = {"recency": 1.0, "T": 1.0}  # validated by the MLE, not used
