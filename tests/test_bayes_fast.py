@@ -64,7 +64,11 @@ CASES = {
         lambda: bayes.SegmentBGNBD(parametrization={"r_alpha_u": 0.3, "a_b_v": 0.7}),
         _segment_rfm,
     ),
-    "SegmentGammaGamma": (lambda: bayes.SegmentGammaGamma(), _segment_rfm),
+    # explicit weights: "auto" with a shared spread samples rotated directions (not taken)
+    "SegmentGammaGamma": (
+        lambda: bayes.SegmentGammaGamma(parametrization={"q": 0.5, "p_v_u": 0.3, "p_v_v": 0.7}),
+        _segment_rfm,
+    ),
     "BGNBD, Gamma and HalfNormal priors": (
         lambda: bayes.BGNBD(
             priors={
@@ -124,6 +128,12 @@ def test_models_and_settings_it_does_not_take(cdnow_rfm):
     s_specs = seg._prior_specs(s_cols, s_w)
     assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}, auto=True) is None
     assert _fast.plan(seg, s_specs, s_cols, s_w, s_codes, s_n, {}) is not None
+    # the Gamma-Gamma twin's default samples its deviations along rotated directions
+    gg = bayes.SegmentGammaGamma()
+    g_cols, g_w, g_codes, g_n = _inputs(gg, rfm)
+    g_specs = gg._prior_specs(g_cols, g_w)
+    assert _fast.plan(gg, g_specs, g_cols, g_w, g_codes, g_n, {}) is None
+    assert gg.basis_ is not None
     for spec in (lambda name: None, ("Weibull", {"alpha": 1.0, "beta": 1.0}),
                  ("Gamma", {"mu": 1.0, "sigma": 1.0})):
         assert _fast.plan(model, {**specs, "r": spec}, cols, w, codes, n, {}) is None

@@ -250,6 +250,8 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         if set(spec[1]) != set(FAMILIES[spec[0]][0]):
             return None
     structure_groups = model._set_groups(codes, w, n_groups, cols)
+    if getattr(model, "basis_", None) is not None:
+        return None  # deviations along rotated directions (segments module): not mirrored
     blocks, hyper, lam = [], [], []
     start = 0
 
