@@ -140,6 +140,13 @@ def probability_alive(k, lam, mu, t_x, T):
     S the survival function of Gamma(k, k lambda); the integral by 32-point
     Gauss-Legendre in log space (BTYDplus uses Simpson's 3/8 rule with 12 intervals).
     """
+    log_alive, log_dead = _log_alive_dead(k, lam, mu, t_x, T)
+    return special.expit(log_alive - log_dead)
+
+
+def _log_alive_dead(k, lam, mu, t_x, T):
+    """The two terms of :func:`probability_alive`, in logs: alive at T, and dead in
+    (t_x, T] (their sum is the likelihood after t_x with tau integrated out)."""
     k, lam, mu, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float)
                                                for v in (k, lam, mu, t_x, T)))
     half = (T - t_x) / 2.0
@@ -148,9 +155,7 @@ def probability_alive(k, lam, mu, t_x, T):
              - mu[..., None] * y)
     with np.errstate(divide="ignore"):
         log_int = special.logsumexp(log_f, b=_GL_W, axis=-1) + np.log(half)
-    log_alive = log_gamma_sf(k, k * lam, T - t_x) - mu * T
-    log_dead = np.log(mu) + log_int
-    return special.expit(log_alive - log_dead)
+    return log_gamma_sf(k, k * lam, T - t_x) - mu * T, np.log(mu) + log_int
 
 
 def _log_gamma_pair(log_shape, log_rate, n, sum_x, sum_log_x, jacobian):
@@ -220,44 +225,6 @@ def draw_dropout_pair(s, beta, T, tau, rng, jacobian, steps=20):
     return np.exp(log_p)
 
 
-def draw_gig(p, a, b, rng):
-    r"""One draw of the generalised inverse Gaussian with density proportional to
-    :math:`w^{p-1} e^{-a w - b / w}` (a > 0, b >= 0): exactly, by rejection from
-    Gamma(p, a) with acceptance :math:`e^{-b/w}` when p > 0 (b is tiny here, so nearly
-    every proposal is kept), else by scipy's ``geninvgauss`` (Devroye 2014)."""
-    if p > 0:
-        for _ in range(100):
-            w = rng.gamma(p, 1.0 / a)
-            if b == 0 or rng.random() < np.exp(-b / w):
-                return float(w)
-    from scipy import stats
-
-    return float(np.sqrt(b / a) * stats.geninvgauss.rvs(p, 2.0 * np.sqrt(a * b),
-                                                       random_state=rng))
-
-
-def scale_dropout(mu, beta, tau, T, h, b, rng):
-    r"""Group move of Liu & Sabatti ([4]_ Theorem 1) on the dropout rates: every
-    :math:`\mu_i` times w and :math:`\beta` divided by w, with w drawn exactly from its
-    conditional. On log scale the move is a translation (unit Jacobian, Haar measure du)
-    and the Gamma(s, beta) densities of the :math:`\mu_i` are unchanged by it, so w is
-    drawn from the lifetime terms and the prior of beta alone: with the lifetimes
-    collapsed to the dead customers' :math:`\tau_i` (the active ones contribute
-    :math:`e^{-\mu_i T_i}`, the residual lifetime integrated out),
-
-    .. math::
-        p(w) \propto w^{n_\mathrm{dead} - h - 1} \exp\Big(-w \sum_i \mu_i
-        \min(\tau_i, T_i) - b\,\beta / w\Big),
-
-    a generalised inverse Gaussian (h, b: the log-space prior of beta,
-    :func:`_hyper_prior_exponent`). It moves the level of all the dropout rates at once,
-    the direction in which the one-at-a-time Gibbs draws of mu and (s, beta) crawl."""
-    dead = tau <= T
-    a = float(np.sum(mu * np.where(dead, tau, T)))
-    w = draw_gig(float(dead.sum()) - h, a, b * beta, rng)
-    return mu * w, beta / w
-
-
 def scale_move(values, rate, log_lik, h, b, rng, steps=3):
     r"""Liu & Sabatti's ([4]_) scale move for a Gamma(shape, rate) group whose values have
     no conjugate conditional: :math:`v_i \to v_i e^u`, rate :math:`\to` rate
@@ -308,11 +275,32 @@ def spread_move(values, shape, rate, log_lik, jacobian, rng, steps=3):
     return np.exp(g + np.exp(u) * (logv - g)), shape * np.exp(-2.0 * u), rate * np.exp(-2.0 * u)
 
 
+def _draw_tau(k, lam, mu, tau, t_x, T, rng):
+    """tau given k, lambda, mu: alive at T with :func:`probability_alive`, then T plus an
+    exponential, else by slice sampling on (t_x, T]."""
+    alive = rng.random(t_x.size) < probability_alive(k, lam, mu, t_x, T)
+    tau = np.where(alive, T + rng.exponential(1.0, t_x.size) / mu, tau)
+    dead = np.flatnonzero(~alive & (T > t_x))
+    if dead.size:
+        def lt(v, rows):
+            i = dead[rows]
+            return -mu[i] * v + log_gamma_sf(k[i], k[i] * lam[i], v - t_x[i])
+
+        span = T[dead] - t_x[dead]
+        start = np.minimum(span, rng.gamma(k[dead], 1.0 / (k[dead] * lam[dead]))) / 2.0
+        tau[dead] = _slice(lambda v, rows: lt(t_x[dead][rows] + v, rows), start, span / 2.0,
+                           0.0, span, rng, STEPS["tau"]) + t_x[dead]
+    return tau
+
+
 def _sweep(state, hyper, data, rng, jacobian, moves=True):
-    """One Gibbs sweep over k, lambda, mu, tau (all customers) and the hyperparameters;
-    with `moves`, mu is drawn with the active customers' residual lifetimes integrated
-    out, and the scale moves :func:`scale_dropout` and :func:`scale_move` (lambda, k)
-    follow the customer-level draws."""
+    """One sweep over k, lambda, mu, tau (all customers) and the hyperparameters.
+
+    Without `moves`, the paper's Gibbs scheme ([1]_ Appendix). With them (the default of
+    :class:`ParetoGGG`), blocks the one-at-a-time scheme lacks: the scale and spread
+    moves of (lambda, r, alpha) and (k, t, gamma) (:func:`scale_move`,
+    :func:`spread_move`); and (s, beta) with every mu integrated out
+    (:func:`log_dropout_pair`) followed by mu given (s, beta, tau)."""
     x, t_x, T, litt = data
     k, lam, mu, tau = state
     t, gamma, r, alpha, s, beta = hyper
@@ -330,43 +318,33 @@ def _sweep(state, hyper, data, rng, jacobian, moves=True):
 
     lam = _slice(ll, lam, np.full(lam.size, 3.0 * np.sqrt(r) / alpha), 1e-30, 1e5, rng,
                  STEPS["lambda"])
-    if moves:
-        # (s, beta, mu) jointly given who is dead and when: (s, beta) with the mu's and
-        # the residual lifetimes integrated out, then mu | active ~ Gamma(s, beta + T)
-        s, beta = draw_dropout_pair(s, beta, T, tau, rng, jacobian)
-        active = tau > T
-        mu = rng.gamma(s + 1.0 - active, 1.0 / (beta + np.where(active, T, tau)))
-        def lik_lam(v):
-            return log_conditional_lambda(v, k, x, t_x, T, tau, 1.0, 0.0)
-
-        lam, alpha = scale_move(lam, alpha, lik_lam, h, b, rng)
-        lam, r, alpha = spread_move(lam, r, alpha, lik_lam, jacobian, rng)
-
-        def lik_k(v):
-            return log_conditional_k(v, lam, x, t_x, T, litt, tau, 1.0, 0.0)
-
-        k, gamma = scale_move(k, gamma, lik_k, h, b, rng)
-        k, t, gamma = spread_move(k, t, gamma, lik_k, jacobian, rng)
-    else:
-        mu = rng.gamma(s + 1.0, 1.0 / (beta + tau))
-    mu = np.maximum(mu, np.exp(-30.0))
-    alive = rng.random(x.size) < probability_alive(k, lam, mu, t_x, T)
-    tau = np.where(alive, T + rng.exponential(1.0, x.size) / mu, tau)
-    dead = np.flatnonzero(~alive & (T > t_x))
-    if dead.size:
-        def lt(v, rows):
-            i = dead[rows]
-            return -mu[i] * v + log_gamma_sf(k[i], k[i] * lam[i], v - t_x[i])
-
-        span = T[dead] - t_x[dead]
-        start = np.minimum(span, rng.gamma(k[dead], 1.0 / (k[dead] * lam[dead]))) / 2.0
-        tau[dead] = _slice(lambda v, rows: lt(t_x[dead][rows] + v, rows), start, span / 2.0,
-                           0.0, span, rng, STEPS["tau"]) + t_x[dead]
-    if moves:  # (s, beta) were drawn above, with mu integrated out
-        hyper = np.r_[_draw_hyper(np.stack([k, lam]), np.array([t, gamma, r, alpha]), rng,
-                                  jacobian), s, beta]
-    else:
+    if not moves:
+        mu = np.maximum(rng.gamma(s + 1.0, 1.0 / (beta + tau)), np.exp(-30.0))
+        tau = _draw_tau(k, lam, mu, tau, t_x, T, rng)
         hyper = _draw_hyper(np.stack([k, lam, mu]), np.asarray(hyper), rng, jacobian)
+        return (k, lam, mu, tau), hyper
+
+    tau = _draw_tau(k, lam, mu, tau, t_x, T, rng)
+
+    def lik_lam(v):
+        return log_conditional_lambda(v, k, x, t_x, T, tau, 1.0, 0.0)
+
+    lam, alpha = scale_move(lam, alpha, lik_lam, h, b, rng)
+    lam, r, alpha = spread_move(lam, r, alpha, lik_lam, jacobian, rng)
+
+    def lik_k(v):
+        return log_conditional_k(v, lam, x, t_x, T, litt, tau, 1.0, 0.0)
+
+    k, gamma = scale_move(k, gamma, lik_k, h, b, rng)
+    k, t, gamma = spread_move(k, t, gamma, lik_k, jacobian, rng)
+    # (s, beta, mu) jointly given who is dead and when: (s, beta) with the mu's and the
+    # residual lifetimes integrated out, then mu | active ~ Gamma(s, beta + T)
+    s, beta = draw_dropout_pair(s, beta, T, tau, rng, jacobian)
+    active = tau > T
+    mu = rng.gamma(s + 1.0 - active, 1.0 / (beta + np.where(active, T, tau)))
+    mu = np.maximum(mu, np.exp(-30.0))
+    hyper = np.r_[_draw_hyper(np.stack([k, lam]), np.array([t, gamma, r, alpha]), rng,
+                              jacobian), s, beta]
     return (k, lam, mu, tau), hyper
 
 
