@@ -197,3 +197,27 @@ def test_scale_and_spread_moves_keep_a_known_target(monkeypatch):
     np.testing.assert_allclose(logs.std(axis=0), sd, rtol=0.05)
     # and they do move: most replicates changed
     assert (np.abs(logs - np.log(np.c_[shape, rate])) > 1e-12).mean() > 0.5
+
+
+def test_tau_with_mu_integrated_out_draws_its_conditional():
+    # one customer copied 5,000 times: the share alive and the mean lifetime of the dead
+    # against quadrature of S(y - t_x) times the Pareto (Lomax) lifetime density
+    from scipy import integrate
+
+    n, k, lam, s, beta, t_x, T = 5_000, 2.5, 0.4, 0.6, 8.0, 10.0, 30.0
+    rng = np.random.default_rng(8)
+    tau = pg._draw_tau_pareto(np.full(n, k), np.full(n, lam), s, beta, np.full(n, 40.0),
+                              np.full(n, t_x), np.full(n, T), rng)
+
+    def dead(y, power=0):
+        sf = np.exp(pg.log_gamma_sf(k, k * lam, y - t_x))
+        return y**power * sf * s * beta**s / (beta + y) ** (s + 1)
+
+    alive = np.exp(pg.log_gamma_sf(k, k * lam, T - t_x)) * (beta / (beta + T)) ** s
+    d0 = integrate.quad(dead, t_x, T)[0]
+    p = alive / (alive + d0)
+    assert (tau > T).mean() == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / n))
+    died = tau[tau <= T]
+    assert died.mean() == pytest.approx(integrate.quad(dead, t_x, T, args=(1,))[0] / d0,
+                                        abs=4 * died.std() / died.size**0.5)
+    assert (died > t_x).all()
