@@ -153,7 +153,7 @@ def test_dropout_pair_is_the_gamma_mixture_of_the_lifetimes():
     tau = np.array([45.0, 20.0, 3.0, 80.0])  # customers 1 and 2 dead
     s, beta = 0.7, 6.0
     ref = 0.0
-    for Ti, ti in zip(T, tau):
+    for Ti, ti in zip(T, tau, strict=True):
         def f(m, Ti=Ti, ti=ti):
             lik = np.exp(-m * Ti) if ti > Ti else m * np.exp(-m * ti)
             return stats.gamma.pdf(m, s, scale=1.0 / beta) * lik

@@ -23,8 +23,9 @@ gradient sampler in PyMC, while every conditional here is one-dimensional and ch
 That scheme alone mixes very slowly in the hyperparameters (on BTYDplus' grocery data,
 R-hat near 2 for s and beta after 300 sweeps): each (shape, rate) pair is drawn given
 1,525 customer-level values that are themselves drawn given it. Each sweep therefore also
-makes joint moves ([4]_; :func:`_sweep`): (s, beta) is drawn with every mu integrated out
-(the Pareto lifetime, :func:`log_dropout_pair`) and mu afterwards; and Liu & Sabatti's
+makes joint moves ([4]_; :func:`_sweep`): tau and then (s, beta) are drawn with every mu
+integrated out (the Pareto lifetime, :func:`_draw_tau_pareto`, :func:`log_dropout_pair`)
+and mu afterwards; and Liu & Sabatti's
 group moves rescale all the lambda (k) with alpha (gamma), and widen or narrow their
 spread with r and alpha (t and gamma), accepted by Metropolis-Hastings on the joint
 (:func:`scale_move`, :func:`spread_move`). Each leaves the posterior invariant.
@@ -339,8 +340,8 @@ def _sweep(state, hyper, data, rng, jacobian, moves=True):
     Without `moves`, the paper's Gibbs scheme ([1]_ Appendix). With them (the default of
     :class:`ParetoGGG`), blocks the one-at-a-time scheme lacks: the scale and spread
     moves of (lambda, r, alpha) and (k, t, gamma) (:func:`scale_move`,
-    :func:`spread_move`); and (s, beta) with every mu integrated out
-    (:func:`log_dropout_pair`) followed by mu given (s, beta, tau)."""
+    :func:`spread_move`); and tau, then (s, beta), with every mu integrated out
+    (:func:`_draw_tau_pareto`, :func:`log_dropout_pair`), mu last given (s, beta, tau)."""
     x, t_x, T, litt = data
     k, lam, mu, tau = state
     t, gamma, r, alpha, s, beta = hyper
