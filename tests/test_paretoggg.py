@@ -142,3 +142,82 @@ def test_grocery_holdout_close_to_btydplus(grocery):
     # regular buyers: the posterior puts the mean regularity well above Poisson (k = 1)
     post = model.idata_.posterior
     assert float((post["t"] / post["gamma"]).mean()) > 2.0
+
+
+def test_dropout_pair_is_the_gamma_mixture_of_the_lifetimes():
+    # (s, beta) with every mu integrated out: an active customer's P(tau > T) and a dead
+    # one's density of tau, each a Gamma(s, beta) mixture over mu (quadrature)
+    from scipy import integrate, stats
+
+    T = np.array([30.0, 52.0, 10.0, 40.0])
+    tau = np.array([45.0, 20.0, 3.0, 80.0])  # customers 1 and 2 dead
+    s, beta = 0.7, 6.0
+    ref = 0.0
+    for Ti, ti in zip(T, tau, strict=True):
+        def f(m, Ti=Ti, ti=ti):
+            lik = np.exp(-m * Ti) if ti > Ti else m * np.exp(-m * ti)
+            return stats.gamma.pdf(m, s, scale=1.0 / beta) * lik
+        ref += np.log(integrate.quad(f, 0.0, np.inf, limit=200)[0])
+    for jacobian in (False, True):
+        h, b = pg._hyper_prior_exponent(jacobian)
+        got = pg.log_dropout_pair(np.log([s]), np.log([beta]), T, tau, jacobian)[0]
+        assert got - h * np.log(s * beta) + b * (s + beta) == pytest.approx(ref, rel=1e-8)
+
+
+def _joint_draws(rng, n_rep, n):
+    # replicates of (shape, rate) ~ Gamma(2, 2) each, values ~ Gamma(shape, rate),
+    # Poisson counts of rate 3 v: a joint whose marginals of (shape, rate) are known
+    shape, rate = rng.gamma(2.0, 0.5, n_rep), rng.gamma(2.0, 0.5, n_rep)
+    v = np.maximum(rng.gamma(shape[:, None], 1.0 / rate[:, None], (n_rep, n)), 1e-12)
+    return shape, rate, v, rng.poisson(3.0 * v)
+
+
+def test_scale_and_spread_moves_keep_a_known_target(monkeypatch):
+    # The moves alone, applied to exact draws of the joint, must leave the known Gamma(2, 2)
+    # marginals of shape and rate unchanged (Liu & Sabatti's invariance; a wrong Jacobian
+    # or Haar measure shifts them by several standard errors)
+    from scipy import special as sp
+
+    monkeypatch.setattr(pg, "_HYPER_PRIOR", 2.0)  # log-space target of Gamma(2, 2)
+    h, b = pg._hyper_prior_exponent(True)
+    rng = np.random.default_rng(7)
+    n_rep, n = 4000, 4
+    shape, rate, v, x = _joint_draws(rng, n_rep, n)
+    moved = np.empty((n_rep, 2))
+    for i in range(n_rep):
+        def lik(w, i=i):
+            return x[i] * np.log(w) - 3.0 * w
+
+        vi, ri = pg.scale_move(v[i], rate[i], lik, h, b, rng, steps=4)
+        vi, si, ri = pg.spread_move(vi, shape[i], ri, lik, True, rng, steps=4)
+        moved[i] = si, ri
+    mean, sd = sp.digamma(2.0) - np.log(2.0), np.sqrt(sp.polygamma(1, 2.0))
+    logs = np.log(moved)
+    assert np.abs(logs.mean(axis=0) - mean).max() < 4 * sd / n_rep**0.5
+    np.testing.assert_allclose(logs.std(axis=0), sd, rtol=0.05)
+    # and they do move: most replicates changed
+    assert (np.abs(logs - np.log(np.c_[shape, rate])) > 1e-12).mean() > 0.5
+
+
+def test_tau_with_mu_integrated_out_draws_its_conditional():
+    # one customer copied 5,000 times: the share alive and the mean lifetime of the dead
+    # against quadrature of S(y - t_x) times the Pareto (Lomax) lifetime density
+    from scipy import integrate
+
+    n, k, lam, s, beta, t_x, T = 5_000, 2.5, 0.4, 0.6, 8.0, 10.0, 30.0
+    rng = np.random.default_rng(8)
+    tau = pg._draw_tau_pareto(np.full(n, k), np.full(n, lam), s, beta, np.full(n, 40.0),
+                              np.full(n, t_x), np.full(n, T), rng)
+
+    def dead(y, power=0):
+        sf = np.exp(pg.log_gamma_sf(k, k * lam, y - t_x))
+        return y**power * sf * s * beta**s / (beta + y) ** (s + 1)
+
+    alive = np.exp(pg.log_gamma_sf(k, k * lam, T - t_x)) * (beta / (beta + T)) ** s
+    d0 = integrate.quad(dead, t_x, T)[0]
+    p = alive / (alive + d0)
+    assert (tau > T).mean() == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / n))
+    died = tau[tau <= T]
+    assert died.mean() == pytest.approx(integrate.quad(dead, t_x, T, args=(1,))[0] / d0,
+                                        abs=4 * died.std() / died.size**0.5)
+    assert (died > t_x).all()
