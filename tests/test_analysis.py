@@ -469,17 +469,16 @@ def test_ranges_of_outcomes_come_from_the_recommended_model(one_segment):
     np.testing.assert_allclose(a.top.loc[shown, analysis.RANGE_HIGH], ref["high"], rtol=1e-8)
 
 
-def test_pareto_ggg_is_fitted_by_regularity_or_by_the_keyword():
+def test_pareto_ggg_is_fitted_by_the_keyword_and_named_where_timing_is_regular():
     regular, poisson = type("R", (), {"k": 2.0})(), type("R", (), {"k": 1.0})()
     notes: list = []
-    assert analysis.wants_pareto_ggg(None, True, regular, 1000, notes)
-    assert not analysis.wants_pareto_ggg(None, True, poisson, 1000, notes)
-    assert not analysis.wants_pareto_ggg(None, False, regular, 1000, notes)  # --no-bayes
-    assert analysis.wants_pareto_ggg(True, False, poisson, 10**6, notes)  # forced on
-    assert not analysis.wants_pareto_ggg(False, True, regular, 1000, notes)  # forced off
+    assert analysis.wants_pareto_ggg(True, False, poisson, notes)  # forced on
+    assert not analysis.wants_pareto_ggg(False, True, regular, notes)  # forced off
+    assert not analysis.wants_pareto_ggg(None, True, poisson, notes)
+    assert not analysis.wants_pareto_ggg(None, False, regular, notes)  # --no-bayes
     assert not notes
-    assert not analysis.wants_pareto_ggg(None, True, regular, 6000, notes)
-    assert "pareto_ggg=True" in notes[0]
+    assert not analysis.wants_pareto_ggg(None, True, regular, notes)  # default: a note
+    assert len(notes) == 1 and "pareto_ggg=True" in notes[0] and "regular" in notes[0]
 
 
 def test_pareto_ggg_in_the_report_marked_when_its_chains_fail(monkeypatch):

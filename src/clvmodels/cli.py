@@ -318,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pareto-ggg",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="fit the regular-buyer model Pareto/GGG (slow Gibbs sampling), or not with "
-        "--no-pareto-ggg; default: when purchase timing is regular (Wheat & Morrison "
-        "k >= 1.5), the Bayesian models are fitted and there are at most 5,000 customers",
+        help="fit the regular-buyer model Pareto/GGG (slow Gibbs sampling; shown only if "
+        "its chains converge); default: not fitted, with a note when purchase timing is "
+        "regular (Wheat & Morrison k >= 1.5)",
     )
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument(
