@@ -266,3 +266,21 @@ def test_covariate_models_sample_with_nutpie(name):
         assert fitted.idata_.posterior["coefficients"].shape == (1, 20, n_coef)
     np.testing.assert_array_equal(auto.idata_.posterior["coefficients"].values,
                                   asked.idata_.posterior["coefficients"].values)
+
+
+def test_nutpie_workers_after_the_fast_path_raise_no_fork_warning(cdnow_rfm):
+    """A fast-path fit starts JAX's threads; a later nutpie fit on the C back-end forks
+    its chain workers, at which JAX warns (RuntimeWarning) unless the workers' start
+    silences it: no stray warning may reach a user (the report does exactly this)."""
+    settings = {"draws": 20, "tune": 20, "chains": 2, "cores": 2, "random_seed": 1,
+                "progressbar": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains
+        fast = bayes.BGNBD().fit(cdnow_rfm, sampler="blackjax", **settings)
+    assert '"sampler": "blackjax' in fast.idata_.posterior.attrs["clvmodels"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        later = bayes.BGNBD().fit(cdnow_rfm, sampler="nutpie", backend="c", **settings)
+    assert '"sampler": "nutpie' in later.idata_.posterior.attrs["clvmodels"]
+    stray = [str(c.message) for c in caught if not issubclass(c.category, StatisticalWarning)]
+    assert not stray, stray

@@ -182,6 +182,12 @@ def _in_workers(compiled, var_names, seeds, workers, run, bar):
                     # Python >= 3.12 warns about forking a process with threads (BLAS
                     # pools); the workers use no lock those threads could hold
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    # JAX (the fast path, if it ran first) warns at every fork that a
+                    # child using JAX could deadlock: these children never touch JAX and
+                    # leave by os._exit (no atexit handlers)
+                    warnings.filterwarnings(
+                        "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+                    )
                     proc.start()
             except Exception as err:  # e.g. fit() inside a daemonic process: no children
                 recv.close()
