@@ -91,8 +91,12 @@ _FORMAT_VERSION = 1
 # steps: 42,501 rows 32 s "c" / 75 s "numba", 423,732 rows 97 s / 207 s (s3-14b)
 # above this many distinct rows ``sampler="auto"`` samples a model with a summed
 # likelihood Op (``_loglik_total``) with nutpie rather than the fast path (measured in
-# benchmarks/bench_bayes_scale.py --cases gradient)
-AUTO_TOTAL_MIN_ROWS = 20_000
+# benchmarks/bench_bayes_scale.py --cases gradient, and end to end on a quiet machine:
+# BG/NBD, fresh processes, warm caches, fast path against nutpie with the Op: CDNOW
+# sample 1,016 rows (4 x 1,000 after 1,000) 9.2 s against 14.4-15.2 s; 7,000 CDNOW
+# master customers, 2,833 rows (2 x 500 after 500) 7.4 s against 9.7 s, the same CPU;
+# the whole master, 8,685 rows, 12-14 s against 10-12 s, 19-23 CPU-s against 11-13)
+AUTO_TOTAL_MIN_ROWS = 4_000
 PriorSpec = tuple[str, dict[str, float]] | Callable[[str], Any]
 # prior sd of each covariate coefficient on the design's internal scale (module docstring)
 COEFFICIENT_PRIOR_SD = 1.0
