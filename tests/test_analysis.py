@@ -479,6 +479,9 @@ def test_pareto_ggg_is_fitted_by_the_keyword_and_named_where_timing_is_regular()
     assert not notes
     assert not analysis.wants_pareto_ggg(None, True, regular, notes)  # default: a note
     assert len(notes) == 1 and "pareto_ggg=True" in notes[0] and "regular" in notes[0]
+    with cm.errors.cli_flags({}):  # the report's command line: the flag, not the keyword
+        assert not analysis.wants_pareto_ggg(None, True, regular, notes)
+    assert "--pareto-ggg fits it" in notes[1] and "pareto_ggg=True" not in notes[1]
 
 
 def test_pareto_ggg_in_the_report_marked_when_its_chains_fail(monkeypatch):

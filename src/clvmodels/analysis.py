@@ -14,6 +14,7 @@ usable on its own; :func:`analyze` calls them in order.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -22,7 +23,14 @@ import pandas as pd
 
 from ._aggregate import customer_segments
 from .compare import mae_difference
-from .errors import ConvergenceError, DataError, DataWarning, StatisticalWarning, option
+from .errors import (
+    ConvergenceError,
+    DataError,
+    DataWarning,
+    StatisticalWarning,
+    cli_flags,
+    option,
+)
 from .log import TransactionLog, _iso, as_log
 
 __all__ = [
@@ -1085,7 +1093,10 @@ def analyze(
         ggom = _fit_ggompertz(cal, failed)
         if ggom is not None:
             methods[ggompertz_name(ggom)] = (ggom, gg)
-        if wants_pareto_ggg(pareto_ggg, bayes, regularity, skipped):
+        # the report's notebook runs this for the command line: its note names the flag
+        with cli_flags({}) if caller == "cli" else contextlib.nullcontext():
+            want_ggg = wants_pareto_ggg(pareto_ggg, bayes, regularity, skipped)
+        if want_ggg:
             if "litt" in cal.columns:
                 methods[PARETO_GGG] = (_fit_pareto_ggg(cal, seed), gg)
             else:
