@@ -110,7 +110,7 @@ def test_sampling_sbg_bdw_and_cohorts(published):
     MLE fits (1,000 customers each)."""
     for cohort in published.columns:
         mle = cm.SBG().fit(published[cohort])
-        fit = bayes.SBG().fit(published[cohort], draws=500, tune=500, chains=2,
+        fit = bayes.SBG().fit(published[cohort], draws=1000, tune=500, chains=2,
                               random_seed=0, progressbar=False)
         assert fit.convergence_.passed, fit.convergence_.message()
         post = fit.summary()

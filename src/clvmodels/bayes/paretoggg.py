@@ -46,7 +46,9 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -320,7 +322,9 @@ def _draw_tau_pareto(k, lam, s, beta, tau, t_x, T, rng):
     log_alive = log_gamma_sf(k, k * lam, T - t_x) + s * (np.log(beta) - np.log(beta + T))
     alive = rng.random(t_x.size) < special.expit(log_alive - log_dead)
     u = 1.0 - rng.random(t_x.size)
-    tau = np.where(alive, T + (beta + T) * np.expm1(-np.log(u) / s), tau)
+    with np.errstate(over="ignore"):  # tiny s: a lifetime beyond any horizon
+        rest = np.minimum((beta + T) * np.expm1(-np.log(u) / s), np.finfo(float).max / 4)
+    tau = np.where(alive, T + rest, tau)
     dead = np.flatnonzero(~alive & (T > t_x))
     if dead.size:
         def lt(v, rows):
@@ -446,6 +450,22 @@ def future_purchases_path(k, lam, tau, t_x, T, times, rng):
     return counts
 
 
+@contextlib.contextmanager
+def _quiet_arviz():
+    """ArviZ logs "Shape validation failed" for a single chain (in ``from_dict`` and
+    R-hat); the verdict reports that itself (one chain cannot show convergence)."""
+    import arviz
+
+    # ArviZ's own logger object (arviz._log), not registered with logging.getLogger
+    log = getattr(arviz, "_log", None) or logging.getLogger("arviz")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def gibbs_verdict(idata, chains: int, draws: int):
     """The :class:`~clvmodels.bayes.convergence.Convergence` of the Gibbs chains: rank
     R-hat and bulk / tail ESS of the six hyperparameters (ArviZ), the thresholds of every
@@ -454,7 +474,8 @@ def gibbs_verdict(idata, chains: int, draws: int):
 
     from .convergence import verdict
 
-    table = az.summary(idata, var_names=list(HYPER_NAMES), kind="diagnostics")
+    with _quiet_arviz():
+        table = az.summary(idata, var_names=list(HYPER_NAMES), kind="diagnostics")
     return verdict("ParetoGGG", "gibbs", table, 0, chains, draws)
 
 
@@ -564,8 +585,9 @@ class ParetoGGG:
         posterior = {name: hyper_draws[:, :, j] for j, name in enumerate(HYPER_NAMES)}
         posterior.update({name: cust_draws[:, :, j] for j, name in enumerate(CUSTOMER_NAMES)})
         dims = {name: ["customer"] for name in CUSTOMER_NAMES}
-        self.idata_ = az.from_dict(posterior=posterior, dims=dims,
-                                   coords={"customer": np.asarray(rfm.index)})
+        with _quiet_arviz():
+            self.idata_ = az.from_dict(posterior=posterior, dims=dims,
+                                       coords={"customer": np.asarray(rfm.index)})
         self.idata_.posterior.attrs["clvmodels"] = json.dumps(
             {"model": type(self).__name__, "settings": self._settings()})
         self.convergence_ = gibbs_verdict(self.idata_, self.chains, self.draws)
