@@ -544,3 +544,13 @@ def test_a_recommended_pareto_ggg_gives_the_forecast_and_the_ranges(monkeypatch)
                                    model.probability_alive(a.rfm).sort_index(), check_names=False)
     shown = a.top.index[:analysis.TOP_N]
     assert (a.top.loc[shown, analysis.RANGE_LOW] <= a.top.loc[shown, "CLV"]).all()
+
+
+@pytest.mark.parametrize(("caller", "named"), [("python", "acquisition_cost"),
+                                                ("cli", "--acquisition-cost")])
+def test_analyze_words_its_messages_in_the_callers_language(caller, named):
+    """The report's notebook runs analyze(caller="cli") outside the command's flag
+    context: its errors and notes still name the flag, not the keyword."""
+    log = cm.TransactionLog(segment_column(["everyone"]), amount="amount", segment="segment")
+    with pytest.raises(ValueError, match=f"^{named}: an acquisition cost must be"):
+        analysis.analyze(log, bayes=False, acquisition_cost=-5, caller=caller)

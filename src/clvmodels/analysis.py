@@ -15,6 +15,7 @@ usable on its own; :func:`analyze` calls them in order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -955,6 +956,20 @@ def _formula_numbers(a: Analysis) -> pd.DataFrame:
                                   columns=["per customer", "customers", "total", "what it is"])
 
 
+def _in_callers_language(fn):
+    """Run `fn` with every :func:`~clvmodels.errors.option` it words (notes, errors,
+    advice) in the caller's language: the report's notebook calls :func:`analyze` with
+    ``caller="cli"`` in a kernel outside the command's own flag context."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, caller: str = "python", **kwargs):
+        with cli_flags({}) if caller == "cli" else contextlib.nullcontext():
+            return fn(*args, caller=caller, **kwargs)
+
+    return wrapper
+
+
+@_in_callers_language
 def analyze(
     log: TransactionLog,
     *,
@@ -1093,10 +1108,7 @@ def analyze(
         ggom = _fit_ggompertz(cal, failed)
         if ggom is not None:
             methods[ggompertz_name(ggom)] = (ggom, gg)
-        # the report's notebook runs this for the command line: its note names the flag
-        with cli_flags({}) if caller == "cli" else contextlib.nullcontext():
-            want_ggg = wants_pareto_ggg(pareto_ggg, bayes, regularity, skipped)
-        if want_ggg:
+        if wants_pareto_ggg(pareto_ggg, bayes, regularity, skipped):
             if "litt" in cal.columns:
                 methods[PARETO_GGG] = (_fit_pareto_ggg(cal, seed), gg)
             else:
