@@ -139,6 +139,42 @@ def test_models_and_settings_it_does_not_take(cdnow_rfm):
         assert _fast.plan(model, {**specs, "r": spec}, cols, w, codes, n, {}) is None
 
 
+def test_pochhammer_table_equals_log_gamma_differences():
+    """The fast path's log-gamma differences of whole-number frequencies (cumulative sums
+    of logs) equal scipy's gammaln(base + x) - gammaln(base), and their derivative in the
+    base equals digamma(base + x) - digamma(base), for a number and a column of bases."""
+    import jax
+    import jax.numpy as jnp
+    from scipy import special
+
+    _fast._configure_jax()
+    x = np.array([0.0, 1.0, 2.0, 7.0, 30.0, 63.0])
+    f = _fast._pochhammer_table(_fast._table_size(x, 3))
+    for base in (0.037, 2.5, 480.0):
+        want = special.gammaln(base + x) - special.gammaln(base)
+        np.testing.assert_allclose(np.asarray(f(base, jnp.asarray(x))), want, rtol=1e-12,
+                                   atol=1e-12)
+        grad = jax.grad(lambda b: f(b, jnp.asarray(x)).sum())(base)
+        want_grad = (special.digamma(base + x) - special.digamma(base)).sum()
+        assert float(grad) == pytest.approx(want_grad, rel=1e-12)
+    bases = np.array([[0.2], [1.0], [9.0]])
+    got = np.asarray(f(jnp.asarray(bases), jnp.asarray(x)[None, :]))
+    np.testing.assert_allclose(got, special.gammaln(bases + x) - special.gammaln(bases),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="column"):
+        f(jnp.ones(6), jnp.asarray(x))
+
+
+def test_table_only_for_whole_frequencies_of_a_bounded_range():
+    """Fractional or negative frequencies, or a table over TABLE_MAX_CELLS, keep the
+    log-gamma function (the table size is part of the compiled program's key)."""
+    assert _fast._table_size(np.array([0.0, 3.0, 10.0]), 1) == 64
+    assert _fast._table_size(np.array([0.0, 100.0]), 2) == 128
+    assert _fast._table_size(np.array([0.0, 2.5]), 1) is None
+    assert _fast._table_size(np.array([-1.0, 2.0]), 1) is None
+    assert _fast._table_size(np.array([0.0, 60_000.0]), 2) is None
+
+
 def test_padded_size_classes():
     sizes = [_fast.padded_size(n) for n in (1, 64, 65, 97, 1016, 9366)]
     assert sizes == [64, 64, 96, 128, 1024, 12288]

@@ -31,8 +31,14 @@ def log1mexp(x):
     return out
 
 
+def _log_pochhammer(base, x, gammaln=special.gammaln):
+    """log of the rising factorial (base)_x = Gamma(base + x) / Gamma(base) (DLMF 5.2.5)."""
+    return gammaln(base + x) - gammaln(base)
+
+
 NUMPY = SimpleNamespace(
     gammaln=special.gammaln,
+    log_pochhammer=_log_pochhammer,
     betaln=special.betaln,
     log=np.log,
     log1p=np.log1p,
@@ -56,6 +62,7 @@ def pytensor_ops() -> SimpleNamespace:
 
     return SimpleNamespace(
         gammaln=pt.gammaln,
+        log_pochhammer=lambda base, x: _log_pochhammer(base, x, pt.gammaln),
         betaln=lambda a, b: pt.gammaln(a) + pt.gammaln(b) - pt.gammaln(a + b),
         log=pt.log,
         log1p=pt.log1p,
@@ -85,6 +92,7 @@ def jax_ops() -> SimpleNamespace:
 
     return SimpleNamespace(
         gammaln=gammaln,
+        log_pochhammer=lambda base, x: _log_pochhammer(base, x, gammaln),
         betaln=lambda a, b: gammaln(a) + gammaln(b) - gammaln(a + b),
         log=jnp.log,
         log1p=jnp.log1p,

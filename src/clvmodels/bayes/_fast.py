@@ -50,7 +50,6 @@ from pathlib import Path
 import numpy as np
 
 from .._math import jax_ops
-from ..models._base import unique_rows
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 #: sampler settings of ``fit(**sampler_kwargs)`` this path understands
@@ -288,22 +287,26 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         "hyper": np.asarray(hyper, dtype=float).reshape(-1, 2),
         "centering": np.asarray(lam, dtype=float),
     }
-    n_pairs = 0
+    n_grid, n_table = 0, None
     if model._count_terms is not None:
-        (pair_seg, pair_x), index, _, _ = unique_rows([codes, cols[0]])
-        n_pairs = padded_size(pair_x.size)
-        data["pair_segment"] = _pad(pair_seg.astype(np.int32), n_pairs)
-        data["pair_x"] = _pad(pair_x.astype(float), n_pairs)
-        data["pair_index"] = _pad(index.astype(np.int32), size)
-        data["pair_runs"] = _runs(data["pair_index"], n_pairs)
-        data["pair_segment_runs"] = _runs(data["pair_segment"], n_groups)
+        # the count terms on the grid (segment x distinct frequency), each cell weighted
+        # by its rows' total weight (0 for an empty cell): see log_density
+        x_grid, x_index = np.unique(cols[0], return_inverse=True)
+        n_grid = padded_size(x_grid.size)
+        grid_weight = np.zeros((n_groups, n_grid))
+        np.add.at(grid_weight, (codes, x_index), w)
+        data["grid_x"] = _pad(x_grid.astype(float), n_grid)
+        data["grid_weight"] = grid_weight
+        n_table = _table_size(x_grid, n_groups)
+    data["segment_runs"] = _runs(data["codes"], n_groups)
     data["segment_runs"] = _runs(data["codes"], n_groups)
     structure = (
         type(model).__name__,
         kind,
         tuple(blocks),
         size,
-        n_pairs,
+        n_grid,
+        n_table,
         n_groups if kind == "segments" else None,
         tuple(structure_groups) if kind == "flat" else None,
     )
@@ -353,32 +356,87 @@ def _named_values(model, plan_: Plan, z, data, ops):
 
 
 def log_density(model, plan_: Plan, z, data):
-    """The log posterior density (up to a constant) at the unconstrained vector ``z``:
+    r"""The log posterior density (up to a constant) at the unconstrained vector ``z``:
     the priors plus ``sum(weight * loglik)``, the model's own log-likelihood with
-    ``ops=jax_ops()``."""
-    import jax
+    ``ops=jax_ops()``.
 
+    With count terms (``model._count_terms``, e.g. :func:`clvmodels.models.bgnbd.count_terms`)
+    the first of them (log c1: the gamma functions of the parameters and the frequency)
+    is an additive term of each row's log-likelihood, so :math:`\sum_i w_i \log c_1(g_i,
+    x_i)` is evaluated on the grid of segments x distinct frequencies, each cell weighted
+    by its rows' total weight, and the rows get 0 in its place (the second term, one log
+    per row, the likelihood computes itself). Exact: the same sum, ordered differently.
+    For whole-number frequencies the log-gamma differences are cumulative sums of logs
+    (:func:`_pochhammer_table`). No per-row gather of a term: XLA fuses a gathered
+    term's producer into the gather and evaluates the gamma functions once per row.
+    Measured inside a gradient on the CDNOW sample (1,024 rows, CPU time): 216 us with
+    the gathered terms, 80-110 us summed per cell with log-gamma, 30-43 us with the table.
+    """
     ops = jax_ops()
     take = _take_sorted_fn()
     logp, values = _named_values(model, plan_, z, data, ops)
     names = model.param_names
     extra = {}
     if plan_.segments is None:
-        per_row = at_pair = [values[n] for n in names]
+        per_row = [values[n] for n in names]
     else:
         per_row = [take(values[n], data["codes"], data["segment_runs"]) for n in names]
-        if "pair_x" in data:
-            at_pair = [
-                take(values[n], data["pair_segment"], data["pair_segment_runs"]) for n in names
-            ]
-    if "pair_x" in data:
-        terms = type(model)._count_terms(*at_pair, data["pair_x"], ops=ops)
-        # evaluated once per pair: without the barrier XLA fuses the gamma functions
-        # into the per-row gather and evaluates them once per row (4x slower in NUTS)
-        terms = jax.lax.optimization_barrier(terms)
-        extra["counts"] = [take(t, data["pair_index"], data["pair_runs"]) for t in terms]
+    if "grid_x" in data:
+        table = plan_.structure[4]
+        grid_ops = ops if table is None else _with_pochhammer_table(ops, table)
+        if plan_.segments is None:
+            at_grid, x = [values[n] for n in names], data["grid_x"]
+        else:
+            at_grid, x = [values[n][:, None] for n in names], data["grid_x"][None, :]
+        log_c1, _ = type(model)._count_terms(*at_grid, x, ops=grid_ops)
+        logp = logp + (data["grid_weight"].reshape(log_c1.shape) * log_c1).sum()
+        extra["counts"] = (0.0, None)
     ll = type(model)._ll(*per_row, *data["cols"], ops=ops, **extra)
     return logp + (data["weight"] * ll).sum()
+
+
+#: the largest (segments x (highest frequency + 1)) whose log-gamma differences are
+#: cumulative sums of logs (:func:`_pochhammer_table`); above, the log-gamma function
+TABLE_MAX_CELLS = 100_000
+
+
+def _table_size(x_grid: np.ndarray, n_groups: int) -> int | None:
+    """The (padded) length of the table of :func:`_pochhammer_table` for frequencies
+    ``x_grid``, or None when they are not whole numbers or the table would be large."""
+    if x_grid.size == 0 or x_grid.min() < 0 or not np.array_equal(x_grid, np.floor(x_grid)):
+        return None
+    size = padded_size(int(x_grid.max()) + 1)
+    return size if size * n_groups <= TABLE_MAX_CELLS else None
+
+
+def _with_pochhammer_table(ops, size: int):
+    """``ops`` whose ``log_pochhammer`` is :func:`_pochhammer_table` (``size`` entries)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(ops), "log_pochhammer": _pochhammer_table(size)})
+
+
+def _pochhammer_table(size: int):
+    r"""``log_pochhammer(base, x)`` = :math:`\log\Gamma(base + x) - \log\Gamma(base)` for
+    whole numbers :math:`0 \le x < size`, as :math:`\sum_{k<x} \log(base + k)` (the
+    recurrence :math:`\Gamma(z + 1) = z\Gamma(z)`, DLMF 5.5.1): one cumulative sum of
+    ``size`` logs per value of ``base``, read at x; its gradient has no digamma (which
+    XLA's CPU back-end evaluates slowly). ``base`` is a number or a column (g, 1),
+    ``x`` varies along the last axis only: the result has their broadcast shape."""
+    import jax.numpy as jnp
+
+    k = np.arange(size, dtype=float)
+
+    def log_pochhammer(base, x):
+        base, x = jnp.asarray(base), jnp.asarray(x)
+        if base.ndim and base.shape[-1] != 1:
+            raise ValueError("the table's base must be a number or a column")
+        shape = jnp.broadcast_shapes(base.shape, x.shape)
+        logs = jnp.log(base.reshape(-1, 1) + k)
+        table = jnp.concatenate([jnp.zeros((logs.shape[0], 1)), jnp.cumsum(logs, axis=1)], 1)
+        return table[:, x.reshape(-1).astype(np.int32)].reshape(shape)
+
+    return log_pochhammer
 
 
 def initial_points(model, plan_: Plan, specs, chains: int, rng) -> np.ndarray:
@@ -415,10 +473,17 @@ def cache_dir() -> Path:
 
 @cache
 def _configure_jax() -> None:
-    """Double precision, and the persistent compilation cache unless the user set one."""
+    """Double precision, one JAX CPU device per core (:func:`sample` runs chains on
+    different devices: the computations of one device run one at a time), and the
+    persistent compilation cache unless the user set one."""
     jax_ops()  # enables float64
     import jax
 
+    if jax.config.jax_num_cpu_devices < 0:  # not set by the user
+        try:
+            jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+        except RuntimeError:
+            pass  # JAX already ran in this process: its devices stay as they are
     if not jax.config.jax_compilation_cache_dir:
         path = cache_dir()
         try:
@@ -613,7 +678,14 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
             with lock:
                 bar.update(n)
 
+    # the computations of one JAX CPU device run one after the other: each worker
+    # thread's chains run on a device of their own
+    devices = jax.devices("cpu")
+    workers = max(1, min(int(cores), chains))
+    on_device = [jax.device_put(data, devices[j % len(devices)]) for j in range(workers)]
+
     def run_chain(c):
+        data = on_device[c % workers]
         state, step_size, imm = warmup(keys[2 * c], z0[c], data)
         jax.block_until_ready(state)
         advance(tune)
@@ -626,14 +698,18 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
         out[1]["step_size"] = np.full(draws, float(step_size))
         return out
 
-    workers = max(1, min(int(cores), chains))
     try:
         if workers == 1:
             results = [run_chain(c) for c in range(chains)]
         else:
+            def run_worker(j):  # chains j, j + workers, ... on device j
+                return {c: run_chain(c) for c in range(j, chains, workers)}
+
             with ThreadPoolExecutor(workers, thread_name_prefix="clvmodels-chain") as pool:
-                futures = [pool.submit(run_chain, c) for c in range(chains)]
-                results = [f.result() for f in futures]
+                done = {}
+                for f in [pool.submit(run_worker, j) for j in range(workers)]:
+                    done.update(f.result())
+                results = [done[c] for c in range(chains)]
     finally:
         if bar is not None:
             bar.close()

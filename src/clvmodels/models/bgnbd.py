@@ -48,9 +48,9 @@ def count_terms(r, alpha, a, b, x, ops=NUMPY):
     once per distinct (segment, x) and index, which takes the gamma functions (and their
     derivatives) and the logs of per-segment parameters off the per-customer work.
     """
-    log_c1 = (
-        ops.gammaln(r + x) - ops.gammaln(r) + r * ops.log(alpha)
-        + ops.gammaln(a + b) + ops.gammaln(b + x) - ops.gammaln(b) - ops.gammaln(a + b + x)
+    log_c1 = (  # log Gamma(z + x) - log Gamma(z) is ops.log_pochhammer(z, x)
+        ops.log_pochhammer(r, x) + r * ops.log(alpha)
+        + ops.log_pochhammer(b, x) - ops.log_pochhammer(a + b, x)
     )
     return log_c1, ops.log(a) - ops.log(b + ops.maximum(x, 1.0) - 1.0)
 
