@@ -473,17 +473,10 @@ def cache_dir() -> Path:
 
 @cache
 def _configure_jax() -> None:
-    """Double precision, one JAX CPU device per core (:func:`sample` runs chains on
-    different devices: the computations of one device run one at a time), and the
-    persistent compilation cache unless the user set one."""
+    """Double precision, and the persistent compilation cache unless the user set one."""
     jax_ops()  # enables float64
     import jax
 
-    if jax.config.jax_num_cpu_devices < 0:  # not set by the user
-        try:
-            jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-        except RuntimeError:
-            pass  # JAX already ran in this process: its devices stay as they are
     if not jax.config.jax_compilation_cache_dir:
         path = cache_dir()
         try:
@@ -678,14 +671,9 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
             with lock:
                 bar.update(n)
 
-    # the computations of one JAX CPU device run one after the other: each worker
-    # thread's chains run on a device of their own
-    devices = jax.devices("cpu")
     workers = max(1, min(int(cores), chains))
-    on_device = [jax.device_put(data, devices[j % len(devices)]) for j in range(workers)]
 
     def run_chain(c):
-        data = on_device[c % workers]
         state, step_size, imm = warmup(keys[2 * c], z0[c], data)
         jax.block_until_ready(state)
         advance(tune)
@@ -702,7 +690,7 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
         if workers == 1:
             results = [run_chain(c) for c in range(chains)]
         else:
-            def run_worker(j):  # chains j, j + workers, ... on device j
+            def run_worker(j):  # chains j, j + workers, ... in thread j
                 return {c: run_chain(c) for c in range(j, chains, workers)}
 
             with ThreadPoolExecutor(workers, thread_name_prefix="clvmodels-chain") as pool:
@@ -723,6 +711,9 @@ def _import_arviz() -> None:
     try:
         import arviz  # noqa: F401
         import xarray  # noqa: F401
+        from xarray.namedarray.pycompat import array_type
+
+        array_type("dask")  # xarray's first array imports dask when installed (0.35 s)
     except Exception:  # noqa: BLE001 - reported by the main thread's own import
         pass
 
