@@ -166,6 +166,27 @@ class BayesModel:
     def __init__(self, *, priors: dict[str, PriorSpec] | None = None):
         self.priors = priors
 
+    @property
+    def idata_(self):
+        """The posterior draws and sampler statistics (``arviz.InferenceData``); after a
+        fit on the fast path made when first read (ArviZ's import costs 1.5 s)."""
+        idata = self.__dict__.get("_idata")
+        if idata is None:
+            pending = self.__dict__.get("_idata_pending")
+            if pending is None:
+                raise AttributeError(f"this {type(self).__name__} is not fitted (no idata_)")
+            from . import _fast
+
+            idata = _fast.inference_data(*pending)
+            self.__dict__["_idata"] = idata
+            del self.__dict__["_idata_pending"]
+        return idata
+
+    @idata_.setter
+    def idata_(self, idata) -> None:
+        self.__dict__.pop("_idata_pending", None)
+        self.__dict__["_idata"] = idata
+
     # ---- to be provided by subclasses ---------------------------------------------
     def _fit_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame
@@ -387,8 +408,8 @@ class BayesModel:
         for name, value in (("draws", draws), ("chains", chains)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        for name in ("idata_", "method_", "n_obs_", "diagnostics_", "n_divergent_",
-                     "convergence_", "design_"):
+        for name in ("_idata", "_idata_pending", "method_", "n_obs_", "diagnostics_",
+                     "n_divergent_", "convergence_", "design_"):
             self.__dict__.pop(name, None)  # refitting discards the previous fit
         codes, labels, cols, z, w = self._fit_data(data, weights)
         design = self.design_
@@ -494,26 +515,34 @@ class BayesModel:
                 progressbar=progress,
             )
             used = "pymc"
-        idata = _keep_posterior(idata, var_names)
-        if design is not None:
-            idata.posterior = self._to_user_scale(idata.posterior)
-        if labels is not None:
-            idata.posterior = idata.posterior.assign_coords(segment=np.asarray(labels))
-        idata.posterior.attrs["clvmodels"] = json.dumps(
-            {
-                "format_version": _FORMAT_VERSION,
-                "model": type(self).__name__,
-                "settings": self._settings(),
-                "priors": {k: (list(v) if not callable(v) else repr(v)) for k, v in specs.items()},
-                "method": method,
-                "sampler": used,
-                "random_seed": random_seed,
-                "n_obs": float(w.sum()),
-                "n_unique": int(w.size),
-                "design": None if design is None else design.to_dict(),
-            }
-        )
-        self.idata_ = idata
+        attrs = {
+            "clvmodels": json.dumps(
+                {
+                    "format_version": _FORMAT_VERSION,
+                    "model": type(self).__name__,
+                    "settings": self._settings(),
+                    "priors": {k: (list(v) if not callable(v) else repr(v))
+                               for k, v in specs.items()},
+                    "method": method,
+                    "sampler": used,
+                    "random_seed": random_seed,
+                    "n_obs": float(w.sum()),
+                    "n_unique": int(w.size),
+                    "design": None if design is None else design.to_dict(),
+                }
+            )
+        }
+        if fast is not None:  # numpy draws: the InferenceData when first read
+            coords = {} if labels is None else {"segment": np.asarray(labels)}
+            self.__dict__["_idata_pending"] = (idata, coords, attrs)
+        else:
+            idata = _keep_posterior(idata, var_names)
+            if design is not None:
+                idata.posterior = self._to_user_scale(idata.posterior)
+            if labels is not None:
+                idata.posterior = idata.posterior.assign_coords(segment=np.asarray(labels))
+            idata.posterior.attrs.update(attrs)
+            self.idata_ = idata
         self.method_ = method
         self.n_obs_ = float(w.sum())
         self._set_convergence()
@@ -547,13 +576,27 @@ class BayesModel:
     def _set_convergence(self) -> None:
         """``diagnostics_``, ``n_divergent_`` (NUTS) and the verdict ``convergence_``."""
         table, n_div = None, 0
+        pending = self.__dict__.get("_idata_pending")
+        if pending is not None:  # the fast path's numpy draws (no InferenceData yet)
+            draws, coords, _ = pending
+            n_chains, n_draws = draws.sample_stats["diverging"].shape
+        else:
+            sizes = self.idata_.posterior.sizes
+            n_chains, n_draws = sizes["chain"], sizes["draw"]
         if self.method_ == "nuts":
-            table, n_div = _sampling.diagnostics(self.idata_, self._checked_names())
+            if pending is not None:
+                labels = [coords.get("segment", [])]
+                table = _sampling.diagnostics_of([
+                    e for name in self._checked_names()
+                    for e in _sampling.array_elements(name, draws.posterior[name], labels)
+                ])
+                n_div = int(draws.sample_stats["diverging"].sum())
+            else:
+                table, n_div = _sampling.diagnostics(self.idata_, self._checked_names())
             self.diagnostics_ = table
             self.n_divergent_ = n_div
-        sizes = self.idata_.posterior.sizes
         self.convergence_ = verdict(
-            type(self).__name__, self.method_, table, n_div, sizes["chain"], sizes["draw"]
+            type(self).__name__, self.method_, table, n_div, n_chains, n_draws
         )
 
     def _settings(self) -> dict:

@@ -46,6 +46,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -299,7 +300,6 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         data["grid_weight"] = grid_weight
         n_table = _table_size(x_grid, n_groups)
     data["segment_runs"] = _runs(data["codes"], n_groups)
-    data["segment_runs"] = _runs(data["codes"], n_groups)
     structure = (
         type(model).__name__,
         kind,
@@ -454,9 +454,9 @@ def device_data(plan_: Plan):
     """The plan's data as JAX arrays, in double precision."""
     _configure_jax()
     import jax
-    import jax.numpy as jnp
 
-    return jax.tree.map(jnp.asarray, plan_.data)
+    # device_put, not jnp.asarray: the latter compiles a small program per shape
+    return jax.device_put(jax.tree.map(np.asarray, plan_.data))
 
 
 # ---- compilation cache -------------------------------------------------------------------
@@ -489,6 +489,10 @@ def _configure_jax() -> None:
 
 
 # ---- the programs --------------------------------------------------------------------
+#: XLA's options for the two programs: without the CPU back-end's fusion emitters (MLIR)
+#: XLA compiles them in 1.5-1.8 s instead of 2.8-3.1 s each (BG/NBD, CDNOW sample, in a
+#: new environment), and they run as fast (measured in benchmarks/bench_bayes.py)
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 _PROGRAMS: dict = {}
 
 
@@ -522,7 +526,8 @@ def _trace(model, plan_: Plan, target: float, max_depth: int, tune: int, block: 
     def logdensity_of(data):
         return lambda z: log_density(model, plan_, z, data)
 
-    def warmup(key, z0, data):
+    def warmup(key, stream, z0, data):
+        key = jax.random.fold_in(key, stream)
         adapt = blackjax.window_adaptation(
             blackjax.nuts,
             logdensity_of(data),
@@ -534,7 +539,8 @@ def _trace(model, plan_: Plan, target: float, max_depth: int, tune: int, block: 
         (state, params), _ = adapt.run(key, z0, num_steps=tune)
         return tuple(state), params["step_size"], params["inverse_mass_matrix"]
 
-    def draws(key, state, step_size, imm, data, offset):
+    def draws(key, stream, state, step_size, imm, data, offset):
+        key = jax.random.fold_in(key, stream)
         logdensity = logdensity_of(data)
         kernel = blackjax.nuts.build_kernel()
         state = blackjax.mcmc.hmc.HMCState(*state)
@@ -560,8 +566,12 @@ def _trace(model, plan_: Plan, target: float, max_depth: int, tune: int, block: 
     return jax.jit(warmup), jax.jit(draws)
 
 
-def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, args_draws):
-    """The warm-up and block-of-draws programs of one chain, as callables.
+def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, args_draws,
+              pool):
+    """The warm-up and block-of-draws programs of one chain, compiled: two futures of
+    ``jax.stages.Compiled``, compiled side by side in ``pool`` (an executor with two
+    threads: XLA compiles without Python's lock; in a new environment the two
+    compilations take 2.2 s and 1.5 s, one after the other 3.7 s).
 
     Kept in memory for the process, and on disk (:func:`cache_dir`, as serialized
     StableHLO of ``jax.export``) keyed by the model structure, the settings and the
@@ -574,17 +584,30 @@ def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, a
     key = (plan_.structure, plan_.dim, target, max_depth, tune, block)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
+    args = (args_warmup, args_draws)
+
+    def compile_(i, exported):
+        lowered = jax.jit(exported.call).lower(*args[i])
+        try:
+            return lowered.compile(compiler_options=COMPILER_OPTIONS)
+        except jax.errors.JaxRuntimeError:  # an XLA that does not know an option
+            return lowered.compile()
+
     digest = hashlib.sha256(repr((key, _source_digest(model))).encode()).hexdigest()[:32]
     path = cache_dir() / "programs" / f"{type(model).__name__}-{digest}.bin"
-    progs = None
     try:
-        progs = tuple(export.deserialize(b).call for b in _unpack(path.read_bytes()))
+        exported = [export.deserialize(b) for b in _unpack(path.read_bytes())]
     except (OSError, ValueError):
-        progs = None
-    if progs is None or len(progs) != 2:
-        warm, draws = _trace(model, plan_, target, max_depth, tune, block)
-        exported = [export.export(warm)(*args_warmup), export.export(draws)(*args_draws)]
-        progs = tuple(jax.jit(e.call) for e in exported)
+        exported = []
+    if len(exported) == 2:
+        futures = tuple(pool.submit(compile_, i, e) for i, e in enumerate(exported))
+    else:
+        # trace one program while XLA compiles the other
+        futures, exported = [], []
+        for i, fn in enumerate(_trace(model, plan_, target, max_depth, tune, block)):
+            exported.append(export.export(fn)(*args[i]))
+            futures.append(pool.submit(compile_, i, exported[i]))
+        futures = tuple(futures)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -592,10 +615,8 @@ def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, a
             os.replace(tmp, path)
         except OSError:
             pass  # no writable cache: trace again in the next process
-    else:
-        progs = tuple(jax.jit(p) for p in progs)
-    _PROGRAMS[key] = progs
-    return progs
+    _PROGRAMS[key] = futures
+    return futures
 
 
 def _pack(blobs) -> bytes:
@@ -615,9 +636,9 @@ def _unpack(raw: bytes) -> list[bytearray]:
 
 
 def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed, progressbar):
-    """NUTS draws of the plan's posterior: an ``arviz.InferenceData`` with the
-    variables ``plan_.var_names`` (dimension ``segment`` in segment models) and the
-    sampler statistics (``diverging``, ``energy``, ``step_size``, ...).
+    """NUTS draws of the plan's posterior (:class:`Draws`): the variables
+    ``plan_.var_names`` (a segment axis in segment models) and the sampler statistics
+    (``diverging``, ``energy``, ``step_size``, ...).
 
     Each chain runs its warm-up, then its draws in blocks of :data:`BLOCK` steps, in one
     of ``cores`` threads (the compiled code releases Python's GIL); the draws do not
@@ -629,9 +650,8 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
 
     import jax
 
-    # ArviZ (for the InferenceData) takes 1-2 s to import, most of it numba compiling a
-    # ufunc of ArviZ's at import: done in a thread while the programs load and run
-    importer = threading.Thread(target=_import_arviz, name="clvmodels-import", daemon=True)
+    # the convergence diagnostics' import (0.5 s): in a thread while the programs run
+    importer = threading.Thread(target=_import_stats, name="clvmodels-import", daemon=True)
     importer.start()
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % (2**31))
@@ -641,24 +661,32 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
     block = min(BLOCK, draws)
     rng = np.random.default_rng(random_seed)
     z0 = initial_points(model, plan_, specs, chains, rng)
-    root = jax.random.PRNGKey(random_seed)
-    keys = np.asarray(jax.random.split(root, 2 * chains))
+    # threefry's key of the seed (its two 32-bit halves), made without JAX (jax.random
+    # compiles three small programs); chain c's warm-up and draws use its streams 2c
+    # and 2c + 1 (jax.random.fold_in, inside the programs)
+    seed = int(random_seed) % 2**64
+    root = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
     data = device_data(plan_)
     shape = jax.ShapeDtypeStruct
     dense = plan_.dim <= DENSE_MAX_DIM
     spec_state = _state_spec(plan_.dim)
     spec_imm = shape((plan_.dim, plan_.dim) if dense else (plan_.dim,), np.float64)
-    spec_key = shape(keys[0].shape, keys.dtype)
-    warmup, block_fn = _programs(
+    spec_key = shape(root.shape, root.dtype)
+    spec_stream = shape((), np.int32)
+    compiler = ThreadPoolExecutor(2, thread_name_prefix="clvmodels-compile")
+    programs = _programs(
         model,
         plan_,
         target,
         max_depth,
         tune,
         block,
-        (spec_key, shape((plan_.dim,), np.float64), data),
-        (spec_key, spec_state, shape((), np.float64), spec_imm, data, shape((), np.int32)),
+        (spec_key, spec_stream, shape((plan_.dim,), np.float64), data),
+        (spec_key, spec_stream, spec_state, shape((), np.float64), spec_imm, data,
+         shape((), np.int32)),
+        compiler,
     )
+    compiler.shutdown(wait=False)
     bar = None
     lock = threading.Lock()
     if progressbar:
@@ -674,12 +702,16 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
     workers = max(1, min(int(cores), chains))
 
     def run_chain(c):
-        state, step_size, imm = warmup(keys[2 * c], z0[c], data)
+        warmup = programs[0].result()
+        state, step_size, imm = warmup(root, np.int32(2 * c), z0[c], data)
         jax.block_until_ready(state)
         advance(tune)
+        block_fn = programs[1].result()
         pieces = []
         for offset in range(0, draws, block):
-            state, piece = block_fn(keys[2 * c + 1], state, step_size, imm, data, np.int32(offset))
+            state, piece = block_fn(
+                root, np.int32(2 * c + 1), state, step_size, imm, data, np.int32(offset)
+            )
             pieces.append(jax.device_get(piece))
             advance(min(block, draws - offset))
         out = jax.tree.map(lambda *a: np.concatenate(a)[:draws], *pieces)
@@ -703,17 +735,15 @@ def sample(model, plan_: Plan, specs, *, draws, tune, chains, cores, random_seed
             bar.close()
         importer.join()
     values, stats = jax.tree.map(lambda *a: np.stack(a), *results)
-    return _inference_data(values, stats, plan_)
+    return Draws({n: np.asarray(values[n]) for n in plan_.var_names},
+                 {k: np.asarray(v) for k, v in stats.items()})
 
 
-def _import_arviz() -> None:
-    """Import ArviZ and xarray (errors surface again at the import in the main thread)."""
+def _import_stats() -> None:
+    """Import ArviZ's array diagnostics (errors surface again at the import in the main
+    thread)."""
     try:
-        import arviz  # noqa: F401
-        import xarray  # noqa: F401
-        from xarray.namedarray.pycompat import array_type
-
-        array_type("dask")  # xarray's first array imports dask when installed (0.35 s)
+        from arviz_stats.base import array_stats  # noqa: F401
     except Exception:  # noqa: BLE001 - reported by the main thread's own import
         pass
 
@@ -726,16 +756,24 @@ def _state_spec(dim):
     return (vec, jax.ShapeDtypeStruct((), np.float64), vec)
 
 
-def _inference_data(values, stats, plan_: Plan):
+class Draws(NamedTuple):
+    """The fast path's draws as numpy arrays: ``posterior`` (name: (chain, draw) or
+    (chain, draw, segment)) and ``sample_stats`` (name: (chain, draw)). The model makes
+    its ``InferenceData`` (:func:`inference_data`) when it is first asked for: ArviZ
+    takes 1.5 s to import, a third of a CDNOW fit."""
+
+    posterior: dict
+    sample_stats: dict
+
+
+def inference_data(draws: Draws, coords: dict, attrs: dict):
+    """``draws`` as an ``arviz.InferenceData``: variables with a third axis have the
+    dimension ``segment`` (labels ``coords["segment"]``); ``attrs`` on the posterior."""
     import arviz as az
 
-    dims = {}
-    coords = {}
-    if plan_.segments is not None:
-        coords["segment"] = np.arange(plan_.segments)
-        dims = {n: ["segment"] for n, v in values.items() if np.ndim(v) == 3}
-    posterior = {n: np.asarray(values[n]) for n in plan_.var_names}
-    sample_stats = {k: np.asarray(v) for k, v in stats.items()}
-    return az.from_dict(
-        posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims
+    dims = {n: ["segment"] for n, v in draws.posterior.items() if np.ndim(v) == 3}
+    idata = az.from_dict(
+        posterior=draws.posterior, sample_stats=draws.sample_stats, coords=coords, dims=dims
     )
+    idata.posterior.attrs.update(attrs)
+    return idata
