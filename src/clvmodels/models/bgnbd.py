@@ -343,7 +343,9 @@ def expected_purchases_new(r, alpha, a, b, t):
     """
     t = np.asarray(t, dtype=float)
     zero = np.zeros_like(t)
-    return expected_purchases(r, alpha, a, b, t, zero, zero, zero)
+    # P(alive) = 1 at x = 0 (eq. (11)): not evaluated (the Bayesian CLV calls this for
+    # every draw, distinct customer and period)
+    return _expected_if_alive(r, alpha, a, b, t, zero, zero)
 
 
 def probability_of_purchases(r, alpha, a, b, n, t):
