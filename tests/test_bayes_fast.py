@@ -181,6 +181,32 @@ def test_padded_size_classes():
     assert all(_fast.padded_size(n) < 1.5 * n + 64 for n in range(1, 5000, 37))
 
 
+def test_a_failed_compilation_is_not_kept(cdnow_rfm, tmp_path, monkeypatch):
+    """A compilation that fails (here: XLA raising once) reaches the caller, and the
+    next fit compiles again instead of re-raising the failure it kept."""
+    import jax
+
+    monkeypatch.setenv("CLVMODELS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fast, "_PROGRAMS", {})
+    compile_ = jax.stages.Lowered.compile
+    calls = []
+
+    def failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("XLA ran out of memory")
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", failing_once)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)  # short chains
+        with pytest.raises(MemoryError, match="out of memory"):
+            bayes.BGNBD().fit(cdnow_rfm, random_seed=5, **QUICK)
+        m = bayes.BGNBD().fit(cdnow_rfm, random_seed=5, **QUICK)
+    assert m.idata_.posterior["r"].shape == (2, 120)
+    assert len(calls) == 4  # two failed-or-done, then both programs compiled again
+
+
 def test_same_seed_same_draws_and_cores_do_not_matter(cdnow_rfm, tmp_path, monkeypatch):
     """The fast path is the default; a seed fixes the draws, whatever ``cores``; another
     seed gives others. The second fit reads the programs from the on-disk cache."""

@@ -791,7 +791,9 @@ class BayesModel:
         return az.summary(idata, var_names=self._checked_names(), hdi_prob=hdi_prob)
 
     def __repr__(self) -> str:
-        state = "fitted" if hasattr(self, "idata_") else "not fitted"
+        # not hasattr(self, "idata_"): that would build a pending InferenceData
+        fitted = "_idata" in self.__dict__ or "_idata_pending" in self.__dict__
+        state = "fitted" if fitted else "not fitted"
         return f"{type(self).__name__}({state})"
 
     # ---- persistence ------------------------------------------------------------------

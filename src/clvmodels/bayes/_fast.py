@@ -569,9 +569,9 @@ def _trace(model, plan_: Plan, target: float, max_depth: int, tune: int, block: 
 def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, args_draws,
               pool):
     """The warm-up and block-of-draws programs of one chain, compiled: two futures of
-    ``jax.stages.Compiled``, compiled side by side in ``pool`` (an executor with two
-    threads: XLA compiles without Python's lock; in a new environment the two
-    compilations take 2.2 s and 1.5 s, one after the other 3.7 s).
+    ``jax.stages.Compiled``, compiled in ``pool`` (an executor with two threads) with
+    :data:`COMPILER_OPTIONS`; after tracing, the draws program is traced while XLA
+    compiles the warm-up. A failed compilation is not kept: the next fit tries again.
 
     Kept in memory for the process, and on disk (:func:`cache_dir`, as serialized
     StableHLO of ``jax.export``) keyed by the model structure, the settings and the
@@ -582,8 +582,9 @@ def _programs(model, plan_: Plan, target, max_depth, tune, block, args_warmup, a
     from jax import export
 
     key = (plan_.structure, plan_.dim, target, max_depth, tune, block)
-    if key in _PROGRAMS:
-        return _PROGRAMS[key]
+    kept = _PROGRAMS.get(key)
+    if kept is not None and not any(f.done() and f.exception() for f in kept):
+        return kept
     args = (args_warmup, args_draws)
 
     def compile_(i, exported):

@@ -342,8 +342,8 @@ def diagnostics_of(elements):
     """R-hat and bulk and tail ESS of each (label, (chain, draw) draws) element, as a
     table indexed by ``parameter``.
 
-    Rank-normalised split R-hat and bulk/tail ESS (Vehtari et al. 2021, eqs. 4-6 and
-    section 4.3; tail ESS at the 5% and 95% quantiles) from ArviZ's array layer
+    Rank-normalised split R-hat and bulk/tail ESS (Vehtari et al. 2021; tail ESS at the
+    5% and 95% quantiles, ArviZ's default) from ArviZ's array layer
     (``arviz_stats.base.array_stats``: numpy only, without ArviZ's 1.5 s import of its
     plotting stack; the same values as ``arviz.rhat`` and ``arviz.ess``).
     """
