@@ -57,6 +57,7 @@ def _cohort(name):
 CASES = {
     "BGNBD": (lambda: bayes.BGNBD(), lambda rfm: rfm),
     "MBGNBD": (lambda: bayes.MBGNBD(), lambda rfm: rfm),
+    "ParetoNBD": (lambda: bayes.ParetoNBD(), lambda rfm: rfm),
     "SBG": (lambda: bayes.SBG(), _cohort("regular")),
     "BDW": (lambda: bayes.BDW(), _cohort("highend")),
     "GammaGamma": (lambda: bayes.GammaGamma(), lambda rfm: rfm),
@@ -285,19 +286,28 @@ def test_segment_fit_recovers_simulated_segments():
 
 
 def test_it_takes_models_by_their_likelihood(cdnow_rfm):
-    """The Pareto/NBD (numpy quadrature in a pytensor Op) and a BG/NBD subclass with
-    another likelihood keep the stock build but are not taken: the fast path would
-    otherwise fail on, or sample the wrong density of, a likelihood it was not tested on."""
+    """A BG/NBD subclass with another likelihood keeps the stock build but is not taken:
+    the fast path would otherwise sample the wrong density of a likelihood it was not
+    tested on. The Pareto/NBD is taken (its grid quadrature), but not with segments
+    (its quadrature is for one set of parameters)."""
 
     class OtherLikelihood(bayes.BGNBD):
         _ll = staticmethod(lambda r, alpha, a, b, x, t_x, T, ops, counts=None: 0.0 * x)
 
-    for model in (bayes.ParetoNBD(), OtherLikelihood()):
-        assert _fast._stock(model) is None
-        cols, w, codes, n = _inputs(model, cdnow_rfm)
-        specs = model._prior_specs(cols, w)
-        assert _fast.plan(model, specs, cols, w, codes, n, {}) is None
+    model = OtherLikelihood()
+    assert _fast._stock(model) is None
+    cols, w, codes, n = _inputs(model, cdnow_rfm)
+    specs = model._prior_specs(cols, w)
+    assert _fast.plan(model, specs, cols, w, codes, n, {}) is None
     assert _fast._stock(bayes.MBGNBD()) == "flat"  # its density is tested equal above
+    assert _fast._stock(bayes.ParetoNBD()) == "flat"
+
+    class SegmentPareto(bayes.SegmentBGNBD):
+        _ll = staticmethod(bayes.ParetoNBD._ll)
+        _count_terms = None
+        param_names = bayes.ParetoNBD.param_names
+
+    assert _fast._stock(SegmentPareto()) is None
 
 
 def _covariate_case(name):

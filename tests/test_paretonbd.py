@@ -383,3 +383,119 @@ def test_probability_of_purchases_tends_to_the_exponential_lifetime_limit(mu):
             want.append(float(alive + dead))
     np.testing.assert_allclose(paretonbd.probability_of_purchases(r, alpha, s, beta, n, t),
                                want, rtol=1e-10)
+
+
+def _day_rows(n, seed, params=(0.553, 74.0, 0.606, 81.7)):
+    """Distinct (x, t_x, T) rows of ``n`` simulated customers in whole days over two
+    years (the Bayesian fast path's 1M benchmark data, smaller), with their counts."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(0, 731, n).astype(float)
+    u = rng.random(n)  # time of day of the first purchase
+    sim = ParetoNBD.from_params(**dict(zip(("r", "alpha", "s", "beta"), params, strict=True)))
+    sim = sim.simulate(n, age + 1.0 - u, random_state=rng)
+    x = sim["frequency"].to_numpy(float)
+    t_x = np.where(x > 0, np.minimum(np.floor(u + sim["recency"].to_numpy(float)), age), 0.0)
+    rows, w = np.unique(np.column_stack([x, t_x, age]), axis=0, return_counts=True)
+    return (*rows.T, w.astype(float))
+
+
+GRID_POINTS = [
+    (0.553, 74.0, 0.606, 81.7),  # the simulation's parameters
+    (0.3, 20.0, 2.0, 300.0),
+    (2.0, 200.0, 0.2, 10.0),
+    (0.55, 1.0, 0.6, 2.0),  # scales near the grid's reference (1/1000 of 730 days)
+    (0.55, 5000.0, 30.0, 5000.0),
+    (5.0, 74.0, 5.0, 74.0),  # alpha = beta, r + s above the accuracy bound's 2
+]
+
+
+@pytest.mark.parametrize("point", GRID_POINTS)
+def test_grid_quadrature_equals_the_adaptive_one(point):
+    """The fixed grid quadrature (quadrature_grid, the Bayesian fast path's) gives the
+    log-likelihood of the adaptive quadrature per row to 1e-11, on day-level rows (t_x
+    = T and T = 0 among them) and on CDNOW-like continuous times, without warnings."""
+    x, t_x, T, w = _day_rows(20_000, 3)
+    assert np.any((t_x == T) & (x > 0)) and np.any(T == 0)
+    rng = np.random.default_rng(4)
+    T2 = rng.uniform(0, 78, 500).round(3)
+    x2 = rng.poisson(2, 500).astype(float)
+    t2 = np.where(x2 > 0, T2 * rng.random(500), 0.0)
+    for cols in ((x, t_x, T), (x2, t2, T2)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            grid = paretonbd.quadrature_grid(*cols)
+            ours = paretonbd.loglik(*point, *cols, grid=grid)
+        ref = paretonbd.loglik(*point, *cols)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-11)
+
+
+def test_grid_quadrature_of_one_row_and_of_rows_without_a_dead_term():
+    """Degenerate grids: one customer; only customers seen once at T = t_x (no panel,
+    only the dummy one)."""
+    p = GRID_POINTS[0]
+    for cols in (([3.0], [20.0], [50.0]), ([0.0, 2.0], [0.0, 9.0], [0.0, 9.0])):
+        cols = tuple(np.asarray(c) for c in cols)
+        grid = paretonbd.quadrature_grid(*cols)
+        np.testing.assert_allclose(paretonbd.loglik(*p, *cols, grid=grid),
+                                   paretonbd.loglik(*p, *cols), rtol=0, atol=1e-12)
+
+
+def test_grid_quadrature_in_jax_value_and_gradient():
+    """With JAX ops the grid quadrature gives the numpy value, and JAX's gradient of the
+    weighted total equals the module's exact gradient (loglik_grad) to 1e-8 relative."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from clvmodels._math import jax_ops
+
+    x, t_x, T, w = _day_rows(20_000, 5)
+    grid = paretonbd.quadrature_grid(x, t_x, T)
+    ops = jax_ops()
+
+    def total(theta):
+        return (w * paretonbd.loglik(*theta, x, t_x, T, ops=ops, grid=grid)).sum()
+
+    for point in GRID_POINTS[:3]:
+        value, grad = jax.jit(jax.value_and_grad(total))(jnp.asarray(point))
+        assert float(value) == pytest.approx(w @ paretonbd.loglik(*point, x, t_x, T),
+                                             rel=1e-13)
+        exact = [w @ g for g in paretonbd.loglik_grad(*point, x, t_x, T)]
+        np.testing.assert_allclose(np.asarray(grad), exact, rtol=1e-8)
+
+
+def test_segmented_reverse_cumulative_logsumexp_and_logaddexp_take():
+    """The two ops the grid quadrature adds, numpy and JAX (values and gradients): a
+    reverse log-sum-exp restarted at each segment's end, and logaddexp of two lookups,
+    against direct sums."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from clvmodels._math import NUMPY, jax_ops
+
+    rng = np.random.default_rng(6)
+    values = rng.normal(0, 30, 200)
+    ends = rng.random(200) < 0.1
+    ends[-1] = True
+    stops = np.flatnonzero(ends)
+    want = np.array([np.logaddexp.reduce(values[i : stops[stops >= i][0] + 1])
+                     for i in range(200)])
+    np.testing.assert_allclose(NUMPY.reverse_cumlogsumexp(values, ends), want, rtol=1e-13)
+    ops = jax_ops()
+    got = jax.jit(ops.reverse_cumlogsumexp)(jnp.asarray(values), jnp.asarray(ends))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-13)
+    a, b = rng.normal(0, 5, 30), rng.normal(0, 5, 40)
+    ia, ib = rng.integers(0, 30, 500), rng.integers(0, 40, 500)
+    g = rng.random(500)
+    np.testing.assert_allclose(NUMPY.logaddexp_take(a, b, ia, ib),
+                               np.logaddexp(a[ia], b[ib]), rtol=1e-15)
+
+    def f(a, b, take):
+        return (g * take(a, b)).sum()
+
+    ours = jax.value_and_grad(lambda a, b: f(a, b, lambda a, b: ops.logaddexp_take(
+        a, b, jnp.asarray(ia), jnp.asarray(ib))), argnums=(0, 1))(jnp.asarray(a), jnp.asarray(b))
+    ref = jax.value_and_grad(lambda a, b: f(a, b, lambda a, b: jnp.logaddexp(a[ia], b[ib])),
+                             argnums=(0, 1))(jnp.asarray(a), jnp.asarray(b))
+    assert float(ours[0]) == pytest.approx(float(ref[0]), rel=1e-14)
+    for mine, theirs in zip(ours[1], ref[1], strict=True):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-12, atol=1e-15)

@@ -31,6 +31,22 @@ def log1mexp(x):
     return out
 
 
+def _logaddexp_take(a, b, index_a, index_b):
+    """``logaddexp(a[index_a], b[index_b])``: two looked-up logs added."""
+    return np.logaddexp(a[index_a], b[index_b])
+
+
+def _reverse_cumlogsumexp(values, ends):
+    """``out[i] = log sum exp(values[i:j])`` up to the end ``j`` of i's segment; ``ends``
+    (bool) marks the last element of each segment (the last element is one)."""
+    values = np.asarray(values, dtype=float)
+    out = np.empty_like(values)
+    stops = np.flatnonzero(ends) + 1
+    for a, b in zip(np.r_[0, stops[:-1]], stops, strict=True):
+        out[a:b] = np.logaddexp.accumulate(values[a:b][::-1])[::-1]
+    return out
+
+
 def _log_pochhammer(base, x, gammaln=special.gammaln):
     """log of the rising factorial (base)_x = Gamma(base + x) / Gamma(base) (DLMF 5.2.5)."""
     return gammaln(base + x) - gammaln(base)
@@ -49,6 +65,9 @@ NUMPY = SimpleNamespace(
     maximum=np.maximum,
     minimum=np.minimum,
     log1mexp=log1mexp,
+    expm1=np.expm1,
+    logaddexp_take=_logaddexp_take,
+    reverse_cumlogsumexp=_reverse_cumlogsumexp,
 )
 """numpy/scipy implementation of the ops namespace."""
 
@@ -90,6 +109,15 @@ def jax_ops() -> SimpleNamespace:
     def log1mexp_jax(x):
         return jnp.where(x > -np.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
 
+    def reverse_cumlogsumexp(values, ends):
+        # a segmented scan (Blelloch 1990, "Prefix sums and their applications", §1.5)
+        # from the end: the flag of a segment's last element restarts the sum
+        def combine(a, b):
+            return a[0] | b[0], jnp.where(b[0], b[1], jnp.logaddexp(a[1], b[1]))
+
+        _, out = jax.lax.associative_scan(combine, (ends[::-1], values[::-1]))
+        return out[::-1]
+
     return SimpleNamespace(
         gammaln=gammaln,
         log_pochhammer=lambda base, x: _log_pochhammer(base, x, gammaln),
@@ -103,7 +131,49 @@ def jax_ops() -> SimpleNamespace:
         maximum=jnp.maximum,
         minimum=jnp.minimum,
         log1mexp=log1mexp_jax,
+        expm1=jnp.expm1,
+        logaddexp_take=_jax_logaddexp_take(),
+        reverse_cumlogsumexp=reverse_cumlogsumexp,
     )
+
+
+@cache
+def _jax_logaddexp_take():
+    """``logaddexp(a[index_a], b[index_b])`` for JAX, with its own gradient: the shares
+    ``sigmoid(d)`` and ``1 - sigmoid(d)``, ``d = a[index_a] - b[index_b]``, times the
+    cotangent, summed per index (``segment_sum``). Written out because XLA's CPU
+    back-end otherwise fuses the producers of ``a`` and ``b`` into the per-row gathers
+    (and recomputes them per row), and the gathers into the logs and exponentials
+    (which then run unvectorised). With 393,216 rows into 24,576 values the value and
+    gradient of the rows' weighted sum take 2.8 ms like this, 5.2 ms as
+    ``jnp.logaddexp`` of two indexings with JAX's gradient (whose infinity handling
+    also makes it 3x slower than the written-out form). The whole Pareto/NBD density
+    and gradient on 1M customers took 24 ms with that, 13.7 ms with this op."""
+    import jax
+    import jax.numpy as jnp
+
+    barrier = jax.lax.optimization_barrier
+
+    def forward(a, b, index_a, index_b):
+        a, b = barrier((a, b))
+        u, v = barrier((a[index_a], b[index_b]))
+        d = u - v
+        out = jnp.maximum(u, v) + jnp.log1p(jnp.exp(-jnp.abs(d)))
+        return out, (d, index_a, index_b, a, b)
+
+    @jax.custom_vjp
+    def logaddexp_take(a, b, index_a, index_b):
+        return forward(a, b, index_a, index_b)[0]
+
+    def backward(res, g):
+        d, index_a, index_b, a, b = res  # a, b for their sizes
+        ga = g * jax.nn.sigmoid(d)
+        ga, gb = barrier((ga, g - ga))
+        return (jax.ops.segment_sum(ga, index_a, a.shape[0]),
+                jax.ops.segment_sum(gb, index_b, b.shape[0]), None, None)
+
+    logaddexp_take.defvjp(forward, backward)
+    return logaddexp_take
 
 
 def trigamma_shift(base: float, x) -> np.ndarray:

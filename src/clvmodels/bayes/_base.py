@@ -356,8 +356,8 @@ class BayesModel:
             NUTS implementation. ``"auto"``: blackjax on the fast path
             (:mod:`clvmodels.bayes._fast`: chains in ``cores`` threads, ``backend``
             unused) for the one-segment models without covariates whose priors are all of
-            its families and whose likelihood it reproduces (BG/NBD, MBG/NBD,
-            Gamma-Gamma, sBG, BdW; not the Pareto/NBD), else nutpie; ``"blackjax"`` asks for
+            its families and whose likelihood it reproduces (BG/NBD, MBG/NBD, Pareto/NBD,
+            Gamma-Gamma, sBG, BdW), else nutpie; ``"blackjax"`` asks for
             the fast path (also for the segment models; a warning and nutpie when it
             cannot be used); nutpie falls back to PyMC's with a warning when it cannot
             be used.
@@ -369,7 +369,7 @@ class BayesModel:
             cached on disk, its chains in forked worker processes (on Linux; see
             :mod:`clvmodels.bayes._chains`). ``"auto"`` is ``"c"`` (numba was slower
             at every size measured, its compilation included). The Pareto/NBD, whose
-            likelihood is numpy code called from the graph, always uses ``"c"``; so do
+            likelihood is then numpy code called from the graph, always uses ``"c"``; so do
             the BG/NBD and Gamma-Gamma (and their segment models) without covariates,
             whose likelihood is then one numpy Op summed by distinct values
             (``loglik_total_and_grad`` of :mod:`clvmodels.models.bgnbd` and

@@ -34,9 +34,10 @@ arguments, that builds its PyMC model with the stock ``_build`` and ``_parameter
 set of parameters, or the hierarchical segments of :mod:`clvmodels.bayes.segments`), and
 sampler settings this path knows (``target_accept``, ``max_treedepth``), without
 covariates, and whose log-likelihood is one of :func:`_likelihoods` (pure ``ops`` code
-tested equal to PyMC's density). Anything else (callable priors, other families, models
-that override the build, covariates, the Pareto/NBD's numpy likelihood) goes to the PyMC
-path.
+tested equal to PyMC's density; the Pareto/NBD's with its fixed grid quadrature,
+:func:`clvmodels.models.paretonbd.quadrature_grid`, without segments). Anything else
+(callable priors, other families, models that override the build, covariates) goes to
+the PyMC path.
 """
 
 from __future__ import annotations
@@ -144,7 +145,11 @@ class Plan:
 
 def padded_size(n: int) -> int:
     """The size class of ``n`` rows: the next of 64, 96, 128, 192, 256, ... (at most 1.5x
-    ``n``), so that data sets of similar size share compiled code; padded rows weigh 0."""
+    ``n``), above 65,536 the next multiple of 1/8 of the power of two below ``n``, so
+    that data sets of similar size share compiled code; padded rows weigh 0."""
+    if n > 1 << 16:  # multiples of 1/8 of a power of two: at most 1.125x
+        step = 1 << (int(n).bit_length() - 4)
+        return -(-int(n) // step) * step
     size = 64
     while size < n:
         size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
@@ -195,18 +200,24 @@ def _take_sorted_fn():
 
 
 @cache
-def _likelihoods() -> tuple[frozenset, frozenset]:
-    """The log-likelihood functions (``_ll``) and count terms (``_count_terms``) this path
-    evaluates with ``ops=jax_ops()``: pure ``ops`` code, each tested equal to PyMC's
-    density (tests/test_bayes_fast.py). Not the Pareto/NBD's (numpy quadrature in a
-    pytensor Op) nor any other: a model is taken by its likelihood function, not by the
-    class it inherits from."""
-    from ..models import bdw, bgnbd, gammagamma, mbgnbd, sbg
+def _likelihoods() -> dict:
+    """The log-likelihood functions (``_ll``) this path evaluates with ``ops=jax_ops()``
+    (pure ``ops`` code, each tested equal to PyMC's density, tests/test_bayes_fast.py),
+    each with the count terms it sums on the grid of distinct frequencies (see
+    :func:`log_density`) and the builder of its fixed quadrature (the Pareto/NBD's
+    :func:`~clvmodels.models.paretonbd.quadrature_grid`: its PyMC path is a numpy
+    quadrature with data-dependent panels), or None. A model is taken by its
+    likelihood function, not by the class it inherits from."""
+    from ..models import bdw, bgnbd, gammagamma, mbgnbd, paretonbd, sbg
 
-    return (
-        frozenset({bgnbd.loglik, mbgnbd.loglik, gammagamma.loglik, sbg.loglik, bdw.loglik}),
-        frozenset({None, bgnbd.count_terms}),
-    )
+    return {
+        bgnbd.loglik: (bgnbd.count_terms, None),
+        paretonbd.loglik: (paretonbd.count_terms, paretonbd.quadrature_grid),
+        mbgnbd.loglik: (None, None),
+        gammagamma.loglik: (None, None),
+        sbg.loglik: (None, None),
+        bdw.loglik: (None, None),
+    }
 
 
 def _stock(model) -> str | None:
@@ -217,13 +228,15 @@ def _stock(model) -> str | None:
     from .segments import SegmentMixin
 
     cls = type(model)
-    lls, terms = _likelihoods()
+    known = _likelihoods()
     if cls._build is not BayesModel._build or getattr(model, "design_", None) is not None:
         return None
-    if cls._ll not in lls or cls._count_terms not in terms:
+    if cls._ll not in known or cls._count_terms not in (None, known[cls._ll][0]):
         return None
     if cls._parameters is BayesModel._parameters and model.segment is None:
         return "flat"
+    if known[cls._ll][1] is not None:
+        return None  # a fixed quadrature for one set of parameters
     if isinstance(model, SegmentMixin) and cls._parameters is SegmentMixin._parameters:
         return "segments"
     return None
@@ -288,8 +301,11 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         "hyper": np.asarray(hyper, dtype=float).reshape(-1, 2),
         "centering": np.asarray(lam, dtype=float),
     }
-    n_grid, n_table = 0, None
-    if model._count_terms is not None:
+    n_grid, n_table, quadrature = 0, None, None
+    count_terms, build_grid = _likelihoods()[type(model)._ll]
+    if build_grid is not None:
+        data["ll_grid"], quadrature = _quadrature_data(build_grid, cols, size)
+    if count_terms is not None:
         # the count terms on the grid (segment x distinct frequency), each cell weighted
         # by its rows' total weight (0 for an empty cell): see log_density
         x_grid, x_index = np.unique(cols[0], return_inverse=True)
@@ -309,6 +325,7 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         n_table,
         n_groups if kind == "segments" else None,
         tuple(structure_groups) if kind == "flat" else None,
+        quadrature,
     )
     return Plan(
         blocks=tuple(blocks),
@@ -319,6 +336,28 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         var_names=var_names,
         settings=dict(settings),
     )
+
+
+def _quadrature_data(build_grid, cols, size: int):
+    """The fixed quadrature of the (sorted, unpadded) rows ``cols`` (``build_grid``, e.g.
+    :func:`clvmodels.models.paretonbd.quadrature_grid`), padded: the rows' point indices
+    to ``size`` rows, the arrays of each kind (``panel_*``, ``point_*``, ...: the prefix
+    of a name; ``{kind}_x`` gives its count) along their last axis to its size class by
+    copies of their last element (a copied last panel ends a segment of its own, a
+    copied last point is no row's). Returns (data, structure:
+    the padded sizes)."""
+    grid, rows = build_grid(*cols)
+    kinds = sorted({name.split("_")[0] for name in grid})
+    sizes = {kind: padded_size(grid[f"{kind}_x"].shape[-1]) for kind in kinds}
+    padded = {}
+    for name, a in grid.items():
+        n = sizes[name.split("_")[0]]
+        if a.dtype.kind == "i":
+            a = a.astype(np.int32)
+        padded[name] = np.concatenate([a, np.repeat(a[..., -1:], n - a.shape[-1], axis=-1)],
+                                      axis=-1)
+    rows = {name: _pad(idx.astype(np.int32), size) for name, idx in rows.items()}
+    return (padded, rows), tuple(sizes[k] for k in kinds)
 
 
 # ---- the log density -------------------------------------------------------------------
@@ -388,9 +427,12 @@ def log_density(model, plan_: Plan, z, data):
             at_grid, x = [values[n] for n in names], data["grid_x"]
         else:
             at_grid, x = [values[n][:, None] for n in names], data["grid_x"][None, :]
-        log_c1, _ = type(model)._count_terms(*at_grid, x, ops=grid_ops)
+        count_terms = _likelihoods()[type(model)._ll][0]
+        log_c1, _ = count_terms(*at_grid, x, ops=grid_ops)
         logp = logp + (data["grid_weight"].reshape(log_c1.shape) * log_c1).sum()
         extra["counts"] = (0.0, None)
+    if "ll_grid" in data:
+        extra["grid"] = data["ll_grid"]
     ll = type(model)._ll(*per_row, *data["cols"], ops=ops, **extra)
     return logp + (data["weight"] * ll).sum()
 
