@@ -414,3 +414,27 @@ def test_fast_fit_builds_inference_data_when_first_read(kind):
         assert out["segments"] == ["a", "b"]
         assert any("segment" in dims for dims in out["dims"].values())
         assert any(label.endswith("[a]") for label in ours)
+
+
+@pytest.mark.parametrize("name", ["BGNBD", "ParetoNBD"])
+def test_log_density_with_sparse_large_frequencies(name, cdnow_rfm):
+    """The count terms' table is sized for the largest frequency: with two frequencies
+    (150, 300) far above the padded number of distinct ones, the fast path's density
+    equals PyMC's (it read the table sized by the distinct count, clamped: log density
+    -1468 against PyMC's +141 for the Pareto/NBD)."""
+    import jax
+    import jax.numpy as jnp
+
+    rfm = cdnow_rfm.iloc[:40].copy()
+    rfm.iloc[:2, rfm.columns.get_loc("frequency")] = [150, 300]
+    model = getattr(bayes, name)()
+    cols, w, codes, n_groups = _inputs(model, rfm)
+    specs = model._prior_specs(cols, w)
+    plan = _fast.plan(model, specs, cols, w, codes, n_groups, dict(model._nuts_defaults))
+    pm_model, _, _ = model._build(cols, w, codes, n_groups, specs)
+    logp = pm_model.compile_logp()
+    data = _fast.device_data(plan)
+    density = jax.jit(lambda z: _fast.log_density(model, plan, z, data))
+    z = _fast.initial_points(model, plan, specs, 1, np.random.default_rng(3))[0]
+    point = {_value_name(b, model): z[b.start] for b in plan.blocks}
+    assert float(density(jnp.asarray(z))) == pytest.approx(float(logp(point)), rel=1e-10)

@@ -399,7 +399,8 @@ def log_density(model, plan_: Plan, z, data):
     the priors plus ``sum(weight * loglik)``, the model's own log-likelihood with
     ``ops=jax_ops()``.
 
-    With count terms (``model._count_terms``, e.g. :func:`clvmodels.models.bgnbd.count_terms`)
+    With count terms (the likelihood's in :func:`_likelihoods`, e.g.
+    :func:`clvmodels.models.bgnbd.count_terms`)
     the first of them (log c1: the gamma functions of the parameters and the frequency)
     is an additive term of each row's log-likelihood, so :math:`\sum_i w_i \log c_1(g_i,
     x_i)` is evaluated on the grid of segments x distinct frequencies, each cell weighted
@@ -421,7 +422,7 @@ def log_density(model, plan_: Plan, z, data):
     else:
         per_row = [take(values[n], data["codes"], data["segment_runs"]) for n in names]
     if "grid_x" in data:
-        table = plan_.structure[4]
+        table = plan_.structure[5]  # n_table (n_grid is [4])
         grid_ops = ops if table is None else _with_pochhammer_table(ops, table)
         if plan_.segments is None:
             at_grid, x = [values[n] for n in names], data["grid_x"]

@@ -7,7 +7,7 @@ function of the maximum-likelihood model, sampled in one of two ways:
   ``"blackjax"``, without covariates) with ``grid=quadrature_grid(...)``: the integral
   by a fixed quadrature on the data's points, in JAX, so that XLA compiles the density
   and its gradient (on the 1M-customer benchmark it agrees with the adaptive quadrature
-  to 1e-13 per row, see :func:`~clvmodels.models.paretonbd.quadrature_grid`);
+  to about 1e-12 per row, see :func:`~clvmodels.models.paretonbd.quadrature_grid`);
 * otherwise as the numpy quadrature of the maximum-likelihood fit, whose panels depend
   on the data and the parameters: ``loglik(..., ops=pytensor_ops())`` puts it in the
   graph as one Op whose gradient is the module's exact gradient
