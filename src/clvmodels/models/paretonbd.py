@@ -276,7 +276,8 @@ def quadrature_grid(x, t_x, T) -> tuple[dict, dict]:
     geometrically (Trefethen 2008, "Is Gauss quadrature better than Clenshaw-Curtis?",
     *SIAM Review* 50(1), 67-87). The limits were set by measurement: with a width limit
     of 1/2 a row of ``tests/test_paretonbd.py``'s data was off by 1e-11 relative at
-    :math:`\alpha = 1.4 \mu_0`. Both :math:`D_x` and :math:`H_x` are sums of positive terms up to one
+    :math:`\alpha = 1.4 \mu_0`. Both :math:`D_x` and :math:`H_x` are sums of positive terms
+    up to one
     subtraction: :math:`H_x(T) = A_x(T) - D_x(T)` with :math:`D_x(T) \le A_x(T)(1 -
     (\frac{\beta+T}{\beta+U_x})^s)` (as :math:`f_x` is decreasing), whose rounding is at
     most a few ulps of :math:`A_x(T)`, never more than the row's bracket, which exceeds
