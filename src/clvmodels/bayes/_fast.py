@@ -141,6 +141,9 @@ class Plan:
     structure: tuple  # everything the compiled code depends on besides array values
     var_names: list[str]
     settings: dict
+    #: the length of the count terms' log-Pochhammer table (:func:`_pochhammer_table`),
+    #: None for log-gamma functions (also in ``structure``, by position)
+    table: int | None = None
 
 
 def padded_size(n: int) -> int:
@@ -335,6 +338,7 @@ def plan(model, specs, cols, w, codes, n_groups, settings, auto=False) -> Plan |
         structure=structure,
         var_names=var_names,
         settings=dict(settings),
+        table=n_table,
     )
 
 
@@ -422,7 +426,7 @@ def log_density(model, plan_: Plan, z, data):
     else:
         per_row = [take(values[n], data["codes"], data["segment_runs"]) for n in names]
     if "grid_x" in data:
-        table = plan_.structure[5]  # n_table (n_grid is [4])
+        table = plan_.table
         grid_ops = ops if table is None else _with_pochhammer_table(ops, table)
         if plan_.segments is None:
             at_grid, x = [values[n] for n in names], data["grid_x"]

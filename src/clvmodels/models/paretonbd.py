@@ -264,7 +264,8 @@ def quadrature_grid(x, t_x, T) -> tuple[dict, dict]:
     :math:`(x+3)\,w \le 4`; each is integrated by Gauss-Legendre in y (Davis &
     Rabinowitz 1984, *Methods of Numerical Integration*, §2.7): 8 nodes, or 4 where
     :math:`(x+3)\,w \le 1/4` and :math:`w \le 1/16` (93% of the sub-panels of the
-    1M-customer benchmark's data, 90% on the tests', whose days make most panels one day wide).
+    1M-customer benchmark's data, 90% of the tests', whose days make most panels one
+    day wide).
 
     Accuracy, for :math:`\mu = \min(\alpha, \beta) \ge \mu_0` (the width in
     :math:`\log(\mu + y)` is then at most w). :math:`\log f_x` has slope at most
@@ -276,15 +277,14 @@ def quadrature_grid(x, t_x, T) -> tuple[dict, dict]:
     geometrically (Trefethen 2008, "Is Gauss quadrature better than Clenshaw-Curtis?",
     *SIAM Review* 50(1), 67-87). The limits were set by measurement: with a width limit
     of 1/2 a row of ``tests/test_paretonbd.py``'s data was off by 1e-11 relative at
-    :math:`\alpha = 1.4 \mu_0`. Both :math:`D_x` and :math:`H_x` are sums of positive terms
-    up to one
-    subtraction: :math:`H_x(T) = A_x(T) - D_x(T)` with :math:`D_x(T) \le A_x(T)(1 -
-    (\frac{\beta+T}{\beta+U_x})^s)` (as :math:`f_x` is decreasing), whose rounding is at
-    most a few ulps of :math:`A_x(T)`, never more than the row's bracket, which exceeds
-    :math:`A_x(T)`. The log-likelihood agrees with :func:`loglik`'s adaptive quadrature
-    to 3e-12 per row at the parameters of ``tests/test_paretonbd.py`` (which asserts
-    1e-11), down to :math:`\alpha = 1.4\mu_0`; below :math:`\mu_0` the error grows, and
-    nothing breaks (positive weights and terms: no NaN).
+    :math:`\alpha = 1.4 \mu_0`. Both :math:`D_x` and :math:`H_x` are sums of positive
+    terms up to one subtraction: :math:`H_x(T) = A_x(T) - D_x(T)` with :math:`D_x(T) \le
+    A_x(T)(1 - (\frac{\beta+T}{\beta+U_x})^s)` (as :math:`f_x` is decreasing), whose
+    rounding is at most a few ulps of :math:`A_x(T)`, never more than the row's bracket,
+    which exceeds :math:`A_x(T)`. The log-likelihood agrees with :func:`loglik`'s
+    adaptive quadrature to 3e-12 per row at the parameters of ``tests/test_paretonbd.py``
+    (which asserts 1e-11), down to :math:`\alpha = 1.4\mu_0`; below :math:`\mu_0` the
+    error grows, and nothing breaks (positive weights and terms: no NaN).
 
     Returns ``(grid, rows)``: ``grid`` holds the panels' counts, which panels end a
     segment, which set each panel is in and its place there (``panel_*``; one dummy
